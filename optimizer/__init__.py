@@ -1,0 +1,15 @@
+"""offeropt: expected-incremental-margin offer optimization (see ../shared/spec/model.md).
+
+The path through the package: `io` validates input into an immutable `Instance`;
+`candidates.expand` builds the candidate table; `formulation.formulate` builds the
+MIP as arrays; a backend solves it; `plan.plan_document` maps the result back to
+an `offeropt/plan@1` document, which `check.check_plan` re-verifies independently.
+"""
+
+from __future__ import annotations
+
+from optimizer.errors import InputError, Issue, OfferOptError, PlanCheckError, SolverError
+
+__version__ = "0.1.0"
+
+__all__ = ["InputError", "Issue", "OfferOptError", "PlanCheckError", "SolverError", "__version__"]

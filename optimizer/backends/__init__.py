@@ -1,0 +1,63 @@
+"""MIP backends: each solves a `MilpProblem` (arrays) and returns a `MilpSolution`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class Termination(StrEnum):
+    OPTIMAL = "optimal"  # proven within the requested gap
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"  # stopped by the clock; x holds the incumbent, if any
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class MilpProblem:
+    objective: np.ndarray
+    matrix: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_upper: np.ndarray
+    integer: np.ndarray  # bool per column
+    maximize: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    time_limit: float | None = None
+    gap: float = 1e-4
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class MilpSolution:
+    termination: Termination
+    x: np.ndarray | None  # None when no feasible point was found
+    bound: float | None  # proven bound on the optimum, in the problem's sense
+    log_tail: tuple[str, ...] = ()
+    message: str = ""
+
+
+Backend = Callable[[MilpProblem, Limits], MilpSolution]
+
+
+def get_backend(name: str) -> Backend:
+    if name == "highs":
+        from optimizer.backends.highs import solve_highs
+
+        return solve_highs
+    if name == "cbc":
+        from optimizer.backends.cbc import solve_cbc
+
+        return solve_cbc
+    raise ValueError(f"solver: must be 'highs' or 'cbc', got {name!r}")
+
+
+def tail(text: str, lines: int = 40) -> tuple[str, ...]:
+    return tuple(text.splitlines()[-lines:])

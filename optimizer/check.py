@@ -1,0 +1,260 @@
+"""Independent re-verification of a plan against spec sections 3 and 4.
+
+Deliberately shares no code with `candidates`/`formulation`: it re-derives the
+semantics from the instance tables with its own joins, so a bug in the solver path
+cannot hide itself here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optimizer.model import Instance
+
+REL_TOL = 1e-6
+STATUSES = {"optimal", "feasible", "infeasible", "time_limit", "error"}
+PLAN_STATUSES = {"optimal", "feasible"}
+_NO_PERK = "\0none"  # a join key for "no perk" that no perk id can equal
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    violations: tuple[str, ...]
+    objective: float | None
+    kpis: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _close(a: float, b: float, scale: float = 1.0) -> bool:
+    return abs(a - b) <= REL_TOL * max(1.0, abs(a), abs(b), scale)
+
+
+def _variants(inst: Instance) -> pd.DataFrame:
+    """Every (segment, bundle, discount, perk) of a response, with its economics and verdict."""
+    pol = inst.policy
+    items = inst.items.set_index("id")
+    lines = inst.bundle_items.join(items[["price", "cost"]], on="item")
+    lines = lines.assign(p=lines["price"] * lines["qty"], c=lines["cost"] * lines["qty"])
+    econ = lines.groupby("bundle")[["p", "c"]].sum().rename(columns={"p": "ref", "c": "C"})
+    bundles = inst.bundles.set_index("id").join(econ)
+    bundles["P"] = bundles["price"].fillna(bundles["ref"])
+    bundles["floor"] = bundles["min_margin_rate"].fillna(pol.min_margin_rate)
+    ladder = [(b, float(d)) for b, own in zip(bundles.index, bundles["discounts"], strict=True)
+              for d in (pol.discount_ladder if own is None else own)]
+    ladders = pd.DataFrame(ladder, columns=["bundle", "discount"])
+    none = pd.DataFrame({"bundle": bundles.index, "perk": None, "perk_cost": 0.0, "lift": 0.0})
+    perks = inst.perks.rename(columns={"id": "perk", "cost": "perk_cost"})
+    options = pd.concat([none, perks[["bundle", "perk", "perk_cost", "lift"]]], ignore_index=True)
+    seg = inst.segments.set_index("id")
+    v = (inst.responses.merge(ladders, on="bundle").merge(options, on="bundle")
+         .join(bundles[["P", "C", "ref", "floor", "exclusion_group"]], on="bundle")
+         .join(seg[["views", "silent"]], on="segment"))
+    z = np.log(v["take_rate"] / (1 - v["take_rate"])) + v["price_sensitivity"] * v["discount"] \
+        + v["lift"]
+    v["prob"] = 1.0 / (1.0 + np.exp(-z))
+    v["r"] = v["P"] * (1 - v["discount"])
+    v["m"] = v["r"] - v["C"] - v["perk_cost"]
+    v["value"] = v["views"] * (v["prob"] * v["m"] - v["baseline_rate"] * (v["P"] - v["C"]))
+    ok = ~v["silent"] & (v["r"] > 0) & (v["m"] >= v["floor"] * v["r"] - 1e-9 * v["r"].abs())
+    if pol.max_discount is not None:
+        ok &= v["discount"] <= pol.max_discount
+    if not pol.allow_negative_uplift:
+        ok &= v["value"] >= -1e-9 * (v["views"] * v["P"]).abs()
+    v["candidate"] = ok
+    v["slot"] = np.where(v["exclusion_group"].isna(), "bundle:" + v["bundle"],
+                         "group:" + v["exclusion_group"].fillna(""))
+    return v
+
+
+def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
+    """Every rule a plan must meet; an empty `violations` means the plan is sound."""
+    bad: list[str] = []
+    if plan.get("format") != "offeropt/plan@1":
+        bad.append(f"format: must be 'offeropt/plan@1', got {plan.get('format')!r}")
+    if plan.get("instance") != inst.name:
+        bad.append(f"instance: must be {inst.name!r}, got {plan.get('instance')!r}")
+    status = plan.get("status")
+    if status not in STATUSES:
+        bad.append(f"status: must be one of {sorted(STATUSES)}, got {status!r}")
+    offers = plan.get("offers")
+    if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
+        return CheckReport((*bad, "offers: must be a list of objects"), None, {})
+    if status not in PLAN_STATUSES:
+        if offers:
+            bad.append(f"offers: a plan with status {status!r} must have no offers")
+        return CheckReport(tuple(bad), None, {})
+
+    frame = pd.DataFrame(offers, columns=["segment", "bundle", "discount", "perk", "share",
+                                          "reference_price", "price", "expected_takes",
+                                          "expected_incremental_margin"])
+    variants = _variants(inst)
+    chosen = _match_offers(frame, variants, bad)
+    _check_constraints(inst, chosen, variants, bad)
+    objective = float((chosen["share"] * chosen["value"]).sum())
+    kpis = _kpis(inst, chosen)
+    _check_totals(plan, objective, kpis, bad)
+    return CheckReport(tuple(bad), objective, kpis)
+
+
+def _match_offers(frame: pd.DataFrame, variants: pd.DataFrame, bad: list[str]) -> pd.DataFrame:
+    frame = frame.assign(perk=frame["perk"].where(frame["perk"].notna(), None), pos=range(len(frame)))
+    for i, share in enumerate(frame["share"]):
+        if not isinstance(share, int | float) or not 0 < share <= 1:
+            bad.append(f"offers[{i}].share: must be in (0, 1], got {share!r}")
+    key = ["segment", "bundle", "discount", "perk"]
+    v = variants.assign(perk=variants["perk"].fillna(_NO_PERK))
+    f = frame.assign(perk=frame["perk"].fillna(_NO_PERK),
+                     discount=pd.to_numeric(frame["discount"], errors="coerce"))
+    m = f.merge(v, on=key, how="left", suffixes=("", "_v"), indicator="matched")
+    for row in m.itertuples():
+        where = f"offers[{row.pos}]"
+        if row.matched != "both":
+            perk = None if row.perk == _NO_PERK else row.perk
+            bad.append(f"{where}: must be a variant of a (segment, bundle) response with a discount"
+                       f" of the bundle's ladder and one of its perks, got ({row.segment!r}, "
+                       f"{row.bundle!r}, {row.discount!r}, {perk!r})")
+        elif not row.candidate:
+            bad.append(f"{where}: must be a candidate (segment not silent, r > 0, margin floor, "
+                       f"max_discount, non-negative uplift), got ({row.segment!r}, {row.bundle!r}, "
+                       f"discount {row.discount})")
+        else:
+            for field, truth in (("reference_price", row.ref), ("price", row.r),
+                                 ("expected_takes", row.share * row.views * row.prob),
+                                 ("expected_incremental_margin", row.share * row.value)):
+                got = getattr(row, field)
+                if not isinstance(got, int | float) or not _close(float(got), float(truth)):
+                    bad.append(f"{where}.{field}: must be {truth!r}, got {got!r}")
+    return m[m["matched"] == "both"].drop(columns="matched")
+
+
+def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFrame,
+                       bad: list[str]) -> None:
+    tol = 1e-6
+    per_pair = chosen.groupby(["segment", "bundle"])["share"].sum()
+    for (s, b), total in per_pair[per_pair > 1 + tol].items():
+        bad.append(f"segment {s!r}, bundle {b!r}: at most one variant, got shares summing to {total}")
+    grouped = chosen[chosen["exclusion_group"].notna()]
+    per_group = grouped.groupby(["segment", "exclusion_group"])["share"].sum()
+    for (s, g), total in per_group[per_group > 1 + tol].items():
+        bad.append(f"segment {s!r}, exclusion group {g!r}: at most one bundle, got {total}")
+
+    pol = inst.policy
+    seg = inst.segments.set_index("id")
+    showable = variants[variants["candidate"]].groupby("segment")["slot"].nunique()
+    shown = chosen.groupby("segment")["share"].sum()
+    for s, row in seg.iterrows():
+        silent = bool(row["silent"])
+        hi = 0 if silent else int(pol.max_offers_per_view if pd.isna(row["max_offers"])
+                                  else row["max_offers"])
+        lo = 0 if silent else int(pol.min_offers_per_view if pd.isna(row["min_offers"])
+                                  else row["min_offers"])
+        lo_eff = min(lo, hi, int(showable.get(s, 0)))
+        n = float(shown.get(s, 0.0))
+        if not lo_eff - tol <= n <= hi + tol:
+            bad.append(f"segment {s!r}: must show between {lo_eff} and {hi} offers, got {n:g}")
+
+    w = chosen["share"] * chosen["views"] * chosen["prob"]
+    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
+    used = (lines["w"] * lines["qty"]).groupby(lines["item"]).sum()
+    stock = inst.items.set_index("id")["stock"]
+    for item, u in used.items():
+        if np.isfinite(stock[item]) and u > stock[item] + tol * max(1.0, stock[item]):
+            bad.append(f"inventory of {item!r}: must be <= stock {stock[item]:g}, got {u:.6g}")
+
+    rev = float((w * chosen["r"]).sum())
+    scale = max(1.0, float((w * chosen["P"]).sum()))
+    disc_rev = float((w * chosen["r"] * (chosen["discount"] > 0)).sum())
+    disc_val = float((w * chosen["P"] * chosen["discount"]).sum())
+    spend = float((w * (chosen["P"] * chosen["discount"] + chosen["perk_cost"])).sum())
+    margin = float((w * chosen["m"]).sum())
+    if pol.max_discounted_share is not None and disc_rev > pol.max_discounted_share * rev + tol * scale:
+        bad.append(f"max_discounted_share: must be <= {pol.max_discounted_share}, got "
+                   f"{disc_rev / rev:.6g}")
+    if pol.max_avg_discount is not None and \
+            disc_val > pol.max_avg_discount * float((w * chosen["P"]).sum()) + tol * scale:
+        bad.append(f"max_avg_discount: must be <= {pol.max_avg_discount}, got "
+                   f"{disc_val / float((w * chosen['P']).sum()):.6g}")
+    if pol.promotion_budget is not None and \
+            spend > pol.promotion_budget + tol * max(1.0, pol.promotion_budget):
+        bad.append(f"promotion_budget: must be <= {pol.promotion_budget:g}, got {spend:.6g}")
+    if pol.min_aggregate_margin_rate is not None and \
+            margin < pol.min_aggregate_margin_rate * rev - tol * scale:
+        bad.append(f"min_aggregate_margin_rate: must be >= {pol.min_aggregate_margin_rate}, got "
+                   f"{margin / rev:.6g}")
+
+
+def _kpis(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
+    w = chosen["share"] * chosen["views"] * chosen["prob"]
+    takes = float(w.sum())
+    impressions = float((chosen["share"] * chosen["views"]).sum())
+    rev = float((w * chosen["r"]).sum())
+    listed = float((w * chosen["P"]).sum())
+    margin = float((w * chosen["m"]).sum())
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else 0.0
+
+    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
+    used = (lines["w"] * lines["qty"]).groupby(lines["item"]).sum()
+    stocked = inst.items[inst.items["stock"].notna()]
+    return {
+        "expected_incremental_margin": float((chosen["share"] * chosen["value"]).sum()),
+        "expected_offer_revenue": rev,
+        "expected_offer_margin": margin,
+        "expected_takes": takes,
+        "impressions": impressions,
+        "take_rate": ratio(takes, impressions),
+        "attach_rate": ratio(takes, float(inst.segments["views"].sum())),
+        "discounted_share": ratio(float((w * chosen["r"] * (chosen["discount"] > 0)).sum()), rev),
+        "avg_discount": ratio(float((w * chosen["P"] * chosen["discount"]).sum()), listed),
+        "promotion_spend": float((w * (chosen["P"] * chosen["discount"]
+                                       + chosen["perk_cost"])).sum()),
+        "aggregate_margin_rate": ratio(margin, rev),
+        "segments_with_offers": int(chosen.loc[chosen["share"] > 0, "segment"].nunique()),
+        "inventory": {str(i): {"used": float(used.get(i, 0.0)), "stock": float(s)}
+                      for i, s in zip(stocked["id"], stocked["stock"], strict=True)},
+    }
+
+
+def _check_totals(plan: dict[str, Any], objective: float, kpis: dict[str, Any],
+                  bad: list[str]) -> None:
+    claimed = plan.get("objective")
+    if not isinstance(claimed, int | float) or not _close(float(claimed), objective):
+        bad.append(f"objective: must be sum(share * value) = {objective!r}, got {claimed!r}")
+    bound = plan.get("bound")
+    if bound is not None:
+        if not isinstance(bound, int | float) or bound < objective - REL_TOL * max(1, abs(objective)):
+            bad.append(f"bound: must be >= the objective {objective!r}, got {bound!r}")
+        else:
+            gap = (bound - objective) / max(abs(bound), 1.0)
+            if not isinstance(plan.get("gap"), int | float) or abs(plan["gap"] - gap) > REL_TOL:
+                bad.append(f"gap: must be (bound - objective) / max(|bound|, 1) = {gap!r}, "
+                           f"got {plan.get('gap')!r}")
+    claimed_kpis = plan.get("kpis") or {}
+    for name, truth in kpis.items():
+        got = claimed_kpis.get(name)
+        if name == "inventory":
+            _check_inventory(truth, got, bad)
+        elif not isinstance(got, int | float) or not _close(float(got), float(truth)):
+            bad.append(f"kpis.{name}: must be {truth!r}, got {got!r}")
+
+
+def _check_inventory(truth: dict[str, Any], got: Any, bad: list[str]) -> None:
+    if not isinstance(got, dict) or set(got) != set(truth):
+        bad.append(f"kpis.inventory: must list exactly the stocked items {sorted(truth)}")
+        return
+    for item, entry in truth.items():
+        claimed = got[item]
+        if not isinstance(claimed, dict) or not all(
+            isinstance(claimed.get(k), int | float) and _close(float(claimed[k]), v)
+            and not math.isnan(float(claimed[k])) for k, v in entry.items()
+        ):
+            bad.append(f"kpis.inventory.{item}: must be {entry}, got {claimed!r}")

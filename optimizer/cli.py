@@ -1,0 +1,237 @@
+"""`offeropt` command line: validate, solve, check, convert, generate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from optimizer.errors import InputError, Issue, OfferOptError
+from optimizer.model import Instance
+
+DEMO = Path(__file__).resolve().parent.parent / "instances" / "demo"
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INPUT_ERROR = 1
+    USAGE = 2
+    INFEASIBLE = 3
+    NO_PLAN_IN_TIME = 4
+    SOLVER_ERROR = 5
+    CHECK_FAILED = 6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except InputError as exc:
+        print(f"input error ({len(exc.issues)} issue{'s' * (len(exc.issues) != 1)}):",
+              file=sys.stderr)
+        print(exc.describe(), file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except OfferOptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.SOLVER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="offeropt", description=__doc__)
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check an instance against every rule of the spec")
+    v.add_argument("instance", help="JSON file, CSV/Parquet folder, or zip of a folder")
+    v.set_defaults(run=_validate)
+
+    s = sub.add_parser("solve", help="solve an instance and print or write the plan")
+    s.add_argument("instance")
+    _solve_options(s)
+    s.set_defaults(run=_solve)
+
+    c = sub.add_parser("check", help="re-verify a plan against an instance, independently")
+    c.add_argument("instance")
+    c.add_argument("plan", help="an offeropt/plan@1 JSON file")
+    c.set_defaults(run=_check)
+
+    k = sub.add_parser("convert", help="write an instance in another form")
+    k.add_argument("source")
+    k.add_argument("target", help="a .json file, or a folder for CSV/Parquet")
+    k.add_argument("--to", choices=("json", "csv", "parquet"),
+                   help="output form (default: json for .json targets, else csv)")
+    k.set_defaults(run=_convert)
+
+    g = sub.add_parser("generate", help="write a seeded, realistic random instance")
+    g.add_argument("--segments", type=_positive_int, required=True)
+    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--responses-per-segment", type=_positive_int, default=15)
+    g.add_argument("--items", type=_positive_int, help="catalog size (default: from --segments)")
+    g.add_argument("--bundles", type=_positive_int, help="bundle count (default: from --items)")
+    g.add_argument("--name", help="instance name")
+    g.add_argument("-o", "--output", required=True, help="a .json file, or a folder")
+    g.add_argument("--to", choices=("json", "csv", "parquet"))
+    g.set_defaults(run=_generate)
+
+    d = sub.add_parser("demo", help="solve the shipped demo catalog and print the plan")
+    d.add_argument("-o", "--output", default="out/demo-plan.json", help="where to write the plan")
+    d.set_defaults(run=_demo)
+    return p
+
+
+def _solve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", help="write the plan: .json (plan@1) or .csv (one row per offer)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="seconds for the solver")
+    p.add_argument("--gap", type=_fraction, default=1e-4, metavar="G",
+                   help="relative gap at which to stop (default 1e-4 = 0.01%%)")
+    p.add_argument("--threads", type=_positive_int, help="solver threads")
+    p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
+    p.add_argument("--top", type=int, default=3, help="offers shown per segment in the summary")
+    p.add_argument("--segments-shown", type=int, default=12,
+                   help="segments shown in the summary, by value")
+    p.add_argument("--json", action="store_true", help="print the plan JSON instead of a summary")
+    p.add_argument("--no-check", action="store_true", help="skip the independent plan check")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _load(path: str) -> Instance:
+    from optimizer.io import load_instance
+
+    return load_instance(path)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    inst = _load(args.instance)
+    for warning in inst.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{inst.name}: valid ({len(inst.items)} items, {len(inst.bundles)} bundles, "
+          f"{len(inst.segments)} segments, {len(inst.responses)} responses)")
+    return ExitCode.OK
+
+
+def _solve(args: argparse.Namespace) -> int:
+    return _solve_and_report(_load(args.instance), args)
+
+
+def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
+    from optimizer.check import check_plan
+    from optimizer.plan import plan_document
+    from optimizer.report import summary
+    from optimizer.solve import SolveOptions, Status, solve
+
+    options = SolveOptions(solver=args.solver, time_limit=args.time_limit, gap=args.gap,
+                           threads=args.threads)
+    solution = solve(inst, options)
+    doc = plan_document(solution)
+    check = None if args.no_check or solution.objective is None else check_plan(inst, doc)
+    if args.output:
+        _write_plan(doc, Path(args.output))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(summary(solution, doc, top=args.top, segments=args.segments_shown))
+        if check is not None:
+            print("check: plan independently verified" if check.ok
+                  else "check: FAILED\n  " + "\n  ".join(check.violations))
+        if args.output:
+            print(f"plan written to {args.output}")
+    if check is not None and not check.ok:
+        return ExitCode.CHECK_FAILED
+    return {
+        Status.OPTIMAL: ExitCode.OK, Status.FEASIBLE: ExitCode.OK,
+        Status.INFEASIBLE: ExitCode.INFEASIBLE, Status.TIME_LIMIT: ExitCode.NO_PLAN_IN_TIME,
+        Status.ERROR: ExitCode.SOLVER_ERROR,
+    }[solution.status]
+
+
+def _write_plan(doc: dict[str, Any], path: Path) -> None:
+    from optimizer.io.tables import write_json, write_text
+    from optimizer.plan import plan_csv
+
+    if path.suffix.lower() == ".csv":
+        write_text(path, plan_csv(doc))
+    else:
+        write_json(path, doc)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from optimizer.check import check_plan
+
+    inst = _load(args.instance)
+    path = Path(args.plan)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Issue(path.name, "must be a readable plan JSON file",
+                                value_text=str(exc))]) from exc
+    if not isinstance(plan, dict):
+        raise InputError([Issue(path.name, "must be a JSON object", plan)])
+    report = check_plan(inst, plan)
+    if not report.ok:
+        print(f"plan FAILS the check ({len(report.violations)} violations):")
+        for line in report.violations:
+            print(f"  {line}")
+        return ExitCode.CHECK_FAILED
+    objective = "no offers" if report.objective is None else f"objective {report.objective:,.2f}"
+    print(f"plan is sound: every rule holds, {objective} recomputed and matching")
+    return ExitCode.OK
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from optimizer.io import write_instance
+
+    inst = _load(args.source)
+    write_instance(inst, args.target, args.to)
+    print(f"{inst.name}: written to {args.target}")
+    return ExitCode.OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from optimizer.generate import generate
+    from optimizer.io import write_instance
+
+    inst = generate(args.segments, args.seed, args.responses_per_segment, args.items,
+                    args.bundles, args.name)
+    write_instance(inst, args.output, args.to)
+    print(f"{inst.name}: {len(inst.items)} items, {len(inst.bundles)} bundles, "
+          f"{len(inst.segments)} segments, {len(inst.responses)} responses -> {args.output}")
+    return ExitCode.OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if not DEMO.exists():
+        raise InputError([Issue(str(DEMO), "must exist (run from a clone of the repository)",
+                                has_value=False)])
+    solve_args = _parser().parse_args(["solve", str(DEMO), "-o", args.output])
+    return _solve_and_report(_load(str(DEMO)), solve_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

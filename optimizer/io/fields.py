@@ -1,0 +1,288 @@
+"""Field specs of every table, and type coercion that records what it could not read.
+
+JSON values are typed strictly (a string is not a number); CSV cells are text and
+are parsed; Parquet columns keep their native types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import Issue
+
+Kind = Literal["id", "text", "number", "int", "bool", "ladder"]
+Source = Literal["json", "text", "native"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: Kind
+    required: bool = False
+
+
+TABLE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "items": (
+        FieldSpec("id", "id", True),
+        FieldSpec("name", "text"),
+        FieldSpec("price", "number", True),
+        FieldSpec("cost", "number", True),
+        FieldSpec("stock", "number"),
+    ),
+    "bundles": (
+        FieldSpec("id", "id", True),
+        FieldSpec("name", "text"),
+        FieldSpec("kind", "text", True),
+        FieldSpec("price", "number"),
+        FieldSpec("discounts", "ladder"),
+        FieldSpec("exclusion_group", "id"),
+        FieldSpec("min_margin_rate", "number"),
+    ),
+    "bundle_items": (
+        FieldSpec("bundle", "id", True),
+        FieldSpec("item", "id", True),
+        FieldSpec("qty", "int", True),
+    ),
+    "perks": (
+        FieldSpec("bundle", "id", True),
+        FieldSpec("id", "id", True),
+        FieldSpec("cost", "number", True),
+        FieldSpec("lift", "number", True),
+    ),
+    "segments": (
+        FieldSpec("id", "id", True),
+        FieldSpec("views", "number", True),
+        FieldSpec("min_offers", "int"),
+        FieldSpec("max_offers", "int"),
+        FieldSpec("silent", "bool"),
+    ),
+    "responses": (
+        FieldSpec("segment", "id", True),
+        FieldSpec("bundle", "id", True),
+        FieldSpec("take_rate", "number", True),
+        FieldSpec("baseline_rate", "number"),
+        FieldSpec("price_sensitivity", "number"),
+    ),
+}
+
+POLICY_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("discount_ladder", "ladder"),
+    FieldSpec("min_offers_per_view", "int"),
+    FieldSpec("max_offers_per_view", "int"),
+    FieldSpec("min_margin_rate", "number"),
+    FieldSpec("max_discount", "number"),
+    FieldSpec("max_discounted_share", "number"),
+    FieldSpec("max_avg_discount", "number"),
+    FieldSpec("promotion_budget", "number"),
+    FieldSpec("min_aggregate_margin_rate", "number"),
+    FieldSpec("allow_negative_uplift", "bool"),
+    FieldSpec("holdout_fraction", "number"),
+)
+
+_KIND_RULE: dict[str, str] = {
+    "id": "must be a non-empty string",
+    "text": "must be a string",
+    "number": "must be a number",
+    "int": "must be an integer",
+    "bool": "must be true or false",
+    "ladder": "must be a list of numbers",
+}
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Turns a row number of a table into the path a user can find in their file."""
+
+    table: str
+    style: Literal["json", "csv", "parquet", "nested"]
+    parent: str = ""
+    parent_pos: np.ndarray | None = None
+    child_pos: np.ndarray | None = None
+
+    def row(self, i: int) -> str:
+        if self.style == "json" and self.child_pos is not None:
+            return f"{self.table}[{self.child_pos[i]}]"
+        if self.style == "csv":
+            return f"{self.table}.csv[line {i + 2}]"
+        if self.style == "parquet":
+            return f"{self.table}.parquet[row {i}]"
+        if self.style == "nested":
+            assert self.parent_pos is not None and self.child_pos is not None
+            return f"{self.parent}[{self.parent_pos[i]}].{self.table}[{self.child_pos[i]}]"
+        return f"{self.table}[{i}]"
+
+    def path(self, i: int, field_name: str | None = None) -> str:
+        base = self.row(i)
+        return base if field_name is None else f"{base}.{field_name}"
+
+
+@dataclass
+class RawTable:
+    """A table after type coercion: typed columns, plus which cells were null or unreadable."""
+
+    name: str
+    frame: pd.DataFrame
+    locator: Locator
+    null: dict[str, np.ndarray] = field(default_factory=dict)
+    bad: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def given(self, column: str) -> np.ndarray:
+        """Cells that hold a readable, non-null value."""
+        return ~(self.null[column] | self.bad[column])
+
+
+def coerce_table(
+    name: str, columns: Mapping[str, Sequence[object] | pd.Series], source: Source, locator: Locator,
+    issues: list[Issue], synthetic: frozenset[str] = frozenset(),
+) -> RawTable:
+    """Coerce every spec'd column of a table; unreadable cells become issues.
+
+    `synthetic` columns were filled in by the reader (a nested row's parent id), so
+    their problems are reported on the parent, not here.
+    """
+    specs = TABLE_FIELDS[name]
+    n = len(next(iter(columns.values()))) if columns else 0
+    out: dict[str, object] = {}
+    table = RawTable(name, pd.DataFrame(), locator)
+    for spec in specs:
+        raw = columns.get(spec.name)
+        if raw is None:
+            series = pd.Series([None] * n, dtype=object)
+        elif isinstance(raw, pd.Series):
+            series = raw
+        else:
+            series = pd.Series(list(raw), dtype=object)
+        values, null, bad = coerce(series.reset_index(drop=True), spec.kind, source)
+        if spec.name in synthetic:
+            bad = np.zeros(n, bool)
+            null = np.asarray([v is None for v in series], dtype=bool)
+        for i in np.flatnonzero(bad):
+            issues.append(Issue(locator.path(int(i), spec.name), _KIND_RULE[spec.kind],
+                                series.iloc[int(i)]))
+        if spec.required and raw is not None:  # an absent column is reported once, by the reader
+            for i in np.flatnonzero(null):
+                issues.append(Issue(locator.path(int(i), spec.name), "is required", has_value=False))
+        out[spec.name] = values
+        table.null[spec.name] = null
+        table.bad[spec.name] = bad
+    table.frame = pd.DataFrame(out, index=pd.RangeIndex(n))
+    return table
+
+
+def coerce(series: pd.Series, kind: Kind, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
+    """Return (typed values, null mask, unreadable mask) for one column."""
+    return _COERCERS[kind](series, source)
+
+
+def _null_mask(s: pd.Series, source: Source) -> np.ndarray:
+    if source == "json":
+        return s.map(lambda v: v is None).to_numpy(dtype=bool)
+    if source == "text":
+        return s.map(lambda v: v is None or (isinstance(v, str) and v.strip() == "")).to_numpy(
+            dtype=bool
+        )
+    return s.isna().to_numpy(dtype=bool)
+
+
+def _coerce_number(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
+    null = _null_mask(s, source)
+    if source == "native" and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan), null, np.zeros(len(s), bool)
+    if source == "json":
+        ok = s.map(lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)))
+        bad = ~ok.to_numpy(dtype=bool)
+        vals = np.array([np.nan if b or v is None else float(v) for v, b in zip(s, bad, strict=True)],
+                        dtype=np.float64)
+        return vals, null, bad
+    text = pd.Series([None if n else str(v).strip() for v, n in zip(s, null, strict=True)],
+                     dtype=object)
+    vals = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    literal_nan = np.array([v is not None and v.lower().lstrip("+-") == "nan" for v in text],
+                           dtype=bool)
+    bad = ~null & np.isnan(vals) & ~literal_nan
+    return vals, null, bad
+
+
+def _coerce_int(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
+    vals, null, bad = _coerce_number(s, source)
+    assert isinstance(vals, np.ndarray)
+    with np.errstate(invalid="ignore"):
+        fractional = np.isfinite(vals) & (np.floor(vals) != vals)
+    bad = bad | fractional | (~null & ~bad & ~np.isfinite(vals))
+    return np.where(bad, np.nan, vals), null, bad
+
+
+def _coerce_bool(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
+    null = _null_mask(s, source)
+
+    def parse(v: object) -> bool | None:
+        if isinstance(v, bool | np.bool_):
+            return bool(v)
+        if source != "json" and isinstance(v, str):
+            low = v.strip().lower()
+            return True if low in _TRUE else False if low in _FALSE else None
+        if source == "native" and isinstance(v, int | np.integer) and v in (0, 1):
+            return bool(v)
+        return None
+
+    parsed = [None if n else parse(v) for v, n in zip(s, null, strict=True)]
+    bad = np.array([p is None for p in parsed], dtype=bool) & ~null
+    return np.array([bool(p) for p in parsed], dtype=bool), null, bad
+
+
+def _coerce_text(s: pd.Series, source: Source, *, nonempty: bool) -> tuple[
+    object, np.ndarray, np.ndarray
+]:
+    null = _null_mask(s, source)
+    if source == "json":
+        bad = ~s.map(lambda v: v is None or isinstance(v, str)).to_numpy(dtype=bool)
+    else:
+        bad = np.zeros(len(s), bool)
+    vals = [None if (n or b) else str(v).strip() if source == "text" else str(v)
+            for v, n, b in zip(s, null, bad, strict=True)]
+    if nonempty:
+        empty = np.array([v == "" for v in vals], dtype=bool)
+        bad = bad | empty
+        vals = [None if e else v for v, e in zip(vals, empty, strict=True)]
+    return pd.Series(vals, dtype=object), null, bad
+
+
+def _coerce_ladder(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
+    null = _null_mask(s, source)
+
+    def parse(v: object) -> tuple[float, ...] | None:
+        if isinstance(v, str) and source != "json":
+            parts = [p.strip() for p in v.replace(",", ";").split(";") if p.strip()]
+            try:
+                return tuple(float(p) for p in parts)
+            except ValueError:
+                return None
+        if isinstance(v, list | tuple | np.ndarray) and all(
+            isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in v
+        ):
+            return tuple(float(x) for x in v)
+        return None
+
+    parsed = [None if n else parse(v) for v, n in zip(s, null, strict=True)]
+    bad = np.array([p is None for p in parsed], dtype=bool) & ~null
+    return pd.Series(parsed, dtype=object), null, bad
+
+
+_COERCERS: dict[str, Callable[[pd.Series, Source], tuple[object, np.ndarray, np.ndarray]]] = {
+    "id": lambda s, src: _coerce_text(s, src, nonempty=True),
+    "text": lambda s, src: _coerce_text(s, src, nonempty=False),
+    "number": _coerce_number,
+    "int": _coerce_int,
+    "bool": _coerce_bool,
+    "ladder": _coerce_ladder,
+}

@@ -1,0 +1,181 @@
+"""The tabular forms (spec section 5): a folder of CSV or Parquet files, one per table.
+
+Besides the spec's tables and `policy.json`, a folder may hold `instance.json` with
+`name` and `currency` (an offeropt extension; without it the folder's name is used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import Issue
+from optimizer.io.fields import TABLE_FIELDS, Locator, Source, coerce_table
+from optimizer.io.raw import RawInstance, coerce_policy
+from optimizer.model import FORMAT, TABLE_COLUMNS, Instance
+
+TableFormat = Literal["csv", "parquet"]
+OPTIONAL_TABLES = frozenset({"perks"})
+
+
+def folder_format(folder: Path) -> TableFormat:
+    return "parquet" if any(folder.glob("*.parquet")) else "csv"
+
+
+def read_folder(folder: Path, default_name: str | None = None) -> RawInstance:
+    fmt = folder_format(folder)
+    raw = RawInstance(origin=str(folder), name=default_name or folder.name, currency=None)
+    _read_meta(folder, raw)
+    for table, specs in TABLE_FIELDS.items():
+        path = folder / f"{table}.{fmt}"
+        if not path.exists():
+            if table not in OPTIONAL_TABLES:
+                raw.issues.append(Issue(path.name, "is required (a table file)", has_value=False))
+            columns: dict[str, Any] = {s.name: [] for s in specs}
+        else:
+            frame = _read_table(path, fmt, raw)
+            if frame is None:
+                continue
+            names = {s.name for s in specs}
+            for col in frame.columns:
+                if col not in names:
+                    raw.warnings.append(f"{path.name}: unknown column {col!r}, ignored")
+            for spec in specs:
+                if spec.required and spec.name not in frame.columns:
+                    raw.issues.append(
+                        Issue(path.name, f"must have a column {spec.name!r}", has_value=False)
+                    )
+            columns = {s.name: frame[s.name] for s in specs if s.name in frame.columns}
+            if not columns:
+                columns = {specs[0].name: pd.Series([None] * len(frame), dtype=object)}
+        source: Source = "text" if fmt == "csv" else "native"
+        locator = Locator(table, "csv" if fmt == "csv" else "parquet")
+        raw.tables[table] = coerce_table(table, columns, source, locator, raw.issues)
+    policy_path = folder / "policy.json"
+    if policy_path.exists():
+        policy = _read_json_object(policy_path, raw)
+        if policy is not None:
+            coerce_policy(policy, "json", "policy", raw)
+    return raw
+
+
+def _read_meta(folder: Path, raw: RawInstance) -> None:
+    path = folder / "instance.json"
+    if not path.exists():
+        return
+    meta = _read_json_object(path, raw)
+    if meta is None:
+        return
+    if meta.get("format", FORMAT) != FORMAT:
+        raw.issues.append(Issue("instance.json.format", f"must be {FORMAT!r}", meta["format"]))
+    for key in ("name", "currency"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, str):
+            raw.issues.append(Issue(f"instance.json.{key}", "must be a string", value))
+        elif value:
+            setattr(raw, key, value)
+
+
+def _read_json_object(path: Path, raw: RawInstance) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig") or "null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw.issues.append(Issue(path.name, "must be valid JSON", value_text=str(exc)))
+        return None
+    if not isinstance(doc, dict):
+        raw.issues.append(Issue(path.name, "must be a JSON object", doc))
+        return None
+    return doc
+
+
+def _read_table(path: Path, fmt: TableFormat, raw: RawInstance) -> pd.DataFrame | None:
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                                skipinitialspace=True)
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raw.issues.append(Issue(path.name, "must have a header row", value_text="an empty file"))
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        kind = "CSV" if fmt == "csv" else "Parquet"
+        raw.issues.append(Issue(path.name, f"must be a readable {kind} file",
+                                value_text=str(exc).splitlines()[0]))
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def instance_tables(instance: Instance) -> dict[str, pd.DataFrame]:
+    """The instance's tables in the spec's tabular columns (ladders as `0;0.05;0.1`)."""
+    tables = {name: instance.table(name).loc[:, list(cols)] for name, cols in TABLE_COLUMNS.items()}
+    tables["bundles"] = tables["bundles"].assign(
+        discounts=[None if d is None else ";".join(_fmt(x) for x in d)
+                   for d in tables["bundles"]["discounts"]]
+    )
+    return tables
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x)).removesuffix(".0") if float(x).is_integer() else repr(float(x))
+
+
+def write_folder(instance: Instance, folder: Path, fmt: TableFormat) -> None:
+    """Write every table, `policy.json` and `instance.json`; each file is replaced atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in instance_tables(instance).items():
+        target = folder / f"{name}.{fmt}"
+        other = folder / f"{name}.{'parquet' if fmt == 'csv' else 'csv'}"
+        other.unlink(missing_ok=True)  # a stale file of the other form would win detection
+        with _atomic(target) as tmp:
+            if fmt == "csv":
+                out = frame.copy()
+                for col in out.columns:
+                    if out[col].dtype == bool:
+                        out[col] = np.where(out[col], "true", "false")
+                    elif out[col].dtype == np.float64:
+                        out[col] = ["" if np.isnan(v) else _fmt(v) for v in out[col]]
+                out.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+    meta = {"format": FORMAT, "name": instance.name, "currency": instance.currency}
+    write_json(folder / "instance.json", meta)
+    write_json(folder / "policy.json", instance.policy.to_dict())
+
+
+def write_json(path: Path, doc: Any) -> None:
+    write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    with _atomic(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+class _atomic:
+    """Write to a temporary file beside `path`, then rename over it: never a half-written file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide published files
+        return self.tmp
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)

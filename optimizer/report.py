@@ -1,0 +1,110 @@
+"""The human-readable summary `offeropt solve` prints: KPIs, top offers, binding rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimizer.solve import Solution, Status
+
+
+def _money(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def summary(solution: Solution, doc: dict[str, Any], top: int = 3, segments: int = 12) -> str:
+    inst = solution.instance
+    cur = f" {inst.currency}" if inst.currency else ""
+    out = [f"{inst.name}: {solution.status.value}"]
+    timing = (f"{solution.seconds:.2f} s (build {solution.build_seconds:.2f} s, solve "
+              f"{solution.solve_seconds:.2f} s) with {solution.solver}")
+    if solution.objective is None:
+        out.append(f"  no plan; {timing}")
+        if solution.status == Status.INFEASIBLE and solution.diagnosis is not None:
+            out.append("Conflicting constraints (the least relaxation that would allow a plan):")
+            out += [f"  - {line}" for line in solution.diagnosis.lines()]
+        if solution.status == Status.TIME_LIMIT:
+            out.append("  the time limit passed before any feasible plan was found; "
+                       "raise --time-limit")
+        if solution.message:
+            out.append(f"  {solution.message}")
+        return "\n".join(out)
+    bound = "none" if solution.bound is None else _money(solution.bound)
+    gap = "n/a" if solution.gap is None else f"{100 * solution.gap:.4f}%"
+    out.append(f"  expected incremental margin {_money(solution.objective)}{cur} "
+               f"(bound {bound}, gap {gap}); {timing}")
+    out += _kpi_lines(doc["kpis"], solution, cur)
+    out += _offer_lines(doc["offers"], solution, top, segments)
+    binding = doc.get("binding") or []
+    if binding:
+        out.append("Binding constraints")
+        for b in binding:
+            if "item" in b:
+                out.append(f"  inventory of {b['item']}: {b['used']:,.1f} of {b['limit']:,.0f}")
+            elif "segments_at_max" in b:
+                out.append(f"  offers per view: {b['segments_at_max']} segments at their maximum")
+            else:
+                out.append(f"  {b['constraint']}")
+    if doc["warnings"]:
+        out.append("Warnings")
+        out += [f"  {w}" for w in doc["warnings"][:20]]
+        if len(doc["warnings"]) > 20:
+            out.append(f"  ... {len(doc['warnings']) - 20} more in the plan file")
+    return "\n".join(out)
+
+
+def _kpi_lines(k: dict[str, Any], solution: Solution, cur: str) -> list[str]:
+    pol = solution.instance.policy
+
+    def limit(value: float | None, fmt: Any, word: str = "limit") -> str:
+        return "" if value is None else f"  ({word} {fmt(value)})"
+
+    n_segments = len(solution.instance.segments)
+    rows = [
+        ("expected offer revenue", _money(k["expected_offer_revenue"]) + cur, ""),
+        ("expected offer margin", _money(k["expected_offer_margin"]) + cur, ""),
+        ("expected takes", f"{k['expected_takes']:,.1f}", ""),
+        ("impressions", _money(k["impressions"]), ""),
+        ("take rate", _pct(k["take_rate"]), ""),
+        ("attach rate", _pct(k["attach_rate"]), ""),
+        ("discounted share", _pct(k["discounted_share"]), limit(pol.max_discounted_share, _pct)),
+        ("average discount", _pct(k["avg_discount"]), limit(pol.max_avg_discount, _pct)),
+        ("promotion spend", _money(k["promotion_spend"]) + cur,
+         limit(pol.promotion_budget, _money, "budget")),
+        ("aggregate margin rate", _pct(k["aggregate_margin_rate"]),
+         limit(pol.min_aggregate_margin_rate, _pct, "floor")),
+        ("segments with offers", f"{k['segments_with_offers']} of {n_segments}", ""),
+    ]
+    lines = ["KPIs"] + [f"  {name:<24}{value:>22}{note}" for name, value, note in rows]
+    inventory = k["inventory"]
+    if inventory:
+        lines.append("Inventory (stocked items, most used first)")
+        ranked = sorted(inventory.items(), key=lambda kv: -kv[1]["used"] / max(kv[1]["stock"], 1e-9))
+        for item, use in ranked[:10]:
+            share = use["used"] / use["stock"] if use["stock"] > 0 else 0.0
+            lines.append(f"  {item:<24}{use['used']:>14,.1f} of {use['stock']:>10,.0f}  "
+                         f"({_pct(share)})")
+    return lines
+
+
+def _offer_lines(offers: list[dict[str, Any]], solution: Solution, top: int,
+                 segments: int) -> list[str]:
+    if not offers:
+        return ["Offers: none"]
+    by_segment: dict[str, list[dict[str, Any]]] = {}
+    for offer in offers:
+        by_segment.setdefault(offer["segment"], []).append(offer)
+    ranked = sorted(by_segment.items(),
+                    key=lambda kv: -sum(o["expected_incremental_margin"] for o in kv[1]))
+    lines = [f"Top offers ({min(segments, len(ranked))} of {len(ranked)} segments, by value)"]
+    for seg, seg_offers in ranked[:segments]:
+        lines.append(f"  {seg}")
+        for o in seg_offers[:top]:
+            perk = f" + {o['perk']}" if o["perk"] else ""
+            deal = f"{o['discount'] * 100:.0f}% off" if o["discount"] > 0 else "list price"
+            lines.append(f"    {o['bundle']:<26}{deal:>11}{perk:<24} {_money(o['price']):>10}"
+                         f"  {o['expected_takes']:>9,.1f} takes  +{_money(o['expected_incremental_margin'])}")
+    return lines

@@ -1,0 +1,115 @@
+"""build -> solve -> invert: from a validated instance to a typed `Solution`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from optimizer.backends import Limits, MilpProblem, MilpSolution, Termination, get_backend
+from optimizer.candidates import Candidates, expand
+from optimizer.diagnose import Diagnosis, diagnose
+from optimizer.formulation import Formulation, formulate
+from optimizer.model import Instance
+
+
+class Status(StrEnum):
+    """Plan status as in spec section 4."""
+
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"  # the clock ran out before any feasible plan was found
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    solver: str = "highs"
+    time_limit: float | None = None
+    gap: float = 1e-4
+    threads: int | None = None
+    diagnose: bool = True
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.time_limit, self.gap, self.threads)
+
+
+@dataclass(frozen=True)
+class Solution:
+    instance: Instance
+    candidates: Candidates
+    formulation: Formulation
+    status: Status
+    selected: np.ndarray  # bool per candidate
+    objective: float | None
+    bound: float | None
+    termination: str
+    solver: str
+    method: str = "exact"
+    build_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    log_tail: tuple[str, ...] = ()
+    diagnosis: Diagnosis | None = None
+    message: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.bound is None:
+            return None
+        return max(0.0, (self.bound - self.objective) / max(abs(self.bound), 1.0))
+
+    @property
+    def seconds(self) -> float:
+        return self.build_seconds + self.solve_seconds
+
+
+def milp_problem(form: Formulation) -> MilpProblem:
+    rows = form.rows
+    n = len(form.objective)
+    return MilpProblem(form.objective, rows.matrix, rows.lower, rows.upper, np.ones(n),
+                       np.ones(n, dtype=bool))
+
+
+def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
+    """Solve the instance exactly with a MIP backend and map the result back to candidates."""
+    options = options or SolveOptions()
+    backend = get_backend(options.solver)
+    start = time.perf_counter()
+    cands = expand(instance)
+    form = formulate(instance, cands)
+    problem = milp_problem(form)
+    built = time.perf_counter()
+    # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
+    result = backend(problem, options.limits) if len(cands) else \
+        MilpSolution(Termination.OPTIMAL, np.zeros(0), 0.0)
+    solved = time.perf_counter()
+    timing = {"build_seconds": built - start, "solve_seconds": solved - built}
+    none = np.zeros(len(cands), dtype=bool)
+    base = dict(instance=instance, candidates=cands, formulation=form, solver=options.solver,
+                log_tail=result.log_tail, termination=result.termination.value, **timing)
+
+    if result.termination == Termination.INFEASIBLE:
+        diagnosis = diagnose(instance, form, options.limits, backend) if options.diagnose else None
+        return Solution(status=Status.INFEASIBLE, selected=none, objective=None, bound=None,
+                        diagnosis=diagnosis, **base)  # type: ignore[arg-type]
+    if result.termination == Termination.ERROR or (
+        result.x is None and result.termination == Termination.OPTIMAL
+    ):
+        return Solution(status=Status.ERROR, selected=none, objective=None, bound=None,
+                        message=result.message or "the solver returned no solution",
+                        **base)  # type: ignore[arg-type]
+    if result.x is None:
+        return Solution(status=Status.TIME_LIMIT, selected=none, objective=None,
+                        bound=result.bound, **base)  # type: ignore[arg-type]
+    selected = result.x > 0.5
+    objective = float(form.objective[selected].sum())
+    # The solver's bound is proven up to its tolerances; never report one below the plan itself.
+    bound = None if result.bound is None else max(result.bound, objective)
+    status = Status.OPTIMAL if result.termination == Termination.OPTIMAL else Status.FEASIBLE
+    return Solution(status=status, selected=selected, objective=objective, bound=bound,
+                    **base)  # type: ignore[arg-type]

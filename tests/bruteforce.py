@@ -1,0 +1,139 @@
+"""A third, deliberately naive implementation of the spec: enumerate every plan.
+
+Reads the JSON document directly (no offeropt code), evaluates spec section 3 with
+plain Python math, and returns the best feasible objective. Only for tiny instances.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_LADDER = (0, 0.05, 0.1, 0.15, 0.2)
+
+
+@dataclass
+class Variant:
+    segment: str
+    bundle: str
+    group: str | None
+    value: float
+    takes: float  # w = V p
+    revenue: float  # r
+    price: float  # P
+    discount: float
+    perk_cost: float
+    margin: float  # m
+    qty: dict[str, int]
+
+
+def variants_of(doc: dict[str, Any]) -> dict[str, list[list[Variant]]]:
+    """Per segment: per responding bundle, its candidate variants (spec's candidate rules)."""
+    pol = {"discount_ladder": DEFAULT_LADDER, "min_margin_rate": 0.0, "max_discount": None,
+           "allow_negative_uplift": False, **(doc.get("policy") or {})}
+    items = {i["id"]: i for i in doc["items"]}
+    bundles = {b["id"]: b for b in doc["bundles"]}
+    segs = {s["id"]: s for s in doc["segments"]}
+    out: dict[str, list[list[Variant]]] = {s: [] for s in segs}
+    for resp in doc["responses"]:
+        s, b = segs[resp["segment"]], bundles[resp["bundle"]]
+        if s.get("silent"):
+            continue
+        ref = sum(items[line["item"]]["price"] * line["qty"] for line in b["items"])
+        cost = sum(items[line["item"]]["cost"] * line["qty"] for line in b["items"])
+        price = b.get("price") or ref
+        floor = b.get("min_margin_rate")
+        floor = pol["min_margin_rate"] if floor is None else floor
+        t = resp["take_rate"]
+        base = resp.get("baseline_rate") or 0.0
+        beta = resp.get("price_sensitivity") or 0.0
+        found = []
+        ladder = b.get("discounts")
+        for d in (pol["discount_ladder"] if ladder is None else ladder):
+            if pol["max_discount"] is not None and d > pol["max_discount"]:
+                continue
+            for perk in [None, *(b.get("perks") or [])]:
+                ck = perk["cost"] if perk else 0.0
+                lift = perk["lift"] if perk else 0.0
+                p = 1 / (1 + math.exp(-(math.log(t / (1 - t)) + beta * d + lift)))
+                r = price * (1 - d)
+                m = r - cost - ck
+                value = s["views"] * (p * m - base * (price - cost))
+                if r <= 0 or m < floor * r or (value < 0 and not pol["allow_negative_uplift"]):
+                    continue
+                qty = {line["item"]: line["qty"] for line in b["items"]}
+                found.append(Variant(s["id"], b["id"], b.get("exclusion_group"), value,
+                                     s["views"] * p, r, price, d, ck, m, qty))
+        if found:
+            out[s["id"]].append(found)
+    return out
+
+
+def segment_plans(doc: dict[str, Any], seg: dict[str, Any], options: list[list[Variant]]
+                  ) -> list[tuple[Variant, ...]]:
+    pol = {"min_offers_per_view": 1, "max_offers_per_view": 3, **(doc.get("policy") or {})}
+    silent = bool(seg.get("silent"))
+    hi = 0 if silent else (seg.get("max_offers") if seg.get("max_offers") is not None
+                           else pol["max_offers_per_view"])
+    lo = 0 if silent else (seg.get("min_offers") if seg.get("min_offers") is not None
+                           else pol["min_offers_per_view"])
+    slots = {v.group or f"bundle:{v.bundle}" for opts in options for v in opts}
+    lo_eff = min(lo, hi, len(slots))
+    plans = []
+    for combo in itertools.product(*[[None, *opts] for opts in options]):
+        chosen = tuple(v for v in combo if v is not None)
+        groups = [v.group for v in chosen if v.group]
+        if len(groups) != len(set(groups)) or not lo_eff <= len(chosen) <= hi:
+            continue
+        plans.append(chosen)
+    return plans
+
+
+def best_objective(doc: dict[str, Any], rel_tol: float = 1e-9) -> float | None:
+    """The optimum over every plan (None if no plan is feasible)."""
+    pol = doc.get("policy") or {}
+    variants = variants_of(doc)
+    stocked = [i["id"] for i in doc["items"] if i.get("stock") is not None]
+    stock = np.array([i["stock"] for i in doc["items"] if i.get("stock") is not None], dtype=float)
+    # Per segment: a matrix of its plans' aggregates; combined across segments by broadcasting.
+    total: np.ndarray | None = None
+    for seg in doc["segments"]:
+        plans = segment_plans(doc, seg, variants[seg["id"]])
+        rows = np.array([_aggregate(p, stocked) for p in plans])
+        total = rows if total is None else (total[:, None, :] + rows[None, :, :]).reshape(
+            -1, rows.shape[1])
+    assert total is not None
+    value, rev, disc_rev, listed, disc_val, spend, margin = total[:, :7].T
+    usage = total[:, 7:]
+    ok = np.ones(len(total), dtype=bool)
+
+    def le(lhs: np.ndarray, rhs: np.ndarray | float, scale: np.ndarray | float) -> np.ndarray:
+        return lhs <= rhs + rel_tol * np.maximum(1.0, scale)
+
+    if stocked:
+        ok &= np.all(le(usage, stock[None, :], np.maximum(usage, stock[None, :])), axis=1)
+    if pol.get("max_discounted_share") is not None:
+        ok &= le(disc_rev, pol["max_discounted_share"] * rev, listed)
+    if pol.get("max_avg_discount") is not None:
+        ok &= le(disc_val, pol["max_avg_discount"] * listed, listed)
+    if pol.get("promotion_budget") is not None:
+        ok &= le(spend, pol["promotion_budget"], np.maximum(spend, pol["promotion_budget"]))
+    if pol.get("min_aggregate_margin_rate") is not None:
+        ok &= le(pol["min_aggregate_margin_rate"] * rev, margin, listed)
+    return float(value[ok].max()) if ok.any() else None
+
+
+def _aggregate(plan: tuple[Variant, ...], stocked: list[str]) -> list[float]:
+    value = sum(v.value for v in plan)
+    rev = sum(v.takes * v.revenue for v in plan)
+    disc_rev = sum(v.takes * v.revenue for v in plan if v.discount > 0)
+    listed = sum(v.takes * v.price for v in plan)
+    disc_val = sum(v.takes * v.price * v.discount for v in plan)
+    spend = sum(v.takes * (v.price * v.discount + v.perk_cost) for v in plan)
+    margin = sum(v.takes * v.margin for v in plan)
+    usage = [sum(v.takes * v.qty.get(i, 0) for v in plan) for i in stocked]
+    return [value, rev, disc_rev, listed, disc_val, spend, margin, *usage]

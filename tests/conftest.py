@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from api import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def demo_doc() -> dict[str, Any]:
+    """The demo catalog as an instance@1 document (a fresh copy for each test)."""
+    return copy.deepcopy(json.loads((DATA / "demo.json").read_text()))
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    yield create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()

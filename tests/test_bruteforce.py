@@ -1,0 +1,50 @@
+"""Solver optimum == brute-force optimum on random tiny instances, for both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from optimizer.check import check_plan
+from optimizer.io import instance_from_document
+from optimizer.plan import plan_document
+from optimizer.solve import SolveOptions, Status, solve
+from tests.bruteforce import best_objective
+from tests.strategies import tiny_instances
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _assert_matches_bruteforce(doc: dict[str, Any], solver: str) -> None:
+    inst = instance_from_document(doc)
+    solution = solve(inst, SolveOptions(solver=solver, gap=0.0))
+    # Solvers accept plans within feasibility tolerances: bracket by a strict and a loose oracle.
+    strict, loose = best_objective(doc, rel_tol=1e-9), best_objective(doc, rel_tol=1e-5)
+    if loose is None:
+        assert solution.status == Status.INFEASIBLE
+        return
+    if strict is None:
+        assert solution.status in (Status.INFEASIBLE, Status.OPTIMAL)
+        return
+    assert solution.status == Status.OPTIMAL
+    assert solution.objective is not None and solution.bound is not None
+    scale = max(1.0, abs(strict))
+    assert strict - 1e-6 * scale <= solution.objective <= loose + 1e-6 * scale
+    assert solution.bound >= solution.objective
+    report = check_plan(inst, plan_document(solution))
+    assert report.ok, report.violations
+
+
+@SETTINGS
+@given(tiny_instances())
+def test_highs_equals_bruteforce(doc: dict[str, Any]) -> None:
+    _assert_matches_bruteforce(doc, "highs")
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_instances())
+def test_cbc_equals_bruteforce(doc: dict[str, Any]) -> None:
+    _assert_matches_bruteforce(doc, "cbc")

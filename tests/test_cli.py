@@ -1,0 +1,117 @@
+"""The `offeropt` command: every subcommand, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optimizer.cli import ExitCode, main
+from tests.conftest import DATA, ROOT
+
+DEMO = str(ROOT / "instances" / "demo")
+
+
+def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", DEMO]) == ExitCode.OK
+    assert "demo-shop: valid (12 items, 9 bundles, 11 segments, 33 responses)" in capsys.readouterr().out
+
+
+def test_solve_writes_a_plan_that_check_accepts(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    assert main(["solve", DEMO, "-o", str(plan)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    for part in ("demo-shop: optimal", "KPIs", "Top offers", "Binding constraints",
+                 "check: plan independently verified"):
+        assert part in out
+    doc = json.loads(plan.read_text())
+    assert doc["format"] == "offeropt/plan@1" and doc["status"] == "optimal"
+    assert main(["check", DEMO, str(plan)]) == ExitCode.OK
+    assert "plan is sound" in capsys.readouterr().out
+
+
+def test_solve_csv_output(tmp_path: Path) -> None:
+    out = tmp_path / "plan.csv"
+    assert main(["solve", DEMO, "-o", str(out), "--solver", "cbc"]) == ExitCode.OK
+    lines = out.read_text().splitlines()
+    assert lines[0] == ("segment,bundle,discount,perk,share,reference_price,price,expected_takes,"
+                        "expected_incremental_margin")
+    assert len(lines) > 5
+
+
+def test_check_rejects_tampered_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    main(["solve", DEMO, "-o", str(plan)])
+    doc = json.loads(plan.read_text())
+    doc["objective"] *= 2
+    plan.write_text(json.dumps(doc))
+    assert main(["check", DEMO, str(plan)]) == ExitCode.CHECK_FAILED
+    assert "objective: must be" in capsys.readouterr().out
+
+
+def test_check_with_unreadable_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("{not json")
+    assert main(["check", DEMO, str(plan)]) == ExitCode.INPUT_ERROR
+    assert "plan.json: must be a readable plan JSON file" in capsys.readouterr().err
+
+
+def test_infeasible_exit_code_and_diagnosis(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["solve", str(DATA / "demo_infeasible.json")])
+    out = capsys.readouterr().out
+    assert code == ExitCode.INFEASIBLE
+    assert "inventory of item 'lens-35'" in out
+    assert "'champions-product'" in out
+
+
+def test_infeasible_plan_json_carries_diagnosis(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["solve", str(DATA / "demo_infeasible.json"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "infeasible" and doc["offers"] == []
+    conflict = doc["diagnosis"]["conflicts"][0]
+    assert conflict["constraint"] == "inventory" and conflict["item"] == "lens-35"
+
+
+def test_time_limit_without_plan_exit_code(tmp_path: Path) -> None:
+    inst = tmp_path / "big.json"
+    assert main(["generate", "--segments", "3000", "--seed", "1", "-o", str(inst)]) == 0
+    code = main(["solve", str(inst), "--time-limit", "0.001"])
+    assert code in (ExitCode.NO_PLAN_IN_TIME, ExitCode.OK)
+    if code == ExitCode.OK:
+        pytest.skip("the solver found a plan within a millisecond on this machine")
+
+
+def test_convert_and_generate(tmp_path: Path) -> None:
+    assert main(["convert", DEMO, str(tmp_path / "demo.json")]) == ExitCode.OK
+    assert main(["convert", str(tmp_path / "demo.json"), str(tmp_path / "pq"), "--to",
+                 "parquet"]) == ExitCode.OK
+    assert (tmp_path / "pq" / "responses.parquet").exists()
+    assert main(["validate", str(tmp_path / "pq")]) == ExitCode.OK
+    assert main(["generate", "--segments", "30", "--seed", "4", "-o", str(tmp_path / "g"),
+                 "--to", "csv"]) == ExitCode.OK
+    assert main(["solve", str(tmp_path / "g")]) == ExitCode.OK
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["solve", DEMO, "--gap", "2"])
+    assert exit_info.value.code == ExitCode.USAGE
+
+
+def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "-o", str(tmp_path / "plan.json")]) == ExitCode.OK
+    assert "demo-shop: optimal" in capsys.readouterr().out
+
+
+def test_real_process_input_error_has_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "offeropt/instance@1", "items": "nope"}')
+    proc = subprocess.run([sys.executable, "-m", "optimizer.cli", "solve", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.INPUT_ERROR
+    assert "items: must be a list, got 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

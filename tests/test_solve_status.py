@@ -1,0 +1,52 @@
+"""How backend terminations map to plan statuses: a stopped solve is never `optimal`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import optimizer.solve as solve_module
+from optimizer.backends import Limits, MilpProblem, MilpSolution, Termination
+from optimizer.io import instance_from_document
+from optimizer.plan import plan_document
+from optimizer.solve import SolveOptions, Status, solve
+
+
+def _stub(termination: Termination, with_point: bool, bound: float | None) -> Any:
+    def backend(problem: MilpProblem, limits: Limits) -> MilpSolution:
+        x = np.zeros(len(problem.objective)) if with_point else None
+        if x is not None:  # the best single offer of the first segment: a feasible point
+            x[int(np.argmax(problem.objective))] = 1.0
+        return MilpSolution(termination, x, bound, ("stub log",))
+    return lambda name: backend
+
+
+@pytest.mark.parametrize(("termination", "with_point", "status"), [
+    (Termination.TIME_LIMIT, True, Status.FEASIBLE),
+    (Termination.TIME_LIMIT, False, Status.TIME_LIMIT),
+    (Termination.OPTIMAL, True, Status.OPTIMAL),
+    (Termination.ERROR, False, Status.ERROR),
+])
+def test_termination_maps_to_status(monkeypatch: pytest.MonkeyPatch, demo_doc: dict[str, Any],
+                                    termination: Termination, with_point: bool,
+                                    status: Status) -> None:
+    demo_doc["policy"]["min_offers_per_view"] = 0
+    monkeypatch.setattr(solve_module, "get_backend", _stub(termination, with_point, 1e12))
+    solution = solve(instance_from_document(demo_doc), SolveOptions(time_limit=1))
+    assert solution.status == status
+    doc = plan_document(solution)
+    assert doc["status"] == status.value
+    assert doc["solver"]["termination"] == termination.value
+    if status == Status.FEASIBLE:
+        assert doc["gap"] > 0 and doc["bound"] == 1e12
+
+
+def test_real_time_limit_never_claims_optimal(demo_doc: dict[str, Any]) -> None:
+    from optimizer.generate import generate
+
+    inst = generate(400, seed=9)
+    solution = solve(inst, SolveOptions(time_limit=0.5, gap=0.0))
+    assert solution.status in (Status.FEASIBLE, Status.TIME_LIMIT)
+    assert solution.termination == Termination.TIME_LIMIT.value
