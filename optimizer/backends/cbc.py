@@ -10,6 +10,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import cbcbox
 import numpy as np
 import pulp
 
@@ -48,8 +49,8 @@ def solve_cbc(problem: MilpProblem, limits: Limits) -> MilpSolution:
     lp, x = build_pulp(problem)
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "cbc.log"
-        solver = pulp.COIN_CMD(msg=False, timeLimit=limits.time_limit, gapRel=limits.gap,
-                                   threads=limits.threads, logPath=str(log_path))
+        solver = pulp.COIN_CMD(path=cbcbox.cbc_bin_path(), msg=False, timeLimit=limits.time_limit,
+                               gapRel=limits.gap, threads=limits.threads, logPath=str(log_path))
         try:
             lp.solve(solver)
         except pulp.PulpSolverError as exc:
