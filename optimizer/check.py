@@ -98,8 +98,8 @@ def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
     variants = _variants(inst)
     chosen = _match_offers(frame, variants, bad)
     _check_constraints(inst, chosen, variants, bad)
-    objective = float((chosen["share"] * chosen["value"]).sum())
     kpis = _kpis(inst, chosen)
+    objective = float(kpis["expected_incremental_margin"])
     _check_totals(plan, objective, kpis, bad)
     return CheckReport(tuple(bad), objective, kpis)
 
@@ -161,65 +161,69 @@ def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFr
         if not lo_eff - tol <= n <= hi + tol:
             bad.append(f"segment {s!r}: must show between {lo_eff} and {hi} offers, got {n:g}")
 
-    w = chosen["share"] * chosen["views"] * chosen["prob"]
-    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
-    used = (lines["w"] * lines["qty"]).groupby(lines["item"]).sum()
+    t = _totals(inst, chosen)
     stock = inst.items.set_index("id")["stock"]
-    for item, u in used.items():
+    for item, u in t["used"].items():
         if np.isfinite(stock[item]) and u > stock[item] + tol * max(1.0, stock[item]):
             bad.append(f"inventory of {item!r}: must be <= stock {stock[item]:g}, got {u:.6g}")
 
-    rev = float((w * chosen["r"]).sum())
-    scale = max(1.0, float((w * chosen["P"]).sum()))
-    disc_rev = float((w * chosen["r"] * (chosen["discount"] > 0)).sum())
-    disc_val = float((w * chosen["P"] * chosen["discount"]).sum())
-    spend = float((w * (chosen["P"] * chosen["discount"] + chosen["perk_cost"])).sum())
-    margin = float((w * chosen["m"]).sum())
-    if pol.max_discounted_share is not None and disc_rev > pol.max_discounted_share * rev + tol * scale:
+    rev, listed, scale = t["revenue"], t["listed"], max(1.0, t["listed"])
+    if pol.max_discounted_share is not None and \
+            t["discounted_revenue"] > pol.max_discounted_share * rev + tol * scale:
         bad.append(f"max_discounted_share: must be <= {pol.max_discounted_share}, got "
-                   f"{disc_rev / rev:.6g}")
+                   f"{t['discounted_revenue'] / rev:.6g}")
     if pol.max_avg_discount is not None and \
-            disc_val > pol.max_avg_discount * float((w * chosen["P"]).sum()) + tol * scale:
+            t["discount_value"] > pol.max_avg_discount * listed + tol * scale:
         bad.append(f"max_avg_discount: must be <= {pol.max_avg_discount}, got "
-                   f"{disc_val / float((w * chosen['P']).sum()):.6g}")
+                   f"{t['discount_value'] / listed:.6g}")
     if pol.promotion_budget is not None and \
-            spend > pol.promotion_budget + tol * max(1.0, pol.promotion_budget):
-        bad.append(f"promotion_budget: must be <= {pol.promotion_budget:g}, got {spend:.6g}")
+            t["spend"] > pol.promotion_budget + tol * max(1.0, pol.promotion_budget):
+        bad.append(f"promotion_budget: must be <= {pol.promotion_budget:g}, got {t['spend']:.6g}")
     if pol.min_aggregate_margin_rate is not None and \
-            margin < pol.min_aggregate_margin_rate * rev - tol * scale:
+            t["margin"] < pol.min_aggregate_margin_rate * rev - tol * scale:
         bad.append(f"min_aggregate_margin_rate: must be >= {pol.min_aggregate_margin_rate}, got "
-                   f"{margin / rev:.6g}")
+                   f"{t['margin'] / rev:.6g}")
+
+
+def _totals(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
+    """The plan's sums over offers, with w = share * V * p (spec section 4)."""
+    w = chosen["share"] * chosen["views"] * chosen["prob"]
+    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
+    return {
+        "takes": float(w.sum()),
+        "impressions": float((chosen["share"] * chosen["views"]).sum()),
+        "value": float((chosen["share"] * chosen["value"]).sum()),
+        "revenue": float((w * chosen["r"]).sum()),
+        "listed": float((w * chosen["P"]).sum()),
+        "margin": float((w * chosen["m"]).sum()),
+        "discounted_revenue": float((w * chosen["r"] * (chosen["discount"] > 0)).sum()),
+        "discount_value": float((w * chosen["P"] * chosen["discount"]).sum()),
+        "spend": float((w * (chosen["P"] * chosen["discount"] + chosen["perk_cost"])).sum()),
+        "used": (lines["w"] * lines["qty"]).groupby(lines["item"]).sum(),
+    }
 
 
 def _kpis(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
-    w = chosen["share"] * chosen["views"] * chosen["prob"]
-    takes = float(w.sum())
-    impressions = float((chosen["share"] * chosen["views"]).sum())
-    rev = float((w * chosen["r"]).sum())
-    listed = float((w * chosen["P"]).sum())
-    margin = float((w * chosen["m"]).sum())
+    t = _totals(inst, chosen)
 
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else 0.0
 
-    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
-    used = (lines["w"] * lines["qty"]).groupby(lines["item"]).sum()
     stocked = inst.items[inst.items["stock"].notna()]
     return {
-        "expected_incremental_margin": float((chosen["share"] * chosen["value"]).sum()),
-        "expected_offer_revenue": rev,
-        "expected_offer_margin": margin,
-        "expected_takes": takes,
-        "impressions": impressions,
-        "take_rate": ratio(takes, impressions),
-        "attach_rate": ratio(takes, float(inst.segments["views"].sum())),
-        "discounted_share": ratio(float((w * chosen["r"] * (chosen["discount"] > 0)).sum()), rev),
-        "avg_discount": ratio(float((w * chosen["P"] * chosen["discount"]).sum()), listed),
-        "promotion_spend": float((w * (chosen["P"] * chosen["discount"]
-                                       + chosen["perk_cost"])).sum()),
-        "aggregate_margin_rate": ratio(margin, rev),
+        "expected_incremental_margin": t["value"],
+        "expected_offer_revenue": t["revenue"],
+        "expected_offer_margin": t["margin"],
+        "expected_takes": t["takes"],
+        "impressions": t["impressions"],
+        "take_rate": ratio(t["takes"], t["impressions"]),
+        "attach_rate": ratio(t["takes"], float(inst.segments["views"].sum())),
+        "discounted_share": ratio(t["discounted_revenue"], t["revenue"]),
+        "avg_discount": ratio(t["discount_value"], t["listed"]),
+        "promotion_spend": t["spend"],
+        "aggregate_margin_rate": ratio(t["margin"], t["revenue"]),
         "segments_with_offers": int(chosen.loc[chosen["share"] > 0, "segment"].nunique()),
-        "inventory": {str(i): {"used": float(used.get(i, 0.0)), "stock": float(s)}
+        "inventory": {str(i): {"used": float(t["used"].get(i, 0.0)), "stock": float(s)}
                       for i, s in zip(stocked["id"], stocked["stock"], strict=True)},
     }
 

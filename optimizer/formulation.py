@@ -67,9 +67,11 @@ class Rows:
         peak = np.zeros(len(self)) if empty else \
             np.asarray(abs(self.matrix).max(axis=1).todense()).ravel()
         scale = np.where(peak > 0, peak, 1.0)
-        inv = sp.diags(1.0 / scale)
-        return Rows(sp.csr_matrix(inv @ self.matrix), self.lower / scale, self.upper / scale,
-                    self.family, self.subject)
+        matrix = self.matrix.tocsr(copy=True)
+        # Divide rather than multiply by 1/scale: a row of denormal coefficients stays finite.
+        matrix.data = matrix.data / np.repeat(scale, np.diff(matrix.indptr))
+        with np.errstate(over="ignore"):  # a finite limit far beyond the row's reach becomes inf
+            return Rows(matrix, self.lower / scale, self.upper / scale, self.family, self.subject)
 
     @staticmethod
     def stack(parts: list[Rows], n_cols: int) -> Rows:

@@ -48,3 +48,17 @@ def test_highs_equals_bruteforce(doc: dict[str, Any]) -> None:
 @given(tiny_instances())
 def test_cbc_equals_bruteforce(doc: dict[str, Any]) -> None:
     _assert_matches_bruteforce(doc, "cbc")
+
+
+def test_denormal_policy_limit_regression() -> None:
+    """max_avg_discount = 5e-324 once made row normalization overflow into NaN rows."""
+    doc = {
+        "format": "offeropt/instance@1", "name": "tiny",
+        "items": [{"id": "i0", "price": 50.0, "cost": 25.0}],
+        "bundles": [{"id": "b0", "kind": "upsell", "items": [{"item": "i0", "qty": 1}],
+                     "discounts": [0]}],
+        "segments": [{"id": "s0", "views": 1.0}],
+        "responses": [{"segment": "s0", "bundle": "b0", "take_rate": 0.5}],
+        "policy": {"min_offers_per_view": 0, "max_avg_discount": 5e-324},
+    }
+    _assert_matches_bruteforce(doc, "highs")
