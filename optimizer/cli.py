@@ -80,9 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--to", choices=("json", "csv", "parquet"))
     g.set_defaults(run=_generate)
 
-    d = sub.add_parser("demo", help="solve the shipped demo catalog and print the plan")
-    d.add_argument("-o", "--output", default="out/demo-plan.json", help="where to write the plan")
+    d = sub.add_parser("demo", help="the main job: solve the demo catalog, publish it, serve it")
+    d.add_argument("--bind", default="127.0.0.1:8000", help="where the service listens")
+    d.add_argument("--no-serve", action="store_true", help="solve and publish, then exit")
     d.set_defaults(run=_demo)
+
+    v = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the solve dispatcher")
+    v.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
+    v.add_argument("--workers", type=_positive_int, default=2, help="web worker processes")
+    v.add_argument("--ops-bind", metavar="HOST:PORT",
+                   help="serve /healthz, /readyz and /metrics only on this address")
+    v.set_defaults(run=_serve)
     return p
 
 
@@ -156,7 +164,7 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(summary(solution, doc, top=args.top, segments=args.segments_shown))
+        print(summary(inst, doc, top=args.top, segments=args.segments_shown))
         if check is not None:
             print("check: plan independently verified" if check.ok
                   else "check: FAILED\n  " + "\n  ".join(check.violations))
@@ -225,12 +233,82 @@ def _generate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _multiprocess_metrics() -> None:
+    """prometheus_client picks its storage at import: set this before anything imports `api`."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="offeropt-metrics-"))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _multiprocess_metrics()
+    from api.server import serve
+
+    serve(args.bind, args.workers, args.ops_bind)
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace) -> int:
+    """Solve the demo catalog through the store, publish it, then serve it on localhost."""
+    import hashlib
+    import os
+    import secrets
+
+    if not args.no_serve:
+        _multiprocess_metrics()
+    from api import settings
+    from api.jobs import execute_run
+    from api.store import Store
+    from optimizer.io.json_form import instance_to_document
+    from optimizer.report import summary
+
     if not DEMO.exists():
         raise InputError([Issue(str(DEMO), "must exist (run from a clone of the repository)",
                                 has_value=False)])
-    solve_args = _parser().parse_args(["solve", str(DEMO), "-o", args.output])
-    return _solve_and_report(_load(str(DEMO)), solve_args)
+    for role in ("MERCHANDISER", "STOREFRONT"):
+        os.environ.setdefault(f"OFFEROPT_{role}_TOKENS", f"{role.lower()}-{secrets.token_hex(8)}")
+    config: dict[str, Any] = {**settings.DEFAULTS, **{
+        k: os.environ[f"OFFEROPT_{k}"] for k in settings.DEFAULTS if f"OFFEROPT_{k}" in os.environ}}
+    settings.finalize(config)
+    inst = _load(str(DEMO))
+    document = json.dumps(instance_to_document(inst), sort_keys=True)
+    digest = hashlib.sha256(document.encode()).hexdigest()
+    store = Store.open(config["DATABASE_URL"])
+    options = {"time_limit": 60.0, "gap": 1e-4, "solver": "highs", "threads": 1}
+    run_id, _ = store.submit(inst.name, document, digest, options, "demo", f"demo-{digest}")
+    if store.run(run_id)["status"] == "queued" and store.claim_next("demo") == run_id:
+        execute_run(config["DATABASE_URL"], run_id)  # the same code a solve process runs
+    run = store.run(run_id)
+    if run["plan_id"] is None:
+        print(f"the demo run ended {run['status']}: {run['error']}", file=sys.stderr)
+        return ExitCode.SOLVER_ERROR
+    plan = json.loads(store.plan(run["plan_id"])["document"])
+    print(summary(inst, plan))
+    version = store.publish(run["plan_id"], "demo")
+    print(f"\nplan {run['plan_id']} published as version {version} "
+          f"(store: {config['DATABASE_URL']})")
+    if args.no_serve:
+        return ExitCode.OK
+    base = f"http://{args.bind}"
+    m, s = config["MERCHANDISER_TOKENS"][0], config["STOREFRONT_TOKENS"][0]
+    print(f"""
+Serving on {base} (Ctrl-C stops). Try, from another terminal:
+
+  curl -s '{base}/v1/offers?segment=champions-cart' -H 'Authorization: Bearer {s}'
+  curl -s '{base}/v1/offers?segment=loyal-checkout&customer_id=c-42&exclude_items=mouse-m2' \\
+       -H 'Authorization: Bearer {s}'
+  curl -s '{base}/v1/plans/active' -H 'Authorization: Bearer {s}'
+  curl -s -X POST '{base}/v1/catalog-plans' -H 'Authorization: Bearer {m}' \\
+       -H 'Content-Type: application/json' --data-binary @tests/data/demo.json
+  curl -s '{base}/v1/runs/{run_id}' -H 'Authorization: Bearer {m}'
+  curl -s '{base}/healthz'
+  curl -s '{base}/openapi.json'
+""", flush=True)
+    from api.server import serve
+
+    serve(args.bind, 2)
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

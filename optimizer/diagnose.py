@@ -29,20 +29,11 @@ class Conflict:
     limit: float
     segments: tuple[str, ...]  # with a minimum of offers, largest load first
 
-    def describe(self) -> str:
-        what = f"inventory of item {self.item!r}" if self.item else self.family
-        who = ", ".join(repr(s) for s in self.segments) or "none"
-        return (f"{what}: the minimum offers need {self.activity:,.6g} against a limit of "
-                f"{self.limit:,.6g}; segments: {who}")
-
 
 @dataclass(frozen=True)
 class Diagnosis:
     conflicts: tuple[Conflict, ...]
     message: str = ""
-
-    def lines(self) -> list[str]:
-        return [c.describe() for c in self.conflicts] or [self.message]
 
     def to_dict(self) -> dict[str, object]:
         return {

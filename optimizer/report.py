@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optimizer.solve import Solution, Status
+from optimizer.model import Instance
 
 
 def _money(x: float) -> str:
@@ -15,29 +15,33 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def summary(solution: Solution, doc: dict[str, Any], top: int = 3, segments: int = 12) -> str:
-    inst = solution.instance
+def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 12) -> str:
+    """A plan document, explained: status, KPIs against the policy, top offers, binding rows."""
     cur = f" {inst.currency}" if inst.currency else ""
-    out = [f"{inst.name}: {solution.status.value}"]
-    timing = (f"{solution.seconds:.2f} s (build {solution.build_seconds:.2f} s, solve "
-              f"{solution.solve_seconds:.2f} s) with {solution.solver}")
-    if solution.objective is None:
+    solver = doc["solver"]
+    out = [f"{inst.name}: {doc['status']}"]
+    timing = (f"{solver['seconds']:.2f} s (build {solver['build_seconds']:.2f} s, solve "
+              f"{solver['solve_seconds']:.2f} s) with {solver['backend']}")
+    if doc["objective"] is None:
         out.append(f"  no plan; {timing}")
-        if solution.status == Status.INFEASIBLE and solution.diagnosis is not None:
+        diagnosis = doc.get("diagnosis")
+        if diagnosis is not None:
             out.append("Conflicting constraints (the least relaxation that would allow a plan):")
-            out += [f"  - {line}" for line in solution.diagnosis.lines()]
-        if solution.status == Status.TIME_LIMIT:
+            out += [f"  - {_conflict_line(c)}" for c in diagnosis["conflicts"]]
+            if not diagnosis["conflicts"]:
+                out.append(f"  - {diagnosis['message']}")
+        if doc["status"] == "time_limit":
             out.append("  the time limit passed before any feasible plan was found; "
                        "raise --time-limit")
-        if solution.message:
-            out.append(f"  {solution.message}")
+        if doc.get("message"):
+            out.append(f"  {doc['message']}")
         return "\n".join(out)
-    bound = "none" if solution.bound is None else _money(solution.bound)
-    gap = "n/a" if solution.gap is None else f"{100 * solution.gap:.4f}%"
-    out.append(f"  expected incremental margin {_money(solution.objective)}{cur} "
+    bound = "none" if doc["bound"] is None else _money(doc["bound"])
+    gap = "n/a" if doc["gap"] is None else f"{100 * doc['gap']:.4f}%"
+    out.append(f"  expected incremental margin {_money(doc['objective'])}{cur} "
                f"(bound {bound}, gap {gap}); {timing}")
-    out += _kpi_lines(doc["kpis"], solution, cur)
-    out += _offer_lines(doc["offers"], solution, top, segments)
+    out += _kpi_lines(doc["kpis"], inst, cur)
+    out += _offer_lines(doc["offers"], top, segments)
     binding = doc.get("binding") or []
     if binding:
         out.append("Binding constraints")
@@ -56,13 +60,20 @@ def summary(solution: Solution, doc: dict[str, Any], top: int = 3, segments: int
     return "\n".join(out)
 
 
-def _kpi_lines(k: dict[str, Any], solution: Solution, cur: str) -> list[str]:
-    pol = solution.instance.policy
+def _conflict_line(c: dict[str, Any]) -> str:
+    what = f"inventory of item {c['item']!r}" if c["item"] else c["constraint"]
+    who = ", ".join(repr(s) for s in c["segments"]) or "none"
+    return (f"{what}: the minimum offers need {c['needed']:,.6g} against a limit of "
+            f"{c['limit']:,.6g}; segments: {who}")
+
+
+def _kpi_lines(k: dict[str, Any], inst: Instance, cur: str) -> list[str]:
+    pol = inst.policy
 
     def limit(value: float | None, fmt: Any, word: str = "limit") -> str:
         return "" if value is None else f"  ({word} {fmt(value)})"
 
-    n_segments = len(solution.instance.segments)
+    n_segments = len(inst.segments)
     rows = [
         ("expected offer revenue", _money(k["expected_offer_revenue"]) + cur, ""),
         ("expected offer margin", _money(k["expected_offer_margin"]) + cur, ""),
@@ -90,8 +101,7 @@ def _kpi_lines(k: dict[str, Any], solution: Solution, cur: str) -> list[str]:
     return lines
 
 
-def _offer_lines(offers: list[dict[str, Any]], solution: Solution, top: int,
-                 segments: int) -> list[str]:
+def _offer_lines(offers: list[dict[str, Any]], top: int, segments: int) -> list[str]:
     if not offers:
         return ["Offers: none"]
     by_segment: dict[str, list[dict[str, Any]]] = {}

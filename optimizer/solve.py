@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 
-from optimizer.backends import Limits, MilpProblem, MilpSolution, Termination, get_backend
+from optimizer.backends import (
+    Limits,
+    MilpProblem,
+    MilpSolution,
+    Progress,
+    Termination,
+    get_backend,
+)
 from optimizer.candidates import Candidates, expand
 from optimizer.diagnose import Diagnosis, diagnose
 from optimizer.formulation import Formulation, formulate
@@ -32,10 +40,11 @@ class SolveOptions:
     gap: float = 1e-4
     threads: int | None = None
     diagnose: bool = True
+    progress: Callable[[Progress], bool] | None = None  # see Limits.progress
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.time_limit, self.gap, self.threads)
+        return Limits(self.time_limit, self.gap, self.threads, self.progress)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from api import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+MERCHANDISER = {"Authorization": "Bearer m-token"}
+STOREFRONT = {"Authorization": "Bearer s-token"}
 
 
 @pytest.fixture
@@ -23,8 +25,13 @@ def demo_doc() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app() -> Iterator[Flask]:
-    yield create_app({"TESTING": True})
+def app(tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "MERCHANDISER_TOKENS": "m-token",
+                      "STOREFRONT_TOKENS": "s-token", "INDEX_POLL_SECONDS": 0.0})
+    yield app
+    runner = app.extensions.get("offeropt.jobs")
+    if runner is not None:
+        runner.stop()
 
 
 @pytest.fixture

@@ -29,10 +29,22 @@ class MilpProblem:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A snapshot while a solve runs, in the problem's own objective sense."""
+
+    objective: float | None  # best plan so far
+    bound: float | None  # proven bound
+    gap: float | None
+    elapsed: float
+
+
+@dataclass(frozen=True)
 class Limits:
     time_limit: float | None = None
     gap: float = 1e-4
     threads: int | None = None
+    # Called while the solve runs (by backends that can); returning True stops it.
+    progress: Callable[[Progress], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ the run time on large models; `passModel` with CSC arrays does not.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import highspy
 import numpy as np
 
-from optimizer.backends import Limits, MilpProblem, MilpSolution, Termination, tail
+from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Termination, tail
 
 _STOPPED = {
     highspy.HighsModelStatus.kTimeLimit,
@@ -31,6 +33,8 @@ def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
         log_path = Path(tmp) / "highs.log"
         _configure(h, limits, log_path)
         h.passModel(_to_lp(problem))
+        if limits.progress is not None:
+            _report_progress(h, limits.progress)
         h.run()
         log = log_path.read_text(errors="replace") if log_path.exists() else ""
     status = h.getModelStatus()
@@ -45,6 +49,21 @@ def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
     if status in _STOPPED:
         return MilpSolution(Termination.TIME_LIMIT, x, bound, tail(log))
     return MilpSolution(Termination.ERROR, None, None, tail(log), h.modelStatusToString(status))
+
+
+def _report_progress(h: highspy.Highs, progress: Callable[[Progress], bool]) -> None:
+    def finite(x: float) -> float | None:
+        return float(x) if np.isfinite(x) and abs(x) < highspy.kHighsInf else None
+
+    def on_event(event: Any) -> None:
+        d = event.data_out
+        snapshot = Progress(finite(d.mip_primal_bound), finite(d.mip_dual_bound),
+                            finite(d.mip_gap), float(d.running_time))
+        if progress(snapshot):
+            event.interrupt()
+
+    h.cbMipInterrupt.subscribe(on_event)
+    h.cbMipImprovingSolution.subscribe(on_event)
 
 
 def _configure(h: highspy.Highs, limits: Limits, log_path: Path) -> None:

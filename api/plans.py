@@ -1,0 +1,60 @@
+"""Publication: make a plan active, roll back, read the active plan."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, g, request
+
+from api.auth import MERCHANDISER, STOREFRONT, requires
+from api.openapi import doc
+from api.problems import Problem
+from api.schemas import ActivePlan, Publication
+from api.store import Store
+
+plans_api = Blueprint("plans", __name__)
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["offeropt.store"]
+    return store
+
+
+def _publication(version: int) -> dict[str, Any]:
+    return next(p for p in _store().history(limit=5) if p["version"] == version)
+
+
+@plans_api.post("/v1/plans/<plan_id>/publish")
+@doc("Publish a plan: it becomes the active plan in one transaction", "publication",
+     {200: Publication, 409: "The plan is not publishable (infeasible, unchecked)"})
+@requires(MERCHANDISER)
+def publish(plan_id: str) -> dict[str, Any]:
+    version = _store().publish(plan_id, g.actor, current_app.config["PUBLISH_PAUSE_SECONDS"])
+    return _publication(version)
+
+
+@plans_api.post("/v1/plans/rollback")
+@doc("Roll back to the previous plan, or to a given publication version", "publication",
+     {200: Publication, 409: "Nothing to roll back to"}, body={"application/json": "RollbackRequest"})
+@requires(MERCHANDISER)
+def rollback() -> dict[str, Any]:
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        raise Problem(400, "Bad Request", "body: must be a JSON object or empty")
+    to_version = body.get("to_version")
+    if to_version is not None and (isinstance(to_version, bool) or not isinstance(to_version, int)):
+        raise Problem(400, "Bad Request", f"to_version: must be an integer, got {to_version!r}")
+    return _publication(_store().rollback(g.actor, to_version))
+
+
+@plans_api.get("/v1/plans/active")
+@doc("The active plan and its publication", "publication", {200: ActivePlan})
+@requires(STOREFRONT, MERCHANDISER)
+def active_plan() -> dict[str, Any]:
+    bundle = _store().active_bundle()
+    if bundle is None:
+        raise Problem(404, "Not Found", "no plan has been published yet")
+    return {"version": bundle["version"], "plan_id": bundle["id"],
+            "published_at": bundle["created_at"], "published_by": bundle["actor"],
+            "plan": json.loads(bundle["plan"])}

@@ -1,0 +1,86 @@
+"""Errors as `application/problem+json` (RFC 9457), never a bare 500 with a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from api.store import Conflict, NotFound
+from optimizer.errors import InputError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.errors = status, title, detail, errors
+
+
+def problem_response(status: int, title: str, detail: str | None = None,
+                     errors: list[dict[str, Any]] | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return problem_response(exc.status, exc.title, exc.detail, exc.errors)
+
+    @app.errorhandler(InputError)
+    def _input(exc: InputError) -> Response:
+        errors = [{"path": i.path, "rule": i.rule, "value": _plain(i), "message": str(i)}
+                  for i in exc.issues]
+        return problem_response(422, "The catalog plan breaks rules of the spec",
+                                f"{len(errors)} issue(s); each names the field and the rule",
+                                errors)
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound) -> Response:
+        return problem_response(404, "Not found", f"{exc.args[0]}: no such id")
+
+    @app.errorhandler(Conflict)
+    def _conflict(exc: Conflict) -> Response:
+        return problem_response(409, "Conflict", str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        detail = exc.description
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            detail = f"request body: must be at most {limit} bytes (OFFEROPT_MAX_CONTENT_LENGTH)"
+        headers = dict(exc.get_headers()) if status == 405 else None
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() == "allow"}
+        return problem_response(status, exc.name, detail, headers=headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(500, "Internal Server Error",
+                                "the error was logged; no details are exposed")
+
+
+def _plain(issue: Any) -> Any:
+    value = issue.value_text if issue.value_text is not None else issue.value
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return "nan"
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,0 +1,145 @@
+"""Catalog-plan submission and solve runs: submit, follow, cancel, fetch the plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request, url_for
+
+from api.auth import MERCHANDISER, requires
+from api.openapi import Param, doc
+from api.problems import Problem
+from api.schemas import PlanDocument, Run, RunCreated
+from api.store import Store
+from optimizer.errors import InputError, Issue
+from optimizer.io import instance_from_document, load_instance
+from optimizer.io.json_form import instance_to_document
+from optimizer.model import Instance
+from optimizer.plan import plan_csv
+
+runs_api = Blueprint("runs", __name__)
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
+
+
+def _store() -> Store:
+    store: Store = current_app.extensions["offeropt.store"]
+    return store
+
+
+def _parse_instance() -> Instance:
+    ctype = (request.mimetype or "").lower()
+    if ctype in ZIP_TYPES:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "catalog.zip"
+            path.write_bytes(request.get_data())
+            return load_instance(path)
+    if ctype != "application/json":
+        raise Problem(415, "Unsupported Media Type",
+                      f"Content-Type: must be application/json or application/zip, got {ctype!r}")
+    try:
+        doc_ = json.loads(request.get_data() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Bad Request", f"body: must be valid JSON, got {exc}") from exc
+    return instance_from_document(doc_, origin="catalog")
+
+
+def _options() -> dict[str, Any]:
+    cfg = current_app.config
+    args = request.args
+    issues: list[Issue] = []
+
+    def number(name: str, default: float | None, low: float, high: float) -> float | None:
+        raw = args.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            issues.append(Issue(name, "must be a number", raw))
+            return default
+        if not low < value <= high:
+            issues.append(Issue(name, f"must be in ({low:g}, {high:g}]", value))
+        return value
+
+    time_limit = number("time_limit", cfg["SOLVE_TIME_LIMIT"], 0, cfg["MAX_SOLVE_TIME_LIMIT"])
+    gap = number("gap", 1e-4, -1e-12, 0.999999)
+    solver = args.get("solver", "highs")
+    if solver not in ("highs", "cbc"):
+        issues.append(Issue("solver", "must be 'highs' or 'cbc'", solver))
+    if issues:
+        raise InputError(issues)
+    return {"time_limit": time_limit, "gap": gap, "solver": solver, "threads": 1}
+
+
+@runs_api.post("/v1/catalog-plans")
+@doc("Submit a catalog plan and start its solve", "catalog plans", {202: RunCreated},
+     body={"application/json": "Instance", "application/zip": "zip"},
+     params=(Param("Idempotency-Key", "header", "retries with the same key return the same run"),
+             Param("time_limit", "query", "solver seconds", "number"),
+             Param("gap", "query", "relative gap at which to stop", "number"),
+             Param("solver", "query", "highs (default) or cbc")))
+@requires(MERCHANDISER)
+def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 200:
+        raise Problem(400, "Bad Request", "Idempotency-Key: must be 1 to 200 characters")
+    options = _options()
+    instance = _parse_instance()
+    document = json.dumps(instance_to_document(instance), sort_keys=True)
+    sha = hashlib.sha256(document.encode()).hexdigest()
+    run_id, created = _store().submit(instance.name, document, sha, options, g.actor, key)
+    run = _store().run(run_id)
+    location = url_for("runs.get_run", run_id=run_id)
+    body = {"run_id": run_id, "status": run["status"], "created": created,
+            "links": {"self": location}}
+    return body, 202, {"Location": location}
+
+
+def _run_body(run: dict[str, Any]) -> dict[str, Any]:
+    name = json.loads(_store().catalog_document(run["id"])).get("name", "")
+    plan_link = url_for("runs.get_run_plan", run_id=run["id"]) if run["plan_id"] else None
+    return {
+        "id": run["id"], "status": run["status"], "catalog_plan": name,
+        "options": json.loads(run["options"]),
+        "progress": json.loads(run["progress"]) if run["progress"] else None,
+        "plan_status": run["plan_status"], "plan_id": run["plan_id"],
+        "objective": run["objective"], "bound": run["bound"], "error": run["error"],
+        "log_tail": (run["log_tail"] or "").splitlines()[-20:],
+        "created_at": run["created_at"], "started_at": run["started_at"],
+        "finished_at": run["finished_at"], "cancel_requested": bool(run["cancel_requested"]),
+        "links": {"self": url_for("runs.get_run", run_id=run["id"]), "plan": plan_link},
+    }
+
+
+@runs_api.get("/v1/runs/<run_id>")
+@doc("A run's status and progress", "runs", {200: Run})
+@requires(MERCHANDISER)
+def get_run(run_id: str) -> dict[str, Any]:
+    return _run_body(_store().run(run_id))
+
+
+@runs_api.delete("/v1/runs/<run_id>")
+@doc("Cancel a run", "runs", {202: Run})
+@requires(MERCHANDISER)
+def cancel_run(run_id: str) -> tuple[dict[str, Any], int]:
+    return _run_body(_store().cancel(run_id)), 202
+
+
+@runs_api.get("/v1/runs/<run_id>/plan")
+@doc("The plan a run produced (JSON, or CSV with Accept: text/csv)", "runs", {200: PlanDocument},
+     extra_content={200: {"text/csv": "one row per offer"}})
+@requires(MERCHANDISER)
+def get_run_plan(run_id: str) -> Response:
+    run = _store().run(run_id)
+    if run["plan_id"] is None:
+        raise Problem(404, "Not Found", f"run {run_id!r}: has no plan yet (status {run['status']})")
+    plan = _store().plan(run["plan_id"])
+    headers = {"X-Offeropt-Plan-Id": plan["id"]}
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return Response(plan_csv(json.loads(plan["document"])), mimetype="text/csv",
+                        headers=headers)
+    return Response(plan["document"], mimetype="application/json", headers=headers)

@@ -1,0 +1,141 @@
+"""Response bodies, as pydantic models: the OpenAPI document's schemas come from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProblemDetails(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="for 422: one entry per broken rule, with the field's path")
+
+
+class Links(BaseModel):
+    self: str
+    plan: str | None = None
+
+
+class RunCreated(BaseModel):
+    run_id: str
+    status: str
+    created: bool = Field(description="false when an Idempotency-Key replayed an earlier submission")
+    links: Links
+
+
+class Progress(BaseModel):
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    elapsed: float | None = None
+
+
+class Run(BaseModel):
+    id: str
+    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    catalog_plan: str
+    options: dict[str, Any]
+    progress: Progress | None
+    plan_status: str | None
+    plan_id: str | None
+    objective: float | None
+    bound: float | None
+    error: str | None
+    log_tail: list[str]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    cancel_requested: bool
+    links: Links
+
+
+class PlanOffer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    segment: str
+    bundle: str
+    discount: float
+    perk: str | None
+    share: float
+    reference_price: float
+    price: float
+    expected_takes: float
+    expected_incremental_margin: float
+
+
+class PlanDocument(BaseModel):
+    """offeropt/plan@1 (spec section 4), with offeropt's documented additions."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    instance: str
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solver: dict[str, Any]
+    offers: list[PlanOffer]
+    kpis: dict[str, Any] | None
+    warnings: list[str]
+
+
+class Publication(BaseModel):
+    version: int
+    plan_id: str
+    action: str
+    actor: str
+    created_at: float
+
+
+class ActivePlan(BaseModel):
+    version: int
+    plan_id: str
+    published_at: float
+    published_by: str
+    plan: PlanDocument
+
+
+class RollbackRequest(BaseModel):
+    to_version: int | None = Field(None, description="default: the plan before the active one")
+
+
+class OfferItem(BaseModel):
+    item: str
+    name: str | None
+    qty: int
+
+
+class StorefrontOffer(BaseModel):
+    bundle: str
+    name: str | None
+    kind: str
+    items: list[OfferItem]
+    reference_price: float
+    price: float
+    discount: float
+    discount_percent: float
+    savings: float
+    perk: str | None
+
+
+class Offers(BaseModel):
+    segment: str
+    plan_version: int | None
+    holdout: bool
+    offers: list[StorefrontOffer]
+    reason: str | None = Field(None, description="why the list is empty, when it is")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Ready(BaseModel):
+    status: str
+    store: str
+    schema_version: int | None = None

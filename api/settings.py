@@ -1,0 +1,39 @@
+"""Configuration: defaults, overridden by `OFFEROPT_*` environment variables, then test_config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "DATA_DIR": "data",  # the embedded default store lives here
+    "DATABASE_URL": None,  # any SQLAlchemy URL; default sqlite:///DATA_DIR/offeropt.db
+    "MERCHANDISER_TOKENS": "",  # comma-separated bearer tokens
+    "STOREFRONT_TOKENS": "",
+    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,  # larger request bodies get 413
+    "SOLVE_WORKERS": 1,  # solve processes per app process
+    "SOLVE_TIME_LIMIT": 300.0,  # default seconds per run
+    "MAX_SOLVE_TIME_LIMIT": 3600.0,
+    "INDEX_POLL_SECONDS": 1.0,  # how often a worker checks for a newly published plan
+    "OPS_PORT": None,  # when set, /healthz /readyz /metrics answer only on this port
+    "RUN_JOBS": True,  # False: this process serves but never starts solves
+    "PUBLISH_PAUSE_SECONDS": 0.0,  # fault injection for crash tests only
+}
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Fill derived settings and normalize types that environment parsing may have guessed."""
+    data_dir = Path(str(config["DATA_DIR"]))
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{data_dir.resolve() / 'offeropt.db'}"
+    for key in ("MERCHANDISER_TOKENS", "STOREFRONT_TOKENS"):
+        value = config.get(key) or ""
+        tokens = value if isinstance(value, list) else str(value).split(",")
+        config[key] = tuple(t.strip() for t in map(str, tokens) if t.strip())
+    for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
+                "PUBLISH_PAUSE_SECONDS"):
+        config[key] = float(config[key])
+    config["SOLVE_WORKERS"] = int(config["SOLVE_WORKERS"])
+    config["MAX_CONTENT_LENGTH"] = int(config["MAX_CONTENT_LENGTH"])
+    if config.get("OPS_PORT") is not None:
+        config["OPS_PORT"] = int(config["OPS_PORT"])

@@ -1,0 +1,297 @@
+"""The store: catalog plans, solve runs, result plans and the publication history."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api.store.schema import (
+    MIGRATIONS,
+    active,
+    catalog_plans,
+    plans,
+    publications,
+    runs,
+    schema_version,
+)
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # a plan was produced (see its status)
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi: Any, _: Any) -> None:
+            cur = dbapi.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cur.execute("PRAGMA synchronous=FULL")  # a commit survives kill -9 and power loss
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@dataclass
+class Store:
+    engine: Engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        store = cls(make_engine(url))
+        store.migrate()
+        return store
+
+    def migrate(self) -> int:
+        with self.engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+        current = self.schema_version()
+        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.engine.begin() as conn:
+                step(conn)
+                conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+        return len(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- catalog plans and runs --------------------------------------------------------
+
+    def submit(self, name: str, document: str, sha256: str, options: dict[str, Any],
+               actor: str, idempotency_key: str | None) -> tuple[str, bool]:
+        """Store a catalog plan and queue its run; returns (run id, created)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            if idempotency_key is not None:
+                prior = conn.execute(
+                    sa.select(catalog_plans.c.id, catalog_plans.c.sha256)
+                    .where(catalog_plans.c.idempotency_key == idempotency_key)).first()
+                if prior is not None:
+                    if prior.sha256 != sha256:
+                        raise Conflict("Idempotency-Key: already used for a different catalog plan")
+                    run_id = conn.execute(sa.select(runs.c.id).where(
+                        runs.c.catalog_plan_id == prior.id).order_by(runs.c.created_at)).scalar()
+                    return str(run_id), False
+            catalog_id, run_id = new_id(), new_id()
+            conn.execute(catalog_plans.insert().values(
+                id=catalog_id, name=name, sha256=sha256, document=document,
+                idempotency_key=idempotency_key, submitted_by=actor, created_at=now))
+            conn.execute(runs.insert().values(
+                id=run_id, catalog_plan_id=catalog_id, status=RunStatus.QUEUED,
+                options=json.dumps(options), cancel_requested=False, created_at=now))
+        return run_id, True
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs, plans.c.id.label("plan_id"))
+                               .outerjoin(plans, plans.c.run_id == runs.c.id)
+                               .where(runs.c.id == run_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"run {run_id!r}")
+        return dict(row)
+
+    def catalog_document(self, run_id: str) -> str:
+        with self.engine.connect() as conn:
+            doc = conn.execute(sa.select(catalog_plans.c.document)
+                               .join(runs, runs.c.catalog_plan_id == catalog_plans.c.id)
+                               .where(runs.c.id == run_id)).scalar()
+        if doc is None:
+            raise NotFound(f"run {run_id!r}")
+        return str(doc)
+
+    def claim_next(self, worker: str) -> str | None:
+        """Atomically move the oldest queued run to running; None when the queue is empty."""
+        with self.engine.begin() as conn:
+            candidates = conn.execute(sa.select(runs.c.id).where(runs.c.status == RunStatus.QUEUED)
+                                      .order_by(runs.c.created_at).limit(5)).scalars().all()
+            now = time.time()
+            for run_id in candidates:
+                claimed = conn.execute(runs.update().where(
+                    (runs.c.id == run_id) & (runs.c.status == RunStatus.QUEUED)).values(
+                    status=RunStatus.RUNNING, worker=worker, started_at=now, heartbeat_at=now))
+                if claimed.rowcount == 1:
+                    return str(run_id)
+        return None
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where((runs.c.id == run_id) &
+                                             (runs.c.status == RunStatus.QUEUED))
+                         .values(status=RunStatus.CANCELLED, finished_at=time.time(),
+                                 cancel_requested=True))
+            conn.execute(runs.update().where((runs.c.id == run_id) &
+                                             (runs.c.status == RunStatus.RUNNING))
+                         .values(cancel_requested=True))
+        return self.run(run_id)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(runs.c.cancel_requested)
+                                     .where(runs.c.id == run_id)).scalar())
+
+    def finish_run(self, run_id: str, status: RunStatus, plan: dict[str, Any] | None,
+                   checked: bool, **values: Any) -> None:
+        """Record the outcome and the plan in one transaction."""
+        with self.engine.begin() as conn:
+            if plan is not None:
+                conn.execute(plans.insert().values(
+                    id=new_id(), run_id=run_id, document=json.dumps(plan), status=plan["status"],
+                    checked=checked, created_at=time.time()))
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, finished_at=time.time(), **values))
+
+    def fail_lost_runs(self, stale_after: float, alive: set[str]) -> list[str]:
+        """Runs marked running whose worker stopped beating (or is gone) become failed."""
+        now = time.time()
+        host = socket.gethostname()
+        lost = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.worker, runs.c.heartbeat_at)
+                                .where(runs.c.status == RunStatus.RUNNING)).all()
+            for run_id, worker, beat in rows:
+                pid_gone = worker and worker.startswith(f"{host}:") and worker not in alive \
+                    and not _pid_alive(int(worker.rsplit(":", 1)[1]))
+                if pid_gone or beat is None or now - beat > stale_after:
+                    conn.execute(runs.update().where((runs.c.id == run_id) &
+                                                     (runs.c.status == RunStatus.RUNNING))
+                                 .values(status=RunStatus.FAILED, finished_at=now,
+                                         error="the solving process stopped (restart or crash)"))
+                    lost.append(str(run_id))
+        return lost
+
+    # -- plans and publication -----------------------------------------------------------
+
+    def plan(self, plan_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(plans).where(plans.c.id == plan_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"plan {plan_id!r}")
+        return dict(row)
+
+    def publish(self, plan_id: str, actor: str, pause: float = 0.0) -> int:
+        """Make a plan active; one transaction, so the active plan is always a whole plan."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(plans.c.status, plans.c.checked)
+                               .where(plans.c.id == plan_id)).first()
+            if row is None:
+                raise NotFound(f"plan {plan_id!r}")
+            if row.status not in ("optimal", "feasible") or not row.checked:
+                raise Conflict(f"plan {plan_id!r}: must be a checked plan with status optimal or "
+                               f"feasible to be published, got status {row.status!r}")
+            return self._activate(conn, plan_id, "publish", actor, pause)
+
+    def rollback(self, actor: str, to_version: int | None = None) -> int:
+        """Re-activate the plan before the active one (or the one published as `to_version`)."""
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(active.c.plan_id, active.c.version)).first()
+            if current is None:
+                raise Conflict("no plan has been published yet")
+            if to_version is not None:
+                target = conn.execute(sa.select(publications.c.plan_id)
+                                      .where(publications.c.version == to_version)).scalar()
+                if target is None:
+                    raise NotFound(f"publication version {to_version}")
+            else:
+                target = conn.execute(
+                    sa.select(publications.c.plan_id)
+                    .where((publications.c.plan_id != current.plan_id) &
+                           (publications.c.version < current.version))
+                    .order_by(publications.c.version.desc()).limit(1)).scalar()
+                if target is None:
+                    raise Conflict("there is no earlier plan to roll back to")
+            return self._activate(conn, str(target), "rollback", actor, 0.0)
+
+    @staticmethod
+    def _activate(conn: sa.Connection, plan_id: str, action: str, actor: str, pause: float) -> int:
+        result = conn.execute(publications.insert().values(
+            plan_id=plan_id, action=action, actor=actor, created_at=time.time()))
+        version = int(result.inserted_primary_key[0])  # type: ignore[index]
+        if pause:
+            time.sleep(pause)  # fault injection for crash tests: a kill lands mid-transaction
+        updated = conn.execute(active.update().where(active.c.id == 1)
+                               .values(plan_id=plan_id, version=version))
+        if updated.rowcount == 0:
+            conn.execute(active.insert().values(id=1, plan_id=plan_id, version=version))
+        return version
+
+    def active(self) -> dict[str, Any] | None:
+        """The active plan's id and version (a cheap query, polled by the offer index)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(active.c.plan_id, active.c.version)).mappings().first()
+        return None if row is None else dict(row)
+
+    def active_bundle(self) -> dict[str, Any] | None:
+        """The active plan with its version and the catalog it was solved from."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(active.c.version, plans.c.id, plans.c.document.label("plan"),
+                          catalog_plans.c.document.label("catalog"), publications.c.created_at,
+                          publications.c.actor)
+                .join(plans, plans.c.id == active.c.plan_id)
+                .join(runs, runs.c.id == plans.c.run_id)
+                .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
+                .join(publications, publications.c.version == active.c.version)).mappings().first()
+        return None if row is None else dict(row)
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(publications).order_by(publications.c.version.desc())
+                                .limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
