@@ -40,6 +40,11 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 4
     """
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR: must be set before api is imported")
+    from api import settings
+    from api.store import Store
+
+    config: dict[str, Any] = _env_config(settings)
+    Store.open(config["DATABASE_URL"])  # migrate once, before workers and dispatcher start
     binds = [bind]
     if ops_bind:
         binds.append(ops_bind)
@@ -49,10 +54,20 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 4
     try:
         _Gunicorn({"bind": binds, "workers": workers, "worker_class": "gthread",
                    "threads": threads, "child_exit": _worker_exit, "accesslog": None,
-                   "graceful_timeout": 10, "timeout": 60}).run()
+                   "graceful_timeout": 10, "timeout": 60,
+                   "control_socket_disable": True}).run()  # several servers may share a host
     finally:
         dispatcher.terminate()
         dispatcher.wait(timeout=15)
+
+
+def _env_config(settings: Any) -> dict[str, Any]:
+    config: dict[str, Any] = dict(settings.DEFAULTS)
+    for key in config:
+        if f"OFFEROPT_{key}" in os.environ:
+            config[key] = os.environ[f"OFFEROPT_{key}"]
+    settings.finalize(config)
+    return config
 
 
 def dispatch() -> None:
@@ -61,11 +76,7 @@ def dispatch() -> None:
     from api.jobs import JobRunner
     from api.store import Store
 
-    config: dict[str, Any] = dict(settings.DEFAULTS)
-    for key in config:
-        if f"OFFEROPT_{key}" in os.environ:
-            config[key] = os.environ[f"OFFEROPT_{key}"]
-    settings.finalize(config)
+    config = _env_config(settings)
     store = Store.open(config["DATABASE_URL"])
     runner = JobRunner(store, config["DATABASE_URL"], config["SOLVE_WORKERS"])
     stop = threading.Event()

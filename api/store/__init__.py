@@ -81,14 +81,26 @@ class Store:
         return store
 
     def migrate(self) -> int:
-        with self.engine.begin() as conn:
-            schema_version.create(conn, checkfirst=True)
-        current = self.schema_version()
-        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self.engine.begin() as conn:
-                step(conn)
-                conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+        """Apply pending migrations; safe when several processes start at once."""
+        for version, step in enumerate(MIGRATIONS, start=1):
+            if self._version_or_zero() >= version:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    schema_version.create(conn, checkfirst=True)
+                    step(conn)
+                    conn.execute(schema_version.insert().values(version=version,
+                                                                applied_at=time.time()))
+            except sa.exc.DBAPIError:
+                if self._version_or_zero() < version:  # not another migrator's doing
+                    raise
         return len(MIGRATIONS)
+
+    def _version_or_zero(self) -> int:
+        try:
+            return self.schema_version()
+        except sa.exc.DBAPIError:  # no schema_version table yet
+            return 0
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
