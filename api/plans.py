@@ -43,8 +43,10 @@ def rollback() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Problem(400, "Bad Request", "body: must be a JSON object or empty")
     to_version = body.get("to_version")
-    if to_version is not None and (isinstance(to_version, bool) or not isinstance(to_version, int)):
-        raise Problem(400, "Bad Request", f"to_version: must be an integer, got {to_version!r}")
+    if to_version is not None and (isinstance(to_version, bool) or not isinstance(to_version, int)
+                                   or not 1 <= to_version < 2**63):
+        raise Problem(400, "Bad Request",
+                      f"to_version: must be a positive 64-bit integer, got {to_version!r}")
     return _publication(_store().rollback(g.actor, to_version))
 
 

@@ -100,7 +100,8 @@ class ActivePlan(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    to_version: int | None = Field(None, description="default: the plan before the active one")
+    to_version: int | None = Field(None, ge=1, lt=2**63,
+                                   description="default: the plan before the active one")
 
 
 class OfferItem(BaseModel):

@@ -33,7 +33,7 @@ def _worker_exit(_server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 4) -> None:
+def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2) -> None:
     """Serve until SIGINT/SIGTERM. Web workers never solve; the dispatcher process does.
 
     PROMETHEUS_MULTIPROC_DIR must be set before this process imported prometheus_client.

@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the solve dispatcher")
     v.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
     v.add_argument("--workers", type=_positive_int, default=2, help="web worker processes")
+    v.add_argument("--threads", type=_positive_int, default=2, help="threads per web worker")
     v.add_argument("--ops-bind", metavar="HOST:PORT",
                    help="serve /healthz, /readyz and /metrics only on this address")
     v.set_defaults(run=_serve)
@@ -245,7 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
     _multiprocess_metrics()
     from api.server import serve
 
-    serve(args.bind, args.workers, args.ops_bind)
+    serve(args.bind, args.workers, args.ops_bind, args.threads)
     return ExitCode.OK
 
 

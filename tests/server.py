@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, workers: int = 2, threads: int = 2, **env: str) -> None:
         self.data_dir, self.env = data_dir, env
+        self.workers, self.threads = workers, threads
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> Server:
@@ -39,7 +40,8 @@ class Server:
         log = open(self.data_dir / f"server-{self.port}.log", "wb")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "optimizer.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--ops-bind", f"127.0.0.1:{self.ops_port}"],
+             "--workers", str(self.workers), "--threads", str(self.threads),
+             "--ops-bind", f"127.0.0.1:{self.ops_port}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -263,8 +263,9 @@ def test_publish_rules_and_rollback(client: FlaskClient, demo_doc: dict[str, Any
     assert forward.get_json()["plan_id"] == second["plan_id"]
     assert client.post("/v1/plans/rollback", json={"to_version": 99},
                        headers=MERCHANDISER).status_code == 404
-    assert client.post("/v1/plans/rollback", json={"to_version": "x"},
-                       headers=MERCHANDISER).status_code == 400
+    for bad in ("x", 0, 2**70, True):  # 2**70 once overflowed SQLite into a 500 (fuzzer find)
+        assert client.post("/v1/plans/rollback", json={"to_version": bad},
+                           headers=MERCHANDISER).status_code == 400
 
 
 def test_infeasible_plan_cannot_be_published(client: FlaskClient) -> None:

@@ -102,9 +102,21 @@ def test_usage_errors_exit_2() -> None:
     assert exit_info.value.code == ExitCode.USAGE
 
 
-def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "-o", str(tmp_path / "plan.json")]) == ExitCode.OK
-    assert "demo-shop: optimal" in capsys.readouterr().out
+def test_demo_solves_publishes_through_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OFFEROPT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OFFEROPT_MERCHANDISER_TOKENS", "m")
+    monkeypatch.setenv("OFFEROPT_STOREFRONT_TOKENS", "s")
+    assert main(["demo", "--no-serve"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "demo-shop: optimal" in out and "published as version 1" in out
+    from api.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'offeropt.db'}")
+    active = store.active()
+    assert active is not None and active["version"] == 1
+    assert main(["demo", "--no-serve"]) == ExitCode.OK  # re-running reuses the solved run
+    assert "published as version 2" in capsys.readouterr().out
 
 
 def test_real_process_input_error_has_no_traceback(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -60,11 +62,19 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi: Any, _: Any) -> None:
+            dbapi.isolation_level = None  # we issue BEGIN ourselves: DDL is transactional too
             cur = dbapi.cursor()
             cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cur.execute("PRAGMA synchronous=FULL")  # a commit survives kill -9 and power loss
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            # A writer takes the lock up front (waiting on the busy timeout), so a
+            # read-then-write transaction never fails to upgrade a stale snapshot.
+            immediate = conn.get_execution_options().get("offeropt_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
@@ -73,6 +83,14 @@ def make_engine(url: str) -> Engine:
 @dataclass
 class Store:
     engine: Engine
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A write transaction (on SQLite: BEGIN IMMEDIATE)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(offeropt_write=True)
+            with conn.begin():
+                yield conn
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -86,7 +104,7 @@ class Store:
             if self._version_or_zero() >= version:
                 continue
             try:
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     schema_version.create(conn, checkfirst=True)
                     step(conn)
                     conn.execute(schema_version.insert().values(version=version,
@@ -116,7 +134,7 @@ class Store:
                actor: str, idempotency_key: str | None) -> tuple[str, bool]:
         """Store a catalog plan and queue its run; returns (run id, created)."""
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if idempotency_key is not None:
                 prior = conn.execute(
                     sa.select(catalog_plans.c.id, catalog_plans.c.sha256)
@@ -156,7 +174,7 @@ class Store:
 
     def claim_next(self, worker: str) -> str | None:
         """Atomically move the oldest queued run to running; None when the queue is empty."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             candidates = conn.execute(sa.select(runs.c.id).where(runs.c.status == RunStatus.QUEUED)
                                       .order_by(runs.c.created_at).limit(5)).scalars().all()
             now = time.time()
@@ -169,11 +187,11 @@ class Store:
         return None
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(runs.update().where((runs.c.id == run_id) &
                                              (runs.c.status == RunStatus.QUEUED))
                          .values(status=RunStatus.CANCELLED, finished_at=time.time(),
@@ -191,7 +209,7 @@ class Store:
     def finish_run(self, run_id: str, status: RunStatus, plan: dict[str, Any] | None,
                    checked: bool, **values: Any) -> None:
         """Record the outcome and the plan in one transaction."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if plan is not None:
                 conn.execute(plans.insert().values(
                     id=new_id(), run_id=run_id, document=json.dumps(plan), status=plan["status"],
@@ -204,7 +222,7 @@ class Store:
         now = time.time()
         host = socket.gethostname()
         lost = []
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             rows = conn.execute(sa.select(runs.c.id, runs.c.worker, runs.c.heartbeat_at)
                                 .where(runs.c.status == RunStatus.RUNNING)).all()
             for run_id, worker, beat in rows:
@@ -229,7 +247,7 @@ class Store:
 
     def publish(self, plan_id: str, actor: str, pause: float = 0.0) -> int:
         """Make a plan active; one transaction, so the active plan is always a whole plan."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(sa.select(plans.c.status, plans.c.checked)
                                .where(plans.c.id == plan_id)).first()
             if row is None:
@@ -241,7 +259,7 @@ class Store:
 
     def rollback(self, actor: str, to_version: int | None = None) -> int:
         """Re-activate the plan before the active one (or the one published as `to_version`)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             current = conn.execute(sa.select(active.c.plan_id, active.c.version)).first()
             if current is None:
                 raise Conflict("no plan has been published yet")
