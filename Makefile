@@ -27,7 +27,9 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  ## benchmarks/README.md records the figures
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds
+	command -v wrk >/dev/null && command -v hey >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk hey)
+	$(BIN)/python -m pytest benchmarks -s --benchmark-columns=min,median,max,rounds
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .benchmarks

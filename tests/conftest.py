@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,29 @@ STOREFRONT = {"Authorization": "Bearer s-token"}
 def demo_doc() -> dict[str, Any]:
     """The demo catalog as an instance@1 document (a fresh copy for each test)."""
     return copy.deepcopy(json.loads((DATA / "demo.json").read_text()))
+
+
+POSTGRES = os.environ.get("OFFEROPT_TEST_POSTGRES_URL")  # an admin URL; .ci/run sets one up
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: SQLite always, PostgreSQL when OFFEROPT_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    if not POSTGRES:
+        pytest.skip("OFFEROPT_TEST_POSTGRES_URL is not set")
+    import sqlalchemy as sa
+
+    name = f"offeropt_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
+from typing import Any
 import pytest
 
 from api.store import Conflict, RunStatus, Store
 
 
-def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def test_concurrent_first_start_migrates_once(database_url: str) -> None:
+    url = database_url
     code = f"from api.store import Store; print(Store.open({url!r}).schema_version())"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
@@ -21,16 +20,16 @@ def test_concurrent_first_start_migrates_once(tmp_path: Path) -> None:
     assert Store.open(url).schema_version() == 1
 
 
-def test_a_queued_run_is_claimed_once(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+def test_a_queued_run_is_claimed_once(database_url: str) -> None:
+    store = Store.open(database_url)
     run_id, _ = store.submit("x", "{}", "h", {"time_limit": 1}, "me", None)
     assert store.claim_next("a:1") == run_id
     assert store.claim_next("b:2") is None
     assert store.run(run_id)["status"] == RunStatus.RUNNING
 
 
-def test_rollback_walks_back_through_distinct_plans(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+def test_rollback_walks_back_through_distinct_plans(database_url: str) -> None:
+    store = Store.open(database_url)
     plans = []
     for i in range(3):
         run_id, _ = store.submit(f"c{i}", "{}", f"h{i}", {"time_limit": 1}, "me", None)
@@ -47,9 +46,33 @@ def test_rollback_walks_back_through_distinct_plans(tmp_path: Path) -> None:
     assert [h["action"] for h in store.history()][:2] == ["rollback", "rollback"]
 
 
-def test_unchecked_plans_are_not_published(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+def test_unchecked_plans_are_not_published(database_url: str) -> None:
+    store = Store.open(database_url)
     run_id, _ = store.submit("c", "{}", "h", {"time_limit": 1}, "me", None)
     store.finish_run(run_id, RunStatus.SUCCEEDED, {"status": "feasible"}, checked=False)
     with pytest.raises(Conflict, match="must be a checked plan"):
         store.publish(store.run(run_id)["plan_id"], "me")
+
+
+def test_whole_service_flow_on_each_database(database_url: str, demo_doc: dict[str, Any]) -> None:
+    from api import create_app
+    from tests.api_helpers import solved_plan
+    from tests.conftest import MERCHANDISER, STOREFRONT
+
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url,
+                      "MERCHANDISER_TOKENS": "m-token", "STOREFRONT_TOKENS": "s-token",
+                      "INDEX_POLL_SECONDS": 0.0})
+    try:
+        client = app.test_client()
+        first = solved_plan(client, demo_doc)
+        demo_doc["policy"]["max_offers_per_view"] = 1
+        second = solved_plan(client, demo_doc)
+        for run in (first, second):
+            assert client.post(f"/v1/plans/{run['plan_id']}/publish",
+                               headers=MERCHANDISER).status_code == 200
+        assert client.post("/v1/plans/rollback", headers=MERCHANDISER).get_json()["plan_id"] == \
+            first["plan_id"]
+        served = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).get_json()
+        assert served["plan_version"] == 3 and served["offers"]
+    finally:
+        app.extensions["offeropt.jobs"].stop()
