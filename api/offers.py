@@ -58,22 +58,14 @@ class ActiveIndex:
             })
         version = int(bundle["version"])
         offers = {s: tuple(o) for s, o in by_segment.items()}
-        index = cls(version, str(bundle["id"]),
-                    float((catalog.get("policy") or {}).get("holdout_fraction", 0.0)), offers,
-                    {b: frozenset(line["item"] for line in v["items"]) for b, v in bundles.items()},
-                    {})
-        bodies = {s: index.render(s, o, holdout=False) for s, o in offers.items()}
-        return cls(index.version, index.plan_id, index.holdout_fraction, offers,
-                   index.bundle_items, bodies)
+        return cls(version, str(bundle["id"]),
+                   float((catalog.get("policy") or {}).get("holdout_fraction", 0.0)), offers,
+                   {b: frozenset(line["item"] for line in v["items"]) for b, v in bundles.items()},
+                   {s: _render(version, s, o, False) for s, o in offers.items()})
 
     def render(self, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
                reason: str | None = None) -> tuple[bytes, str]:
-        if reason is None and not offers:
-            reason = "holdout" if holdout else "no offers for this segment in the active plan"
-        body = json.dumps({"segment": segment, "plan_version": self.version, "holdout": holdout,
-                           "offers": list(offers), "reason": reason},
-                          separators=(",", ":")).encode()
-        return body, f"{self.version}-{hashlib.sha1(body).hexdigest()[:20]}"
+        return _render(self.version, segment, offers, holdout, reason)
 
     def in_holdout(self, customer_id: str) -> bool:
         """Stable per (plan, customer): the same customer stays out for the plan's life."""
@@ -81,6 +73,16 @@ class ActiveIndex:
             return False
         digest = hashlib.sha256(f"{self.plan_id}:{customer_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.holdout_fraction
+
+
+def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
+            reason: str | None = None) -> tuple[bytes, str]:
+    """The response body and its (unquoted) ETag."""
+    if reason is None and not offers:
+        reason = "holdout" if holdout else "no offers for this segment in the active plan"
+    body = json.dumps({"segment": segment, "plan_version": version, "holdout": holdout,
+                       "offers": list(offers), "reason": reason}, separators=(",", ":")).encode()
+    return body, f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
 
 
 class IndexHolder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def _options() -> dict[str, Any]:
     args = request.args
     issues: list[Issue] = []
 
-    def number(name: str, default: float | None, low: float, high: float) -> float | None:
+    def number(name: str, default: float, ok: Callable[[float], bool], rule: str) -> float:
         raw = args.get(name)
         if raw is None:
             return default
@@ -61,12 +62,14 @@ def _options() -> dict[str, Any]:
         except ValueError:
             issues.append(Issue(name, "must be a number", raw))
             return default
-        if not low < value <= high:
-            issues.append(Issue(name, f"must be in ({low:g}, {high:g}]", value))
+        if not ok(value):
+            issues.append(Issue(name, rule, value))
         return value
 
-    time_limit = number("time_limit", cfg["SOLVE_TIME_LIMIT"], 0, cfg["MAX_SOLVE_TIME_LIMIT"])
-    gap = number("gap", 1e-4, -1e-12, 0.999999)
+    most = cfg["MAX_SOLVE_TIME_LIMIT"]
+    time_limit = number("time_limit", cfg["SOLVE_TIME_LIMIT"], lambda v: 0 < v <= most,
+                        f"must be in (0, {most:g}] seconds")
+    gap = number("gap", 1e-4, lambda v: 0 <= v < 1, "must be in [0, 1)")
     solver = args.get("solver", "highs")
     if solver not in ("highs", "cbc"):
         issues.append(Issue("solver", "must be 'highs' or 'cbc'", solver))
@@ -100,10 +103,9 @@ def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 def _run_body(run: dict[str, Any]) -> dict[str, Any]:
-    name = json.loads(_store().catalog_document(run["id"])).get("name", "")
     plan_link = url_for("runs.get_run_plan", run_id=run["id"]) if run["plan_id"] else None
     return {
-        "id": run["id"], "status": run["status"], "catalog_plan": name,
+        "id": run["id"], "status": run["status"], "catalog_plan": run["catalog_name"],
         "options": json.loads(run["options"]),
         "progress": json.loads(run["progress"]) if run["progress"] else None,
         "plan_status": run["plan_status"], "plan_id": run["plan_id"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from typing import Any
+
 import pytest
 
 from api.store import Conflict, RunStatus, Store

@@ -156,7 +156,9 @@ class Store:
 
     def run(self, run_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs, plans.c.id.label("plan_id"))
+            row = conn.execute(sa.select(runs, plans.c.id.label("plan_id"),
+                                         catalog_plans.c.name.label("catalog_name"))
+                               .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
                                .outerjoin(plans, plans.c.run_id == runs.c.id)
                                .where(runs.c.id == run_id)).mappings().first()
         if row is None:
