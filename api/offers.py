@@ -86,28 +86,47 @@ def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...
 
 
 class IndexHolder:
-    """Per process: the current index, refreshed when the store's active version moves."""
+    """Per process: the current index, rebuilt when the store's active version moves.
+
+    A rebuild (seconds for a large plan) runs on a background thread while requests keep
+    the old index; only a worker's very first load happens on the request that needs it.
+    """
 
     def __init__(self, store: Store, poll_seconds: float) -> None:
         self.store, self.poll_seconds = store, poll_seconds
         self.index = ActiveIndex.empty()
         self._checked = -float("inf")
         self._lock = threading.Lock()
+        self._building = False
 
     def current(self) -> ActiveIndex:
-        if time.monotonic() - self._checked >= self.poll_seconds:
-            self.refresh()
+        now = time.monotonic()
+        if now - self._checked >= self.poll_seconds:
+            self._checked = now
+            self._refresh_if_moved()
         return self.index
 
-    def refresh(self) -> None:
+    def _refresh_if_moved(self) -> None:
+        active = self.store.active()  # one indexed single-row read per poll interval
+        if active is None or active["version"] == self.index.version:
+            return
         with self._lock:
-            self._checked = time.monotonic()
-            active = self.store.active()
-            if active is None or active["version"] == self.index.version:
+            if self._building:
                 return
+            self._building = True
+        if self.index.version is None:
+            self._build()
+        else:
+            threading.Thread(target=self._build, name="offeropt-index", daemon=True).start()
+
+    def _build(self) -> None:
+        try:
             bundle = self.store.active_bundle()
             if bundle is not None:
                 self.index = ActiveIndex.build(bundle)  # one reference swap
+        finally:
+            with self._lock:
+                self._building = False
 
 
 @offers_api.get("/v1/offers")

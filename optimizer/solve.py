@@ -78,10 +78,15 @@ class Solution:
 
 
 def milp_problem(form: Formulation) -> MilpProblem:
+    """The arrays a backend solves. Rows without coefficients (a coupling row whose
+    candidates all have zero takes) are dropped when 0 meets them: some solvers crash on
+    empty rows (CBC's clique strengthening does)."""
     rows = form.rows
     n = len(form.objective)
-    return MilpProblem(form.objective, rows.matrix, rows.lower, rows.upper, np.ones(n),
-                       np.ones(n, dtype=bool))
+    empty = np.diff(rows.matrix.indptr) == 0
+    keep = ~(empty & (rows.lower <= 0) & (rows.upper >= 0))
+    return MilpProblem(form.objective, rows.matrix[keep], rows.lower[keep], rows.upper[keep],
+                       np.ones(n), np.ones(n, dtype=bool))
 
 
 def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:

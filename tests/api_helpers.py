@@ -27,3 +27,17 @@ def solved_plan(client: FlaskClient, doc: dict[str, Any], **params: Any) -> dict
     run = wait_for_run(client, response.get_json()["run_id"])
     assert run["status"] == "succeeded", run
     return run
+
+
+def offers_at_version(client: FlaskClient, segment: str, version: int,
+                      timeout: float = 10.0) -> dict[str, Any]:
+    """Offers once the worker's index has moved to `version` (rebuilds run in the background)."""
+    from tests.conftest import STOREFRONT
+
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/offers?segment={segment}",
+                                          headers=STOREFRONT).get_json()
+        if body["plan_version"] == version or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from api import create_app
 from api.store import RunStatus
-from tests.api_helpers import solved_plan, wait_for_run
+from tests.api_helpers import offers_at_version, solved_plan, wait_for_run
 from tests.conftest import MERCHANDISER, ROOT, STOREFRONT
 
 PROBLEM = "application/problem+json"
@@ -253,11 +253,10 @@ def test_publish_rules_and_rollback(client: FlaskClient, demo_doc: dict[str, Any
     v1 = client.post(f"/v1/plans/{first['plan_id']}/publish", headers=MERCHANDISER).get_json()
     v2 = client.post(f"/v1/plans/{second['plan_id']}/publish", headers=MERCHANDISER).get_json()
     assert (v1["version"], v2["version"]) == (1, 2)
-    assert client.get("/v1/offers?segment=loyal-checkout",
-                      headers=STOREFRONT).get_json()["plan_version"] == 2
+    assert offers_at_version(client, "loyal-checkout", 2)["plan_version"] == 2
     back = client.post("/v1/plans/rollback", headers=MERCHANDISER).get_json()
     assert back["plan_id"] == first["plan_id"] and back["action"] == "rollback"
-    served = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).get_json()
+    served = offers_at_version(client, "loyal-checkout", 3)
     assert served["plan_version"] == 3 and len(served["offers"]) > 1
     forward = client.post("/v1/plans/rollback", json={"to_version": 2}, headers=MERCHANDISER)
     assert forward.get_json()["plan_id"] == second["plan_id"]
@@ -319,3 +318,29 @@ def test_restart_marks_in_flight_runs_failed(tmp_path: Path, demo_doc: dict[str,
         assert run["status"] == "failed" and "stopped" in run["error"]
     finally:
         restarted.extensions["offeropt.jobs"].stop()
+
+
+def test_a_new_plan_is_built_off_the_request_path(app: Flask, client: FlaskClient,
+                                                  demo_doc: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    first = solved_plan(client, demo_doc)
+    client.post(f"/v1/plans/{first['plan_id']}/publish", headers=MERCHANDISER)
+    assert offers_at_version(client, "loyal-checkout", 1)["offers"]
+    second = solved_plan(client, demo_doc)
+    from api import offers as offers_module
+
+    real_build = offers_module.ActiveIndex.build
+    release = __import__("threading").Event()
+
+    def slow_build(bundle: dict[str, Any]) -> Any:
+        release.wait(10)  # a large plan takes seconds to index
+        return real_build(bundle)
+
+    monkeypatch.setattr(offers_module.ActiveIndex, "build", staticmethod(slow_build))
+    client.post(f"/v1/plans/{second['plan_id']}/publish", headers=MERCHANDISER)
+    started = time.monotonic()
+    during = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).get_json()
+    assert time.monotonic() - started < 1.0  # answered from the old index, not blocked
+    assert during["plan_version"] == 1 and during["offers"]
+    release.set()
+    assert offers_at_version(client, "loyal-checkout", 2)["plan_version"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from optimizer.io import instance_from_document
 from optimizer.plan import plan_document
 from optimizer.solve import SolveOptions, Status, solve
 from tests.bruteforce import best_objective
+from tests.conftest import DATA
 from tests.strategies import tiny_instances
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,3 +64,11 @@ def test_denormal_policy_limit_regression() -> None:
         "policy": {"min_offers_per_view": 0, "max_avg_discount": 5e-324},
     }
     _assert_matches_bruteforce(doc, "highs")
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+def test_empty_coupling_row_regression(solver: str) -> None:
+    """Found by hypothesis: views = 0 leaves the aggregate-margin row with no coefficients,
+    and CBC crashed (SIGSEGV in clique strengthening) on the empty row."""
+    doc = json.loads((DATA / "cbc_empty_row.json").read_text())
+    _assert_matches_bruteforce(doc, solver)

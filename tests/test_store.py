@@ -57,8 +57,8 @@ def test_unchecked_plans_are_not_published(database_url: str) -> None:
 
 def test_whole_service_flow_on_each_database(database_url: str, demo_doc: dict[str, Any]) -> None:
     from api import create_app
-    from tests.api_helpers import solved_plan
-    from tests.conftest import MERCHANDISER, STOREFRONT
+    from tests.api_helpers import offers_at_version, solved_plan
+    from tests.conftest import MERCHANDISER
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url,
                       "MERCHANDISER_TOKENS": "m-token", "STOREFRONT_TOKENS": "s-token",
@@ -73,7 +73,7 @@ def test_whole_service_flow_on_each_database(database_url: str, demo_doc: dict[s
                                headers=MERCHANDISER).status_code == 200
         assert client.post("/v1/plans/rollback", headers=MERCHANDISER).get_json()["plan_id"] == \
             first["plan_id"]
-        served = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).get_json()
+        served = offers_at_version(client, "loyal-checkout", 3)
         assert served["plan_version"] == 3 and served["offers"]
     finally:
         app.extensions["offeropt.jobs"].stop()

@@ -17,18 +17,19 @@ import pulp
 from optimizer.backends import Limits, MilpProblem, MilpSolution, Termination, tail
 
 _RESULT = re.compile(r"^Result - (.+)$", re.MULTILINE)
-_BEST_POSSIBLE = re.compile(r"best possible (\S+)")  # CBC minimizes internally: -max for max
+_BEST_POSSIBLE = re.compile(r"best possible (\S+)")  # in the minimization CBC is given
 
 
 def build_pulp(problem: MilpProblem) -> tuple[pulp.LpProblem, list[pulp.LpVariable]]:
-    sense = pulp.LpMaximize if problem.maximize else pulp.LpMinimize
-    lp = pulp.LpProblem("offeropt", sense)
+    """Always a minimization: the CBC shipped by cbcbox reads PuLP's `-max` flag as ambiguous."""
+    lp = pulp.LpProblem("offeropt", pulp.LpMinimize)
+    cost = -problem.objective if problem.maximize else problem.objective
     x = [
         lp.add_variable(f"x{j}", 0, None if np.isinf(ub) else float(ub),
                         pulp.LpInteger if integer else pulp.LpContinuous)
         for j, (ub, integer) in enumerate(zip(problem.col_upper, problem.integer, strict=True))
     ]
-    lp.setObjective(pulp.LpAffineExpression(zip(x, problem.objective.tolist(), strict=True)))
+    lp.setObjective(pulp.LpAffineExpression(zip(x, cost.tolist(), strict=True)))
     csr = problem.matrix
     for i in range(csr.shape[0]):
         cols = csr.indices[csr.indptr[i]:csr.indptr[i + 1]]
