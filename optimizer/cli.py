@@ -102,6 +102,8 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
     p.add_argument("--threads", type=_positive_int, help="solver threads")
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
+    p.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto",
+                   help="one MIP, Lagrangian decomposition, or pick by size (default)")
     p.add_argument("--top", type=int, default=3, help="offers shown per segment in the summary")
     p.add_argument("--segments-shown", type=int, default=12,
                    help="segments shown in the summary, by value")
@@ -155,8 +157,8 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     from optimizer.report import summary
     from optimizer.solve import SolveOptions, Status, solve
 
-    options = SolveOptions(solver=args.solver, time_limit=args.time_limit, gap=args.gap,
-                           threads=args.threads)
+    options = SolveOptions(solver=args.solver, method=args.method, time_limit=args.time_limit,
+                           gap=args.gap, threads=args.threads)
     solution = solve(inst, options)
     doc = plan_document(solution)
     check = None if args.no_check or solution.objective is None else check_plan(inst, doc)

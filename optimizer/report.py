@@ -52,6 +52,12 @@ def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 1
                 out.append(f"  offers per view: {b['segments_at_max']} segments at their maximum")
             else:
                 out.append(f"  {b['constraint']}")
+    priced = solver.get("multipliers") or []
+    if priced:
+        out.append("Multipliers of the binding coupling rows (margin per unit of the row)")
+        for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
+            what = f"inventory of {m['item']}" if m["item"] else m["constraint"]
+            out.append(f"  {what:<40}{m['multiplier']:>16,.4g}")
     if doc["warnings"]:
         out.append("Warnings")
         out += [f"  {w}" for w in doc["warnings"][:20]]

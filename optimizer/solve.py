@@ -10,6 +10,7 @@ from enum import StrEnum
 import numpy as np
 
 from optimizer.backends import (
+    Backend,
     Limits,
     MilpProblem,
     MilpSolution,
@@ -18,8 +19,9 @@ from optimizer.backends import (
     get_backend,
 )
 from optimizer.candidates import Candidates, expand
+from optimizer.decompose import decompose
 from optimizer.diagnose import Diagnosis, diagnose
-from optimizer.formulation import Formulation, formulate
+from optimizer.formulation import Family, Formulation, formulate
 from optimizer.model import Instance
 
 
@@ -33,9 +35,13 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+AUTO_EXACT_MAX_CANDIDATES = 400_000  # above this, `auto` decomposes instead of one MIP
+
+
 @dataclass(frozen=True)
 class SolveOptions:
     solver: str = "highs"
+    method: str = "auto"  # exact | decompose | auto
     time_limit: float | None = None
     gap: float = 1e-4
     threads: int | None = None
@@ -98,6 +104,11 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
     form = formulate(instance, cands)
     problem = milp_problem(form)
     built = time.perf_counter()
+    method = options.method
+    if method == "auto":
+        method = "exact" if len(cands) <= AUTO_EXACT_MAX_CANDIDATES else "decompose"
+    if method == "decompose" and len(cands):
+        return _decomposed(instance, form, options, backend, built - start)
     # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
     result = backend(problem, options.limits) if len(cands) else \
         MilpSolution(Termination.OPTIMAL, np.zeros(0), 0.0)
@@ -127,3 +138,37 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
     status = Status.OPTIMAL if result.termination == Termination.OPTIMAL else Status.FEASIBLE
     return Solution(status=status, selected=selected, objective=objective, bound=bound,
                     **base)  # type: ignore[arg-type]
+
+
+def _decomposed(instance: Instance, form: Formulation, options: SolveOptions, backend: Backend,
+                build_seconds: float) -> Solution:
+    started = time.perf_counter()
+    d = decompose(form, options.limits, backend, on_progress=options.progress)
+    cands = form.candidates
+    selected = d.x if d.x is not None else np.zeros(len(cands), dtype=bool)
+    objective = d.objective
+    bound = d.bound if objective is None else max(d.bound, objective)
+    if d.infeasible:
+        status = Status.INFEASIBLE
+    elif objective is None:
+        status = Status.TIME_LIMIT
+    else:
+        gap = max(0.0, (bound - objective) / max(abs(bound), 1.0))
+        status = Status.OPTIMAL if gap <= options.gap else Status.FEASIBLE
+    diagnosis = diagnose(instance, form, options.limits, backend) \
+        if status == Status.INFEASIBLE and options.diagnose else None
+    rows = form.coupling
+    priced = [
+        {"constraint": Family(int(rows.family[i])).label,
+         "item": (str(instance.items["id"].iloc[int(rows.subject[i])])
+                  if rows.family[i] == Family.INVENTORY else None),
+         "multiplier": float(d.prices[i])}
+        for i in np.flatnonzero(d.prices > 0)
+    ]
+    return Solution(
+        instance=instance, candidates=cands, formulation=form, status=status, selected=selected,
+        objective=objective, bound=None if status == Status.INFEASIBLE else bound,
+        termination="converged" if status == Status.OPTIMAL else "time_limit",
+        solver=options.solver, method="decompose", build_seconds=build_seconds,
+        solve_seconds=time.perf_counter() - started, diagnosis=diagnosis,
+        extra={"iterations": d.iterations, "recovery": d.recovery, "multipliers": priced})

@@ -1,0 +1,233 @@
+"""Lagrangian decomposition: relax the coupling rows, solve every segment exactly at once.
+
+Coupling rows (normalized, written as G x <= h) get multipliers lam >= 0. For any lam,
+L(lam) = lam.h + max over structure-feasible x of (c - G'lam).x is a proven upper bound on
+the optimum, and the inner max separates by segment (`segment_choice.best_choice`).
+L is convex and piecewise linear; it is minimized with a trust-region cutting-plane
+(stabilized Kelley) method whose master LP HiGHS solves. The master's duals weight the
+subproblem points around the best multipliers show which segments are contested; the rest
+are fixed, and the contested ones are solved exactly by the MIP backend under every row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from optimizer.backends import Backend, Limits, MilpProblem, Progress, Termination
+from optimizer.formulation import Formulation
+from optimizer.segment_choice import best_choice
+
+SERIOUS_STEP = 0.1  # accept a step that achieves this share of the predicted decrease
+DUAL_SHARE = 0.5  # share of the time budget for the multipliers; the rest for recovery
+
+
+@dataclass
+class Decomposition:
+    bound: float  # best Lagrangian value: a proven upper bound
+    multipliers: np.ndarray  # at the best bound, one per coupling row (normalized units)
+    x: np.ndarray | None  # the best plan found, meeting every row
+    objective: float | None
+    iterations: int
+    history: list[tuple[float, float | None, float]] = field(default_factory=list)
+    recovery: str = ""  # how the plan was found
+    infeasible: bool = False  # the MIP over every segment proved no plan exists
+    prices: np.ndarray = field(default_factory=lambda: np.zeros(0))  # margin per unit of row
+
+
+def _as_le(form: Formulation) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Coupling rows as G x <= h (a >= row is negated), normalized."""
+    rows = form.coupling.normalized()
+    upper = np.isfinite(rows.upper)
+    sign = np.where(upper, 1.0, -1.0)
+    G = sp.diags(sign) @ rows.matrix
+    h = np.where(upper, rows.upper, -rows.lower)
+    return sp.csr_matrix(G), h
+
+
+@dataclass
+class _Dual:
+    form: Formulation
+    G: sp.csr_matrix
+    h: np.ndarray
+    c: np.ndarray  # objective scaled to max |c| = 1
+    GT: sp.csr_matrix = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.GT = sp.csr_matrix(self.G.T)
+
+    def evaluate(self, lam: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """L(lam), the maximizing x, and the subgradient h - G x."""
+        adjusted = self.c - self.GT @ lam
+        x = best_choice(self.form.candidates, adjusted)
+        usage = np.asarray(self.G[:, x].sum(axis=1)).ravel() if len(lam) else np.zeros(0)
+        return float(lam @ self.h + adjusted[x].sum()), x, self.h - usage
+
+    def feasible(self, x: np.ndarray, tol: float = 1e-9) -> bool:
+        usage = np.asarray(self.G[:, x].sum(axis=1)).ravel()
+        return bool(np.all(usage <= self.h + tol * np.maximum(1.0, np.abs(self.h))))
+
+
+def _master(cuts_f: list[float], cuts_g: list[np.ndarray], center: np.ndarray,
+            radius: float) -> tuple[np.ndarray, float]:
+    """min theta s.t. theta >= f_j + g_j.lam, lam >= 0 within the box around the center."""
+    k, m = len(center), len(cuts_f)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = k + 1, m
+    lp.col_cost_ = np.r_[np.zeros(k), 1.0]
+    lp.col_lower_ = np.r_[np.maximum(0.0, center - radius), -highspy.kHighsInf]
+    lp.col_upper_ = np.r_[center + radius, highspy.kHighsInf]
+    rows = np.column_stack([-np.asarray(cuts_g), np.ones(m)]) if k else np.ones((m, 1))
+    csc = sp.csc_matrix(rows)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_ = csc.indptr, csc.indices
+    lp.a_matrix_.value_ = csc.data
+    lp.row_lower_ = np.asarray(cuts_f, dtype=np.float64)
+    lp.row_upper_ = np.full(m, highspy.kHighsInf)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    values = np.asarray(h.getSolution().col_value)
+    return values[:k], float(values[k])
+
+
+def decompose(form: Formulation, limits: Limits, backend: Backend,
+              max_iterations: int = 500, on_progress: Callable[[Progress], bool] | None = None
+              ) -> Decomposition:
+    start = time.perf_counter()
+    G, h = _as_le(form)
+    scale = max(1.0, float(np.abs(form.objective).max())) if len(form.objective) else 1.0
+    dual = _Dual(form, G, h, form.objective / scale)
+    k = len(h)
+    budget = limits.time_limit if limits.time_limit is not None else float("inf")
+
+    center = np.zeros(k)
+    value, x, g = dual.evaluate(center)
+    cuts_f, cuts_g, points = [value - center @ g], [g], [x]
+    best_bound, best_lam = value, center
+    best_x, best_obj = (x, float(dual.c[x].sum())) if dual.feasible(x) else (None, -np.inf)
+    radius = 1.0
+    history: list[tuple[float, float | None, float]] = [
+        (time.perf_counter() - start, None, best_bound * scale)]
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):  # noqa: B007 - reported after the loop
+        if k == 0 or time.perf_counter() - start > DUAL_SHARE * budget:
+            break
+        if best_x is not None and _gap(best_obj, best_bound) <= limits.gap:
+            break
+        lam, model = _master(cuts_f, cuts_g, center, radius)
+        predicted = value - model
+        if predicted <= 0.01 * limits.gap * max(1e-12, abs(value)):
+            break  # the model agrees with L around the center: converged
+        new_value, x, g = dual.evaluate(lam)
+        cuts_f.append(new_value - lam @ g)
+        cuts_g.append(g)
+        points.append(x)
+        if new_value < best_bound:
+            best_bound, best_lam = new_value, lam
+        if dual.feasible(x) and dual.c[x].sum() > best_obj:
+            best_x, best_obj = x, float(dual.c[x].sum())
+        if value - new_value >= SERIOUS_STEP * predicted:  # serious step: move the center
+            at_edge = np.any(np.abs(lam - center) >= radius * (1 - 1e-9))
+            center, value = lam, new_value
+            radius *= 2.0 if at_edge else 1.0
+        elif new_value > value:  # the model misled badly: trust it over a smaller box
+            radius *= 0.7
+        # otherwise a null step: the new cut alone improves the model
+        elapsed = time.perf_counter() - start
+        objective = best_obj * scale if best_x is not None else None
+        history.append((elapsed, objective, best_bound * scale))
+        if on_progress is not None and on_progress(Progress(
+                objective, best_bound * scale,
+                None if objective is None else _gap(best_obj, best_bound), elapsed)):
+            break
+
+    remaining = None if limits.time_limit is None else \
+        max(1.0, limits.time_limit - (time.perf_counter() - start))
+    if best_x is not None and _gap(best_obj, best_bound) <= limits.gap:
+        found, how, infeasible = None, "", False  # nothing left to recover
+    else:
+        found, how, infeasible = _recover(form, dual, points, best_lam, best_bound,
+                                          Limits(remaining, limits.gap, limits.threads), backend)
+    if found is not None and (best_x is None or dual.c[found].sum() > best_obj):
+        best_x, best_obj = found, float(dual.c[found].sum())
+    else:
+        how = "a subproblem point met every row" if best_x is not None else how
+    peak = np.asarray(abs(form.coupling.matrix).max(axis=1).todense()).ravel() if k else \
+        np.zeros(0)
+    return Decomposition(
+        bound=best_bound * scale, multipliers=best_lam, x=best_x,
+        objective=None if best_x is None else float(form.objective[best_x].sum()),
+        iterations=iteration, history=history, recovery=how, infeasible=infeasible,
+        prices=best_lam * scale / np.where(peak > 0, peak, 1.0))
+
+
+def _gap(objective: float, bound: float) -> float:
+    return max(0.0, (bound - objective) / max(abs(bound), 1e-12))
+
+
+def _recover(form: Formulation, dual: _Dual, points: list[np.ndarray], lam: np.ndarray,
+             bound: float, limits: Limits, backend: Backend, recent: int = 30
+             ) -> tuple[np.ndarray | None, str, bool]:
+    """Fix the settled segments at their choice under the best multipliers; solve the rest.
+
+    Contested first: segments the last subproblem points disagree on (near-ties at lam),
+    then the segments that load the priced coupling rows most. The contested set grows
+    fourfold until the plan is within the gap of the bound, all segments are free, or the
+    time is spent; the best plan found is kept.
+    """
+    cands = form.candidates
+    n_segments = len(cands.lo)
+    _, anchor, _ = dual.evaluate(lam)
+    contested = np.zeros(n_segments, dtype=bool)
+    for x in points[-recent:]:
+        contested[cands.segment[x != anchor]] = True
+    ranked = _ranked_by_load(dual, lam, cands.segment, anchor, n_segments)
+    size = max(20, 2 * len(lam), n_segments // 100)
+    rows = form.rows
+    n = len(dual.c)
+    started = time.perf_counter()
+    best: np.ndarray | None = None
+    how = "no plan met every row in time"
+    infeasible = False
+    while True:
+        contested[ranked[:size]] = True
+        fixed = ~contested[cands.segment]
+        value = anchor.astype(np.float64)
+        problem = MilpProblem(form.objective, rows.matrix, rows.lower, rows.upper,
+                              np.where(fixed, value, 1.0), np.ones(n, dtype=bool),
+                              col_lower=np.where(fixed, value, 0.0))
+        left = None if limits.time_limit is None else \
+            limits.time_limit - (time.perf_counter() - started)
+        if left is not None and left <= 0.5:
+            break
+        last = bool(contested.all())
+        slice_ = left if left is None or last else max(0.5, left / 2)
+        result = backend(problem, Limits(slice_, limits.gap, limits.threads))
+        if result.x is not None:
+            x = result.x > 0.5
+            if best is None or dual.c[x].sum() > dual.c[best].sum():
+                best = x
+                how = (f"fixed {n_segments - int(contested.sum())} segments, solved "
+                       f"{int(contested.sum())} contested ones exactly")
+            if _gap(float(dual.c[best].sum()), bound) <= limits.gap:
+                break
+        if last:
+            infeasible = result.termination == Termination.INFEASIBLE
+            break
+        size *= 4
+    return best, how, infeasible
+
+
+def _ranked_by_load(dual: _Dual, lam: np.ndarray, segment: np.ndarray, x: np.ndarray,
+                    n_segments: int) -> np.ndarray:
+    """Segments ordered by how much their chosen offers load the priced coupling rows."""
+    load = np.asarray(abs(dual.G).T @ lam).ravel() * x if len(lam) else np.zeros(len(x))
+    per_segment = np.bincount(segment, weights=load, minlength=n_segments)
+    return np.argsort(-per_segment, kind="stable")
