@@ -109,6 +109,8 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
                    help="segments shown in the summary, by value")
     p.add_argument("--json", action="store_true", help="print the plan JSON instead of a summary")
     p.add_argument("--no-check", action="store_true", help="skip the independent plan check")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal)")
 
 
 def _positive_int(text: str) -> int:
@@ -154,12 +156,15 @@ def _solve(args: argparse.Namespace) -> int:
 def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     from optimizer.check import check_plan
     from optimizer.plan import plan_document
+    from optimizer.progress import ProgressBar
     from optimizer.report import summary
     from optimizer.solve import SolveOptions, Status, solve
 
-    options = SolveOptions(solver=args.solver, method=args.method, time_limit=args.time_limit,
-                           gap=args.gap, threads=args.threads)
-    solution = solve(inst, options)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    with ProgressBar(args.time_limit, enabled=show) as bar:
+        options = SolveOptions(solver=args.solver, method=args.method, time_limit=args.time_limit,
+                               gap=args.gap, threads=args.threads, progress=bar.update)
+        solution = solve(inst, options)
     doc = plan_document(solution)
     check = None if args.no_check or solution.objective is None else check_plan(inst, doc)
     if args.output:

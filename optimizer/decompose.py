@@ -153,8 +153,10 @@ def decompose(form: Formulation, limits: Limits, backend: Backend,
     if best_x is not None and _gap(best_obj, best_bound) <= limits.gap:
         found, how, infeasible = None, "", False  # nothing left to recover
     else:
+        relay = None if on_progress is None else _relay(on_progress, best_bound * scale, start)
         found, how, infeasible = _recover(form, dual, points, best_lam, best_bound,
-                                          Limits(remaining, limits.gap, limits.threads), backend)
+                                          Limits(remaining, limits.gap, limits.threads, relay),
+                                          backend)
     if found is not None and (best_x is None or dual.c[found].sum() > best_obj):
         best_x, best_obj = found, float(dual.c[found].sum())
     else:
@@ -166,6 +168,15 @@ def decompose(form: Formulation, limits: Limits, backend: Backend,
         objective=None if best_x is None else float(form.objective[best_x].sum()),
         iterations=iteration, history=history, recovery=how, infeasible=infeasible,
         prices=best_lam * scale / np.where(peak > 0, peak, 1.0))
+
+
+def _relay(on_progress: Callable[[Progress], bool], bound: float,
+           start: float) -> Callable[[Progress], bool]:
+    """Report a recovery MIP's progress against the Lagrangian bound and the total time."""
+    def forward(p: Progress) -> bool:
+        gap = None if p.objective is None else _gap(p.objective, bound)
+        return on_progress(Progress(p.objective, bound, gap, time.perf_counter() - start))
+    return forward
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -209,7 +220,7 @@ def _recover(form: Formulation, dual: _Dual, points: list[np.ndarray], lam: np.n
             break
         last = bool(contested.all())
         slice_ = left if left is None or last else max(0.5, left / 2)
-        result = backend(problem, Limits(slice_, limits.gap, limits.threads))
+        result = backend(problem, Limits(slice_, limits.gap, limits.threads, limits.progress))
         if result.x is not None:
             x = result.x > 0.5
             if best is None or dual.c[x].sum() > dual.c[best].sum():

@@ -127,3 +127,11 @@ def test_real_process_input_error_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.INPUT_ERROR
     assert "items: must be a list, got 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_progress_bar_reports_objective_bound_and_gap(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["solve", str(ROOT / "instances" / "small.json"), "--time-limit", "4",
+                 "--gap", "0", "--progress", "--method", "decompose"])
+    assert code == ExitCode.OK
+    err = capsys.readouterr().err
+    assert "objective" in err and "bound" in err and "gap" in err and "/4.0 s" in err
