@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from optimizer.backends import Backend, Limits, MilpProblem, Progress, Termination
 from optimizer.formulation import Formulation
-from optimizer.segment_choice import best_choice
+from optimizer.segment_choice import SegmentChooser
 
 SERIOUS_STEP = 0.1  # accept a step that achieves this share of the predicted decrease
 DUAL_SHARE = 0.5  # share of the time budget for the multipliers; the rest for recovery
@@ -57,20 +57,25 @@ class _Dual:
     h: np.ndarray
     c: np.ndarray  # objective scaled to max |c| = 1
     GT: sp.csr_matrix = field(init=False)
+    chooser: SegmentChooser = field(init=False)
 
     def __post_init__(self) -> None:
         self.GT = sp.csr_matrix(self.G.T)
+        self.chooser = SegmentChooser(self.form.candidates)  # sorted once, reused per lam
 
     def evaluate(self, lam: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """L(lam), the maximizing x, and the subgradient h - G x."""
         adjusted = self.c - self.GT @ lam
-        x = best_choice(self.form.candidates, adjusted)
-        usage = np.asarray(self.G[:, x].sum(axis=1)).ravel() if len(lam) else np.zeros(0)
-        return float(lam @ self.h + adjusted[x].sum()), x, self.h - usage
+        x = self.chooser.choose(adjusted)
+        return float(lam @ self.h + adjusted[x].sum()), x, self.h - self.usage(x)
+
+    def usage(self, x: np.ndarray) -> np.ndarray:
+        """G x, as a sparse product: no copy of the selected columns."""
+        out: np.ndarray = self.G @ x.astype(np.float64)
+        return out
 
     def feasible(self, x: np.ndarray, tol: float = 1e-9) -> bool:
-        usage = np.asarray(self.G[:, x].sum(axis=1)).ravel()
-        return bool(np.all(usage <= self.h + tol * np.maximum(1.0, np.abs(self.h))))
+        return bool(np.all(self.usage(x) <= self.h + tol * np.maximum(1.0, np.abs(self.h))))
 
 
 def _master(cuts_f: list[float], cuts_g: list[np.ndarray], center: np.ndarray,
@@ -202,18 +207,15 @@ def _recover(form: Formulation, dual: _Dual, points: list[np.ndarray], lam: np.n
     ranked = _ranked_by_load(dual, lam, cands.segment, anchor, n_segments)
     size = max(20, 2 * len(lam), n_segments // 100)
     rows = form.rows
-    n = len(dual.c)
+    columns = rows.matrix.tocsc()  # one copy; each round then slices columns cheaply
     started = time.perf_counter()
     best: np.ndarray | None = None
     how = "no plan met every row in time"
     infeasible = False
     while True:
         contested[ranked[:size]] = True
-        fixed = ~contested[cands.segment]
-        value = anchor.astype(np.float64)
-        problem = MilpProblem(form.objective, rows.matrix, rows.lower, rows.upper,
-                              np.where(fixed, value, 1.0), np.ones(n, dtype=bool),
-                              col_lower=np.where(fixed, value, 0.0))
+        free = np.flatnonzero(contested[cands.segment])
+        problem = _restricted(form.objective, columns, rows.lower, rows.upper, free, anchor)
         left = None if limits.time_limit is None else \
             limits.time_limit - (time.perf_counter() - started)
         if left is not None and left <= 0.5:
@@ -222,7 +224,8 @@ def _recover(form: Formulation, dual: _Dual, points: list[np.ndarray], lam: np.n
         slice_ = left if left is None or last else max(0.5, left / 2)
         result = backend(problem, Limits(slice_, limits.gap, limits.threads, limits.progress))
         if result.x is not None:
-            x = result.x > 0.5
+            x = anchor.copy()
+            x[free] = result.x > 0.5
             if best is None or dual.c[x].sum() > dual.c[best].sum():
                 best = x
                 how = (f"fixed {n_segments - int(contested.sum())} segments, solved "
@@ -234,6 +237,21 @@ def _recover(form: Formulation, dual: _Dual, points: list[np.ndarray], lam: np.n
             break
         size *= 4
     return best, how, infeasible
+
+
+def _restricted(objective: np.ndarray, matrix: sp.csc_matrix, lower: np.ndarray,
+                upper: np.ndarray, free: np.ndarray, anchor: np.ndarray) -> MilpProblem:
+    """The MIP over the free columns only; the fixed columns' usage moves each row's bounds."""
+    fixed = anchor.copy()
+    fixed[free] = False
+    used = matrix @ fixed.astype(np.float64)
+    sub = sp.csr_matrix(matrix[:, free])
+    lo, hi = lower - used, upper - used
+    empty = np.diff(sub.indptr) == 0
+    keep = ~(empty & (lo <= 1e-9) & (hi >= -1e-9))  # rows only the fixed columns touched
+    m = len(free)
+    return MilpProblem(objective[free], sub[keep], lo[keep], hi[keep], np.ones(m),
+                       np.ones(m, dtype=bool))
 
 
 def _ranked_by_load(dual: _Dual, lam: np.ndarray, segment: np.ndarray, x: np.ndarray,

@@ -26,7 +26,6 @@ class MilpProblem:
     col_upper: np.ndarray
     integer: np.ndarray  # bool per column
     maximize: bool = True
-    col_lower: np.ndarray | None = None  # zeros when None; recovery fixes columns with it
 
 
 @dataclass(frozen=True)

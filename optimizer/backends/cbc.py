@@ -24,12 +24,10 @@ def build_pulp(problem: MilpProblem) -> tuple[pulp.LpProblem, list[pulp.LpVariab
     """Always a minimization: the CBC shipped by cbcbox reads PuLP's `-max` flag as ambiguous."""
     lp = pulp.LpProblem("offeropt", pulp.LpMinimize)
     cost = -problem.objective if problem.maximize else problem.objective
-    lower = np.zeros(len(problem.objective)) if problem.col_lower is None else problem.col_lower
     x = [
-        lp.add_variable(f"x{j}", float(lb), None if np.isinf(ub) else float(ub),
+        lp.add_variable(f"x{j}", 0, None if np.isinf(ub) else float(ub),
                         pulp.LpInteger if integer else pulp.LpContinuous)
-        for j, (lb, ub, integer) in enumerate(zip(lower, problem.col_upper, problem.integer,
-                                                  strict=True))
+        for j, (ub, integer) in enumerate(zip(problem.col_upper, problem.integer, strict=True))
     ]
     lp.setObjective(pulp.LpAffineExpression(zip(x, cost.tolist(), strict=True)))
     csr = problem.matrix

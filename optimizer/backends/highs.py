@@ -82,8 +82,7 @@ def _to_lp(problem: MilpProblem) -> highspy.HighsLp:
     lp.num_col_ = len(problem.objective)
     lp.num_row_ = int(csc.shape[0])
     lp.col_cost_ = np.ascontiguousarray(problem.objective, dtype=np.float64)
-    lp.col_lower_ = np.zeros(lp.num_col_) if problem.col_lower is None else \
-        np.asarray(problem.col_lower, dtype=np.float64)
+    lp.col_lower_ = np.zeros(lp.num_col_)
     lp.col_upper_ = np.asarray(problem.col_upper, dtype=np.float64)  # kHighsInf is IEEE inf
     lp.row_lower_ = np.asarray(problem.row_lower, dtype=np.float64)
     lp.row_upper_ = np.asarray(problem.row_upper, dtype=np.float64)
