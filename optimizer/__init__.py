@@ -8,8 +8,8 @@ an `offeropt/plan@1` document, which `check.check_plan` re-verifies independentl
 
 from __future__ import annotations
 
-from optimizer.errors import InputError, Issue, OfferOptError, PlanCheckError, SolverError
+from optimizer.errors import InputError, Issue, OfferOptError
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "Issue", "OfferOptError", "PlanCheckError", "SolverError", "__version__"]
+__all__ = ["InputError", "Issue", "OfferOptError", "__version__"]

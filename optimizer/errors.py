@@ -52,11 +52,3 @@ class InputError(OfferOptError):
         if hidden > 0:
             shown.append(f"... and {hidden} more issues")
         return "\n".join(shown)
-
-
-class SolverError(OfferOptError):
-    """The solver failed for a reason other than infeasibility or a time limit."""
-
-
-class PlanCheckError(OfferOptError):
-    """A plan does not meet the spec for the instance it claims to solve."""
