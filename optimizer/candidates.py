@@ -36,7 +36,6 @@ class Candidates:
     slot_key: np.ndarray  # int64, bundle row or n_bundles + exclusion group code
     lo: np.ndarray  # per segment: lo_eff
     hi: np.ndarray  # per segment
-    lo_requested: np.ndarray  # per segment: lo before capping
     showable: np.ndarray  # per segment: eligible ungrouped bundles + distinct groups
     group_names: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -48,13 +47,6 @@ class Candidates:
     def takes(self) -> np.ndarray:
         """Expected takes w per unit of x: V * p."""
         out: np.ndarray = self.views * self.take_prob
-        return out
-
-    def slot_names(self, n_bundles: int, bundle_ids: pd.Index) -> np.ndarray:
-        """Bundle id, or `group:NAME` for exclusion groups, of every candidate's slot."""
-        names = np.concatenate([bundle_ids.to_numpy(dtype=object),
-                                np.array([f"group:{g}" for g in self.group_names], dtype=object)])
-        out: np.ndarray = names[self.slot_key]
         return out
 
 
@@ -130,7 +122,7 @@ def expand(instance: Instance) -> Candidates:
         take_prob=p[k], list_price=price[k],
         reference_price=prices["reference_price"].to_numpy()[bun[k]], perk_cost=perk_cost[k],
         revenue=revenue[k], margin=margin[k], value=value[k], slot_key=slot_key[k],
-        lo=lo, hi=hi, lo_requested=lo_req, showable=showable,
+        lo=lo, hi=hi, showable=showable,
         group_names=tuple(str(g) for g in group_names),
         warnings=_slot_warnings(segs["id"], lo, lo_req, showable),
     )
