@@ -155,6 +155,10 @@ def decompose(form: Formulation, limits: Limits, backend: Backend,
 
     remaining = None if limits.time_limit is None else \
         max(1.0, limits.time_limit - (time.perf_counter() - start))
+    if best_x is None:
+        repaired = _repair(dual, dual.evaluate(best_lam)[1])
+        if repaired is not None:
+            best_x, best_obj = repaired, float(dual.c[repaired].sum())
     if best_x is not None and _gap(best_obj, best_bound) <= limits.gap:
         found, how, infeasible = None, "", False  # nothing left to recover
     else:
@@ -252,6 +256,82 @@ def _restricted(objective: np.ndarray, matrix: sp.csc_matrix, lower: np.ndarray,
     m = len(free)
     return MilpProblem(objective[free], sub[keep], lo[keep], hi[keep], np.ones(m),
                        np.ones(m, dtype=bool))
+
+
+def _repair(dual: _Dual, x: np.ndarray, max_rounds: int = 200) -> np.ndarray | None:
+    """Greedy feasibility repair of a structure-feasible choice.
+
+    While a coupling row is violated, take the moves with the least margin lost per unit of
+    violation removed: downgrade an offer to its slot's variant with the smallest row
+    coefficient, or drop it where the segment keeps its minimum. Both only lower the row,
+    so the mixed-sign rows are repaired too. None when the moves run out.
+    """
+    chooser, cands = dual.chooser, dual.form.candidates
+    x = x.copy()
+    for _ in range(max_rounds):
+        usage = dual.usage(x)
+        excess = usage - dual.h
+        tol = 1e-9 * np.maximum(1.0, np.abs(dual.h))
+        if np.all(excess <= tol):
+            return x
+        r = int(np.argmax(excess / np.maximum(1.0, np.abs(dual.h))))
+        coef = np.asarray(dual.G[r].todense()).ravel()
+        # the lowest-coefficient variant of every (segment, slot) group
+        ordered = coef[chooser.order]
+        low = np.minimum.reduceat(ordered, chooser.starts)
+        hit = ordered == np.repeat(low, chooser.lengths)
+        first = np.minimum.reduceat(np.where(hit, chooser.positions, chooser.n), chooser.starts)
+        lowest = chooser.order[first]  # per group: its lowest-coefficient candidate
+        alternative = np.empty(chooser.n, dtype=np.int64)
+        alternative[chooser.order] = np.repeat(lowest, chooser.lengths)
+        chosen = np.flatnonzero(x)
+        counts = np.bincount(cands.segment[chosen], minlength=len(cands.lo))
+        can_drop = counts[cands.segment[chosen]] > cands.lo[cands.segment[chosen]]
+        alt = alternative[chosen]
+        group_used = np.zeros(len(chooser.starts), dtype=bool)
+        group_used[chooser.group_of[chosen]] = True
+        # per segment, the unused slot whose lowest-coefficient variant is lowest
+        unused = np.flatnonzero(~group_used)
+        useg = cands.segment[lowest[unused]]
+        by_coef = np.lexsort((coef[lowest[unused]], useg))
+        heads = by_coef[np.r_[True, useg[by_coef][1:] != useg[by_coef][:-1]]] if len(unused) \
+            else by_coef
+        replacement = np.full(len(cands.lo), -1, dtype=np.int64)
+        replacement[useg[heads]] = lowest[unused[heads]]
+        other = replacement[cands.segment[chosen]]
+        # moves on chosen offers: swap within the slot, drop, or trade for another slot
+        moves_gain = np.column_stack([
+            coef[chosen] - coef[alt],
+            np.where(can_drop, coef[chosen], 0.0),
+            np.where(other >= 0, coef[chosen] - coef[np.maximum(other, 0)], 0.0)])
+        moves_loss = np.column_stack([
+            dual.c[chosen] - dual.c[alt], dual.c[chosen],
+            dual.c[chosen] - dual.c[np.maximum(other, 0)]])
+        pick = np.argmax(moves_gain, axis=1)
+        rows_ = np.arange(len(chosen))
+        removed = chosen
+        added = np.choose(pick, [alt, np.full(len(chosen), -1), other])
+        gain = moves_gain[rows_, pick]
+        loss = moves_loss[rows_, pick]
+        # adding an offer lowers a mixed-sign row where its coefficient is negative
+        room = counts[cands.segment[lowest]] < cands.hi[cands.segment[lowest]]
+        addable = np.flatnonzero(~group_used & room & (coef[lowest] < -1e-12))
+        addable = addable[np.unique(cands.segment[lowest[addable]], return_index=True)[1]]
+        removed = np.r_[removed, np.full(len(addable), -1)]
+        added = np.r_[added, lowest[addable]]
+        gain = np.r_[gain, -coef[lowest[addable]]]
+        loss = np.r_[loss, -dual.c[lowest[addable]]]
+        useful = np.flatnonzero(gain > 1e-12)
+        if len(useful) == 0:
+            return None
+        ranked = useful[np.argsort(loss[useful] / gain[useful], kind="stable")]
+        covered = np.cumsum(gain[ranked])
+        take = ranked[: int(np.searchsorted(covered, excess[r] - tol[r])) + 1]
+        take = take[np.unique(cands.segment[np.where(removed[take] >= 0, removed[take],
+                                                      added[take])], return_index=True)[1]]
+        x[removed[take][removed[take] >= 0]] = False
+        x[added[take][added[take] >= 0]] = True
+    return None
 
 
 def _ranked_by_load(dual: _Dual, lam: np.ndarray, segment: np.ndarray, x: np.ndarray,

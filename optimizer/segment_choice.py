@@ -38,6 +38,8 @@ class SegmentChooser:
         self.segment_first = first  # first group of each segment row of the grid
         self.row = np.repeat(np.arange(len(first)), per_segment)
         self.positions = np.arange(self.n)
+        self.group_of = np.empty(self.n, dtype=np.int64)  # candidate -> its (segment, slot)
+        self.group_of[self.order] = np.repeat(np.arange(len(self.starts)), self.lengths)
 
     def choose(self, value: np.ndarray) -> np.ndarray:
         selected = np.zeros(self.n, dtype=bool)

@@ -81,3 +81,29 @@ def test_cli_method_flag(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Multipliers of the binding coupling rows" in out
     assert "check: plan independently verified" in out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_greedy_repair_reaches_a_sound_plan(seed: int) -> None:
+    """From the unconstrained choice (every row violated), repair meets every coupling row."""
+    import numpy as np
+
+    from optimizer import decompose as d
+    from optimizer.candidates import expand
+    from optimizer.formulation import formulate
+    from optimizer.solve import Solution
+
+    inst = generate(400, seed=seed, responses_per_segment=10)
+    cands = expand(inst)
+    form = formulate(inst, cands)
+    G, h = d._as_le(form)
+    dual = d._Dual(form, G, h, form.objective / np.abs(form.objective).max())
+    _, start, _ = dual.evaluate(np.zeros(len(h)))
+    assert not dual.feasible(start)
+    repaired = d._repair(dual, start)
+    assert repaired is not None
+    objective = float(form.objective[repaired].sum())
+    solution = Solution(inst, cands, form, Status.FEASIBLE, repaired, objective, None,
+                        "repair", "highs", method="decompose")
+    report = check_plan(inst, plan_document(solution))
+    assert report.ok, report.violations
