@@ -7,15 +7,17 @@ from typing import Any
 
 from flask import Flask
 
-from api import ops, problems, settings
-from api.jobs import JobRunner
-from api.offers import IndexHolder, offers_api
-from api.plans import plans_api
-from api.runs import runs_api
-from api.store import Store
-
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    # Imported here, not at package import: `api.cli serve` must set PROMETHEUS_MULTIPROC_DIR
+    # before prometheus_client creates any metric (it picks its storage then).
+    from api import ops, problems, settings
+    from api.jobs import JobRunner
+    from api.offers import IndexHolder, offers_api
+    from api.plans import plans_api
+    from api.runs import runs_api
+    from api.store import Store
+
     app = Flask(__name__)
     app.config.from_mapping(settings.DEFAULTS)
     app.config.from_prefixed_env("OFFEROPT")  # OFFEROPT_X=... sets app.config["X"]

@@ -40,10 +40,10 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2
     """
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR: must be set before api is imported")
-    from api import settings
+    from api.settings import from_environment
     from api.store import Store
 
-    config: dict[str, Any] = _env_config(settings)
+    config = from_environment()
     Store.open(config["DATABASE_URL"])  # migrate once, before workers and dispatcher start
     binds = [bind]
     if ops_bind:
@@ -61,22 +61,13 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2
         dispatcher.wait(timeout=15)
 
 
-def _env_config(settings: Any) -> dict[str, Any]:
-    config: dict[str, Any] = dict(settings.DEFAULTS)
-    for key in config:
-        if f"OFFEROPT_{key}" in os.environ:
-            config[key] = os.environ[f"OFFEROPT_{key}"]
-    settings.finalize(config)
-    return config
-
-
 def dispatch() -> None:
     """The solve dispatcher on its own: claims queued runs and solves them until stopped."""
-    from api import settings
     from api.jobs import JobRunner
+    from api.settings import from_environment
     from api.store import Store
 
-    config = _env_config(settings)
+    config = from_environment()
     store = Store.open(config["DATABASE_URL"])
     runner = JobRunner(store, config["DATABASE_URL"], config["SOLVE_WORKERS"])
     stop = threading.Event()

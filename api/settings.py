@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,13 @@ def finalize(config: dict[str, Any]) -> None:
     config["MAX_CONTENT_LENGTH"] = int(config["MAX_CONTENT_LENGTH"])
     if config.get("OPS_PORT") is not None:
         config["OPS_PORT"] = int(config["OPS_PORT"])
+
+
+def from_environment() -> dict[str, Any]:
+    """The settings outside a Flask app (the dispatcher, `serve`, `demo`): defaults + OFFEROPT_*."""
+    config: dict[str, Any] = dict(DEFAULTS)
+    for key in config:
+        if f"OFFEROPT_{key}" in os.environ:
+            config[key] = os.environ[f"OFFEROPT_{key}"]
+    finalize(config)
+    return config

@@ -1,4 +1,4 @@
-"""`offeropt` command line: validate, solve, check, convert, generate, demo."""
+"""`offeropt` core commands: validate, solve, check, convert, generate (no service code)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from typing import Any
 from optimizer.errors import InputError, Issue, OfferOptError
 from optimizer.model import Instance
 
-DEMO = Path(__file__).resolve().parent.parent / "instances" / "demo"
-
 
 class ExitCode(IntEnum):
     OK = 0
@@ -26,7 +24,13 @@ class ExitCode(IntEnum):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    """The core commands; `api.cli` adds the service's `demo` and `serve` to the same parser."""
+    parser, _ = build_parser()
+    return run(parser, argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, run the chosen command, and turn offeropt's errors into exit codes."""
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
@@ -44,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="offeropt", description=__doc__)
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    p = argparse.ArgumentParser(prog="offeropt", description="Offer optimization: which bundles, "
+                                "at what discount or perk, for every customer segment.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check an instance against every rule of the spec")
@@ -70,29 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_convert)
 
     g = sub.add_parser("generate", help="write a seeded, realistic random instance")
-    g.add_argument("--segments", type=_positive_int, required=True)
+    g.add_argument("--segments", type=positive_int, required=True)
     g.add_argument("--seed", type=int, required=True)
-    g.add_argument("--responses-per-segment", type=_positive_int, default=15)
-    g.add_argument("--items", type=_positive_int, help="catalog size (default: from --segments)")
-    g.add_argument("--bundles", type=_positive_int, help="bundle count (default: from --items)")
+    g.add_argument("--responses-per-segment", type=positive_int, default=15)
+    g.add_argument("--items", type=positive_int, help="catalog size (default: from --segments)")
+    g.add_argument("--bundles", type=positive_int, help="bundle count (default: from --items)")
     g.add_argument("--name", help="instance name")
     g.add_argument("-o", "--output", required=True, help="a .json file, or a folder")
     g.add_argument("--to", choices=("json", "csv", "parquet"))
     g.set_defaults(run=_generate)
 
-    d = sub.add_parser("demo", help="the main job: solve the demo catalog, publish it, serve it")
-    d.add_argument("--bind", default="127.0.0.1:8000", help="where the service listens")
-    d.add_argument("--no-serve", action="store_true", help="solve and publish, then exit")
-    d.set_defaults(run=_demo)
-
-    v = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the solve dispatcher")
-    v.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
-    v.add_argument("--workers", type=_positive_int, default=2, help="web worker processes")
-    v.add_argument("--threads", type=_positive_int, default=2, help="threads per web worker")
-    v.add_argument("--ops-bind", metavar="HOST:PORT",
-                   help="serve /healthz, /readyz and /metrics only on this address")
-    v.set_defaults(run=_serve)
-    return p
+    return p, sub
 
 
 def _solve_options(p: argparse.ArgumentParser) -> None:
@@ -100,7 +93,7 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=_positive_float, metavar="S", help="seconds for the solver")
     p.add_argument("--gap", type=_fraction, default=1e-4, metavar="G",
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
-    p.add_argument("--threads", type=_positive_int, help="solver threads")
+    p.add_argument("--threads", type=positive_int, help="solver threads")
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
     p.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto",
                    help="one MIP, Lagrangian decomposition, or pick by size (default)")
@@ -113,7 +106,7 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
                    help="a progress bar on stderr (default: when stderr is a terminal)")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
@@ -134,14 +127,14 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _load(path: str) -> Instance:
+def load(path: str) -> Instance:
     from optimizer.io import load_instance
 
     return load_instance(path)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    inst = _load(args.instance)
+    inst = load(args.instance)
     for warning in inst.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{inst.name}: valid ({len(inst.items)} items, {len(inst.bundles)} bundles, "
@@ -150,7 +143,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    return _solve_and_report(_load(args.instance), args)
+    return _solve_and_report(load(args.instance), args)
 
 
 def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
@@ -200,7 +193,7 @@ def _write_plan(doc: dict[str, Any], path: Path) -> None:
 def _check(args: argparse.Namespace) -> int:
     from optimizer.check import check_plan
 
-    inst = _load(args.instance)
+    inst = load(args.instance)
     path = Path(args.plan)
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
@@ -223,7 +216,7 @@ def _check(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from optimizer.io import write_instance
 
-    inst = _load(args.source)
+    inst = load(args.source)
     write_instance(inst, args.target, args.to)
     print(f"{inst.name}: written to {args.target}")
     return ExitCode.OK
@@ -238,84 +231,6 @@ def _generate(args: argparse.Namespace) -> int:
     write_instance(inst, args.output, args.to)
     print(f"{inst.name}: {len(inst.items)} items, {len(inst.bundles)} bundles, "
           f"{len(inst.segments)} segments, {len(inst.responses)} responses -> {args.output}")
-    return ExitCode.OK
-
-
-def _multiprocess_metrics() -> None:
-    """prometheus_client picks its storage at import: set this before anything imports `api`."""
-    import os
-    import tempfile
-
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="offeropt-metrics-"))
-
-
-def _serve(args: argparse.Namespace) -> int:
-    _multiprocess_metrics()
-    from api.server import serve
-
-    serve(args.bind, args.workers, args.ops_bind, args.threads)
-    return ExitCode.OK
-
-
-def _demo(args: argparse.Namespace) -> int:
-    """Solve the demo catalog through the store, publish it, then serve it on localhost."""
-    import hashlib
-    import os
-    import secrets
-
-    if not args.no_serve:
-        _multiprocess_metrics()
-    from api import settings
-    from api.jobs import execute_run
-    from api.store import Store
-    from optimizer.io.json_form import instance_to_document
-    from optimizer.report import summary
-
-    if not DEMO.exists():
-        raise InputError([Issue(str(DEMO), "must exist (run from a clone of the repository)",
-                                has_value=False)])
-    for role in ("MERCHANDISER", "STOREFRONT"):
-        os.environ.setdefault(f"OFFEROPT_{role}_TOKENS", f"{role.lower()}-{secrets.token_hex(8)}")
-    config: dict[str, Any] = {**settings.DEFAULTS, **{
-        k: os.environ[f"OFFEROPT_{k}"] for k in settings.DEFAULTS if f"OFFEROPT_{k}" in os.environ}}
-    settings.finalize(config)
-    inst = _load(str(DEMO))
-    document = json.dumps(instance_to_document(inst), sort_keys=True)
-    digest = hashlib.sha256(document.encode()).hexdigest()
-    store = Store.open(config["DATABASE_URL"])
-    options = {"time_limit": 60.0, "gap": 1e-4, "solver": "highs", "threads": 1}
-    run_id, _ = store.submit(inst.name, document, digest, options, "demo", f"demo-{digest}")
-    if store.run(run_id)["status"] == "queued" and store.claim_next("demo") == run_id:
-        execute_run(config["DATABASE_URL"], run_id)  # the same code a solve process runs
-    run = store.run(run_id)
-    if run["plan_id"] is None:
-        print(f"the demo run ended {run['status']}: {run['error']}", file=sys.stderr)
-        return ExitCode.SOLVER_ERROR
-    plan = json.loads(store.plan(run["plan_id"])["document"])
-    print(summary(inst, plan))
-    version = store.publish(run["plan_id"], "demo")
-    print(f"\nplan {run['plan_id']} published as version {version} "
-          f"(store: {config['DATABASE_URL']})")
-    if args.no_serve:
-        return ExitCode.OK
-    base = f"http://{args.bind}"
-    m, s = config["MERCHANDISER_TOKENS"][0], config["STOREFRONT_TOKENS"][0]
-    print(f"""
-Serving on {base} (Ctrl-C stops). Try, from another terminal:
-
-  curl -s '{base}/v1/offers?segment=champions-cart' -H 'Authorization: Bearer {s}'
-  curl -s '{base}/v1/offers?segment=loyal-checkout&customer_id=c-42&exclude_items=mouse-m2' \\
-       -H 'Authorization: Bearer {s}'
-  curl -s '{base}/v1/plans/active' -H 'Authorization: Bearer {s}'
-  curl -s -X POST '{base}/v1/catalog-plans' -H 'Authorization: Bearer {m}' \\
-       -H 'Content-Type: application/json' --data-binary @tests/data/demo.json
-  curl -s '{base}/v1/runs/{run_id}' -H 'Authorization: Bearer {m}'
-  curl -s '{base}/healthz'
-  curl -s '{base}/openapi.json'
-""", flush=True)
-    from api.server import serve
-
-    serve(args.bind, 2)
     return ExitCode.OK
 
 

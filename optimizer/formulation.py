@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -96,9 +97,9 @@ class Formulation:
     structure: Rows
     coupling: Rows
 
-    @property
+    @cached_property
     def rows(self) -> Rows:
-        """Every row, coupling rows normalized: what the MIP backends are given."""
+        """Every row, coupling rows normalized: what the MIP backends are given (built once)."""
         return Rows.stack([self.structure, self.coupling.normalized()], len(self.objective))
 
 

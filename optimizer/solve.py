@@ -96,19 +96,20 @@ def milp_problem(form: Formulation) -> MilpProblem:
 
 
 def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
-    """Solve the instance exactly with a MIP backend and map the result back to candidates."""
+    """Solve with the chosen method (exact MIP or decomposition); map the result to candidates."""
     options = options or SolveOptions()
     backend = get_backend(options.solver)
     start = time.perf_counter()
     cands = expand(instance)
     form = formulate(instance, cands)
-    problem = milp_problem(form)
     built = time.perf_counter()
     method = options.method
     if method == "auto":
         method = "exact" if len(cands) <= AUTO_EXACT_MAX_CANDIDATES else "decompose"
     if method == "decompose" and len(cands):
         return _decomposed(instance, form, options, backend, built - start)
+    problem = milp_problem(form)
+    built = time.perf_counter()
     # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
     result = backend(problem, options.limits) if len(cands) else \
         MilpSolution(Termination.OPTIMAL, np.zeros(0), 0.0)

@@ -39,7 +39,7 @@ class Server:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = open(self.data_dir / f"server-{self.port}.log", "wb")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optimizer.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
+            [sys.executable, "-m", "api.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--ops-bind", f"127.0.0.1:{self.ops_port}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -107,7 +107,9 @@ def test_demo_solves_publishes_through_the_store(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("OFFEROPT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("OFFEROPT_MERCHANDISER_TOKENS", "m")
     monkeypatch.setenv("OFFEROPT_STOREFRONT_TOKENS", "s")
-    assert main(["demo", "--no-serve"]) == ExitCode.OK
+    from api.cli import main as service_main
+
+    assert service_main(["demo", "--no-serve"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "demo-shop: optimal" in out and "published as version 1" in out
     from api.store import Store
@@ -115,7 +117,7 @@ def test_demo_solves_publishes_through_the_store(tmp_path: Path, monkeypatch: py
     store = Store.open(f"sqlite:///{tmp_path / 'offeropt.db'}")
     active = store.active()
     assert active is not None and active["version"] == 1
-    assert main(["demo", "--no-serve"]) == ExitCode.OK  # re-running reuses the solved run
+    assert service_main(["demo", "--no-serve"]) == ExitCode.OK  # re-running reuses the solved run
     assert "published as version 2" in capsys.readouterr().out
 
 

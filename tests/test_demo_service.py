@@ -27,7 +27,7 @@ def test_printed_curl_calls_work_as_printed(tmp_path: Path) -> None:
     for key in ("OFFEROPT_MERCHANDISER_TOKENS", "OFFEROPT_STOREFRONT_TOKENS",
                 "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(key, None)
-    proc = subprocess.Popen([sys.executable, "-m", "optimizer.cli", "demo", "--bind",
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "demo", "--bind",
                              f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
