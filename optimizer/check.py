@@ -92,11 +92,8 @@ def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
             bad.append(f"offers: a plan with status {status!r} must have no offers")
         return CheckReport(tuple(bad), None, {})
 
-    frame = pd.DataFrame(offers, columns=["segment", "bundle", "discount", "perk", "share",
-                                          "reference_price", "price", "expected_takes",
-                                          "expected_incremental_margin"])
     variants = _variants(inst)
-    chosen = _match_offers(frame, variants, bad)
+    chosen = _match_offers(_offers_frame(offers), variants, bad)
     _check_constraints(inst, chosen, variants, bad)
     kpis = _kpis(inst, chosen)
     objective = float(kpis["expected_incremental_margin"])
@@ -104,14 +101,38 @@ def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
     return CheckReport(tuple(bad), objective, kpis)
 
 
-def _match_offers(frame: pd.DataFrame, variants: pd.DataFrame, bad: list[str]) -> pd.DataFrame:
+def evaluate_plan(truth: Instance, plan: dict[str, Any]) -> CheckReport:
+    """What a plan realizes if `truth` holds: its value, KPIs and the rules it breaks there.
+
+    Unlike `check_plan` the plan's own figures are not compared (they came from other
+    estimates); offers that are no variant of `truth` count as violations and add nothing.
+    """
+    offers = plan.get("offers")
+    if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
+        return CheckReport(("offers: must be a list of objects",), None, {})
+    bad: list[str] = []
+    variants = _variants(truth)
+    chosen = _match_offers(_offers_frame(offers), variants, bad, compare_claims=False)
+    _check_constraints(truth, chosen, variants, bad)
+    kpis = _kpis(truth, chosen)
+    return CheckReport(tuple(bad), float(kpis["expected_incremental_margin"]), kpis)
+
+
+def _offers_frame(offers: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(offers, columns=["segment", "bundle", "discount", "perk", "share",
+                                         "reference_price", "price", "expected_takes",
+                                         "expected_incremental_margin"])
+
+
+def _match_offers(frame: pd.DataFrame, variants: pd.DataFrame, bad: list[str],
+                  compare_claims: bool = True) -> pd.DataFrame:
     frame = frame.assign(perk=frame["perk"].where(frame["perk"].notna(), None), pos=range(len(frame)))
     for i, share in enumerate(frame["share"]):
         if not isinstance(share, int | float) or not 0 < share <= 1:
             bad.append(f"offers[{i}].share: must be in (0, 1], got {share!r}")
     key = ["segment", "bundle", "discount", "perk"]
     v = variants.assign(perk=variants["perk"].fillna(_NO_PERK))
-    f = frame.assign(perk=frame["perk"].fillna(_NO_PERK),
+    f = frame.assign(perk=frame["perk"].astype(object).fillna(_NO_PERK),
                      discount=pd.to_numeric(frame["discount"], errors="coerce"))
     m = f.merge(v, on=key, how="left", suffixes=("", "_v"), indicator="matched")
     for row in m.itertuples():
@@ -125,7 +146,7 @@ def _match_offers(frame: pd.DataFrame, variants: pd.DataFrame, bad: list[str]) -
             bad.append(f"{where}: must be a candidate (segment not silent, r > 0, margin floor, "
                        f"max_discount, non-negative uplift), got ({row.segment!r}, {row.bundle!r}, "
                        f"discount {row.discount})")
-        else:
+        elif compare_claims:
             for field, truth in (("reference_price", row.ref), ("price", row.r),
                                  ("expected_takes", row.share * row.views * row.prob),
                                  ("expected_incremental_margin", row.share * row.value)):

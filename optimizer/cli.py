@@ -1,4 +1,7 @@
-"""`offeropt` core commands: validate, solve, check, convert, generate (no service code)."""
+"""`offeropt` core commands: validate, solve, check, convert, generate (no service code).
+
+The input commands (estimate, simulate, evaluate, segment) live in `cli_estimation`.
+"""
 
 from __future__ import annotations
 
@@ -85,6 +88,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     g.add_argument("--to", choices=("json", "csv", "parquet"))
     g.set_defaults(run=_generate)
 
+    from optimizer.cli_estimation import add_commands
+
+    add_commands(sub, load)
     return p, sub
 
 

@@ -150,6 +150,15 @@ def write_folder(instance: Instance, folder: Path, fmt: TableFormat) -> None:
     write_json(folder / "policy.json", instance.policy.to_dict())
 
 
+def write_frame(path: Path, frame: pd.DataFrame) -> None:
+    """One table as CSV, or as Parquet when `path` ends in `.parquet`; replaced atomically."""
+    with _atomic(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+
 def write_json(path: Path, doc: Any) -> None:
     write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 

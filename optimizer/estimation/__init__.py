@@ -1,0 +1,1 @@
+"""From experiment logs to responses: read logs, simulate them, estimate with uncertainty."""

@@ -1,0 +1,174 @@
+"""Experiment logs, `offeropt/exposures@1` (spec section 6): read, validate, aggregate.
+
+Both forms are accepted: aggregated (`views`, `purchases` per arm) and row-level
+(`purchased` in {0, 1} per view). Every row is checked against the instance it
+estimates for, over whole columns; each broken rule is an issue naming the file's
+row and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import InputError, Issue
+from optimizer.io.fields import Locator
+from optimizer.model import Instance
+
+KEY_COLUMNS = ("segment", "bundle", "shown", "discount")
+AGGREGATED = ("views", "purchases")
+ROW_LEVEL = ("purchased",)
+_DISCOUNT_KEY = 1e9  # discounts are compared as integers of 1e-9, as written in files
+
+
+@dataclass(frozen=True)
+class Exposures:
+    """Aggregated arms as arrays of positions into the instance's tables."""
+
+    segment: np.ndarray  # int64 position in instance.segments
+    bundle: np.ndarray  # int64 position in instance.bundles
+    shown: np.ndarray  # bool; False = holdout
+    discount: np.ndarray  # float64
+    perk: np.ndarray  # int64 position in instance.perks, -1 = no perk
+    views: np.ndarray  # int64
+    purchases: np.ndarray  # int64
+    row_level: bool = False
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+
+def load_exposures(path: str | Path, instance: Instance) -> Exposures:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError([Issue(str(path), "must be an existing CSV or Parquet file", has_value=False)])
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    try:
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError([Issue(path.name, "must have a header row", value_text="an empty file")]) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        kind = "Parquet" if parquet else "CSV"
+        raise InputError([Issue(path.name, f"must be a readable {kind} file",
+                                value_text=str(exc).splitlines()[0])]) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    locator = Locator(path.stem, "parquet" if parquet else "csv")
+    return exposures_from_frame(frame, instance, locator, path.name)
+
+
+def exposures_from_frame(frame: pd.DataFrame, instance: Instance, locator: Locator,
+                         name: str = "exposures") -> Exposures:
+    row_level = "purchased" in frame.columns and "views" not in frame.columns
+    counts = ROW_LEVEL if row_level else AGGREGATED
+    missing = [c for c in (*KEY_COLUMNS, *counts) if c not in frame.columns]
+    if missing:
+        raise InputError([Issue(name, f"must have a column {c!r} (offeropt/exposures@1)",
+                                has_value=False) for c in missing])
+    issues: list[Issue] = []
+    check = _Checker(frame, locator, issues)
+    segment = check.ids("segment", pd.Index(instance.segments["id"]), "a segment id of the instance")
+    bundle = check.ids("bundle", pd.Index(instance.bundles["id"]), "a bundle id of the instance")
+    shown_num = check.numbers("shown", "must be 0 or 1", lambda v: np.isin(v, (0.0, 1.0)))
+    discount = check.numbers("discount", "must be a number in [0, 1)", lambda v: (v >= 0) & (v < 1))
+    if row_level:
+        purchased = check.numbers("purchased", "must be 0 or 1", lambda v: np.isin(v, (0.0, 1.0)))
+        views = np.ones(len(frame))
+        purchases = purchased
+    else:
+        rule = "must be an integer >= 0"
+        views = check.numbers("views", rule, lambda v: (v >= 0) & (np.floor(v) == v))
+        purchases = check.numbers("purchases", rule, lambda v: (v >= 0) & (np.floor(v) == v))
+        over = np.flatnonzero(purchases > views)
+        issues.extend(Issue(locator.path(int(i), "purchases"), f"must be <= views ({views[i]:g})",
+                            purchases[i]) for i in over)
+    shown = shown_num == 1.0
+    perk = _perks(frame, instance, locator, bundle, shown, shown_num, issues)
+    _check_discounts(instance, locator, bundle, shown, shown_num, discount, issues)
+    if issues:
+        raise InputError(issues)
+    arms = pd.DataFrame({"segment": segment, "bundle": bundle, "shown": shown,
+                         "discount": discount, "perk": perk, "views": views, "purchases": purchases})
+    arms = arms.groupby(["segment", "bundle", "shown", "discount", "perk"], as_index=False,
+                        sort=True)[["views", "purchases"]].sum()
+    return Exposures(
+        segment=arms["segment"].to_numpy(np.int64), bundle=arms["bundle"].to_numpy(np.int64),
+        shown=arms["shown"].to_numpy(bool), discount=arms["discount"].to_numpy(np.float64),
+        perk=arms["perk"].to_numpy(np.int64), views=arms["views"].to_numpy(np.int64),
+        purchases=arms["purchases"].to_numpy(np.int64), row_level=row_level,
+    )
+
+
+class _Checker:
+    """Column parsers that record one issue per unreadable or rule-breaking cell."""
+
+    def __init__(self, frame: pd.DataFrame, locator: Locator, issues: list[Issue]) -> None:
+        self.frame, self.locator, self.issues = frame, locator, issues
+
+    def text(self, column: str) -> pd.Series:
+        raw = self.frame[column]
+        text = raw.astype("string").str.strip()
+        return text.mask(raw.isna(), "")
+
+    def ids(self, column: str, known: pd.Index, what: str) -> np.ndarray:
+        text = self.text(column)
+        pos = known.get_indexer(text.to_numpy(dtype=object, na_value=""))
+        for i in np.flatnonzero(pos < 0):
+            value = text.iloc[i]
+            if value == "":
+                self.issues.append(Issue(self.locator.path(int(i), column), "is required",
+                                         has_value=False))
+            else:
+                self.issues.append(Issue(self.locator.path(int(i), column), f"must be {what}", value))
+        return pos
+
+    def numbers(self, column: str, rule: str, valid: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        raw = self.frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values) & valid(values)
+        for i in np.flatnonzero(~ok):
+            self.issues.append(Issue(self.locator.path(int(i), column), rule, raw.iloc[i]))
+        return np.where(ok, values, 0.0)
+
+
+def _perks(frame: pd.DataFrame, instance: Instance, locator: Locator, bundle: np.ndarray,
+           shown: np.ndarray, shown_num: np.ndarray, issues: list[Issue]) -> np.ndarray:
+    if "perk" not in frame.columns:
+        return np.full(len(frame), -1, dtype=np.int64)
+    perk_id = _Checker(frame, locator, issues).text("perk").to_numpy(dtype=object, na_value="")
+    given = perk_id != ""
+    bundle_ids = instance.bundles["id"].to_numpy(dtype=object)
+    known = pd.MultiIndex.from_arrays([instance.perks["bundle"], instance.perks["id"]])
+    keys = pd.MultiIndex.from_arrays([np.where(bundle >= 0, bundle_ids[bundle.clip(0)], ""), perk_id])
+    pos = np.where(given, known.get_indexer(keys), -1)
+    holdout = shown_num == 0.0
+    for i in np.flatnonzero(given & holdout):
+        issues.append(Issue(locator.path(int(i), "perk"), "must be empty for a holdout row (shown = 0)",
+                            perk_id[i]))
+    for i in np.flatnonzero(given & shown & (bundle >= 0) & (pos < 0)):
+        issues.append(Issue(locator.path(int(i), "perk"),
+                            f"must be a perk of bundle {bundle_ids[bundle[i]]!r}", perk_id[i]))
+    return np.where(shown, pos, -1).astype(np.int64)
+
+
+def _check_discounts(instance: Instance, locator: Locator, bundle: np.ndarray, shown: np.ndarray,
+                     shown_num: np.ndarray, discount: np.ndarray, issues: list[Issue]) -> None:
+    ladders = instance.bundle_ladders()
+    allowed = {(b, round(d * _DISCOUNT_KEY)) for b, ladder in enumerate(ladders) for d in ladder}
+    keys = np.round(discount * _DISCOUNT_KEY).astype(np.int64)
+    lookup = pd.MultiIndex.from_tuples(sorted(allowed), names=["b", "d"])
+    in_ladder = lookup.get_indexer(pd.MultiIndex.from_arrays([bundle, keys])) >= 0
+    bundle_ids = instance.bundles["id"].to_numpy(dtype=object)
+    for i in np.flatnonzero(shown & (bundle >= 0) & ~in_ladder & (discount >= 0) & (discount < 1)):
+        ladder = [float(d) for d in ladders[bundle[i]]]
+        issues.append(Issue(locator.path(int(i), "discount"),
+                            f"must be in bundle {bundle_ids[bundle[i]]!r}'s ladder {ladder}",
+                            float(discount[i])))
+    for i in np.flatnonzero((shown_num == 0.0) & (discount != 0)):
+        issues.append(Issue(locator.path(int(i), "discount"), "must be 0 for a holdout row (shown = 0)",
+                            float(discount[i])))
