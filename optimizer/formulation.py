@@ -7,42 +7,16 @@ Rows are split into per-segment *structure* rows (families 1-3) and global
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
+from optimizer.backends import MilpProblem
 from optimizer.candidates import Candidates
+from optimizer.coupling import VariantRows, coupling_rows
+from optimizer.families import Family
 from optimizer.model import Instance
-
-
-class Family(IntEnum):
-    BUNDLE_ONCE = 1
-    EXCLUSION_GROUP = 2
-    OFFERS_PER_VIEW = 3
-    INVENTORY = 4
-    DISCOUNTED_SHARE = 5
-    AVG_DISCOUNT = 6
-    PROMOTION_BUDGET = 7
-    AGGREGATE_MARGIN = 8
-
-    @property
-    def label(self) -> str:
-        return _LABELS[self]
-
-
-_LABELS = {
-    Family.BUNDLE_ONCE: "one variant per bundle",
-    Family.EXCLUSION_GROUP: "one bundle per exclusion group",
-    Family.OFFERS_PER_VIEW: "offers per view",
-    Family.INVENTORY: "inventory",
-    Family.DISCOUNTED_SHARE: "max_discounted_share",
-    Family.AVG_DISCOUNT: "max_avg_discount",
-    Family.PROMOTION_BUDGET: "promotion_budget",
-    Family.AGGREGATE_MARGIN: "min_aggregate_margin_rate",
-}
 
 
 @dataclass(frozen=True)
@@ -96,6 +70,7 @@ class Formulation:
     objective: np.ndarray
     structure: Rows
     coupling: Rows
+    per_take: VariantRows  # the same coupling rows, per unit of takes of each variant
 
     @cached_property
     def rows(self) -> Rows:
@@ -104,10 +79,29 @@ class Formulation:
 
 
 def formulate(instance: Instance, cands: Candidates) -> Formulation:
+    return formulate_rows(cands, live_coupling(instance, cands))
+
+
+def formulate_rows(cands: Candidates, per_take: VariantRows,
+                   fixed_usage: np.ndarray | None = None) -> Formulation:
+    """The MIP over `cands` (all candidates, or the free ones of a recovery); coupling rows
+    lose `fixed_usage`, what the candidates held fixed outside `cands` already use."""
     n = len(cands)
     structure = Rows.stack([_slot_rows(cands), _offer_rows(cands)], n)
-    coupling = Rows.stack([_inventory_rows(instance, cands), *_policy_rows(instance, cands)], n)
-    return Formulation(cands, cands.value, structure, coupling)
+    G = sp.csr_matrix(per_take.K[:, cands.variant] @ sp.diags(cands.takes))
+    used = np.zeros(len(per_take)) if fixed_usage is None else fixed_usage
+    coupling = Rows(G, per_take.lower - used, per_take.upper - used, per_take.family,
+                    per_take.subject)
+    return Formulation(cands, cands.value, structure, coupling, per_take)
+
+
+def live_coupling(instance: Instance, cands: Candidates) -> VariantRows:
+    """The coupling rows some candidate enters (every policy row; items of candidate bundles)."""
+    rows = coupling_rows(instance, cands.variants)
+    used = np.bincount(cands.variant, minlength=len(cands.variants)) > 0
+    live = (abs(rows.K) @ used.astype(np.float64) > 0) | (rows.family != Family.INVENTORY)
+    return VariantRows(sp.csr_matrix(rows.K[live]), rows.lower[live], rows.upper[live],
+                       rows.family[live], rows.subject[live])
 
 
 def _rows_from_keys(keys: np.ndarray, cols: np.ndarray, n: int, lower: np.ndarray,
@@ -121,14 +115,14 @@ def _rows_from_keys(keys: np.ndarray, cols: np.ndarray, n: int, lower: np.ndarra
 def _slot_rows(c: Candidates) -> Rows:
     """Families 1-2: at most one candidate per (segment, bundle) and per (segment, group)."""
     n = len(c)
-    n_slots = int(c.slot_key.max()) + 1 if n else 1
+    n_slots = max(c.n_slots, 1)
     key = c.segment.astype(np.int64) * n_slots + c.slot_key
     uniq, count = np.unique(key, return_counts=True)
     crowded = uniq[count > 1]  # a single candidate is already bounded by x <= 1
     cols = np.flatnonzero(np.isin(key, crowded))
     k = len(crowded)
     slot = crowded % n_slots
-    n_bundles = n_slots - len(c.group_names)
+    n_bundles = c.variants.n_bundles
     family = np.where(slot < n_bundles, Family.BUNDLE_ONCE, Family.EXCLUSION_GROUP).astype(np.int8)
     return _rows_from_keys(key[cols], cols, n, np.full(k, -np.inf), np.ones(k), family,
                            crowded // n_slots)
@@ -136,7 +130,8 @@ def _slot_rows(c: Candidates) -> Rows:
 
 def _offer_rows(c: Candidates) -> Rows:
     """Family 3: lo_eff <= offers shown <= hi, where either side can bind."""
-    segs = np.flatnonzero((c.lo > 0) | (c.showable > c.hi))
+    present = np.bincount(c.segment, minlength=len(c.lo)) > 0  # a subset may hold some segments
+    segs = np.flatnonzero(((c.lo > 0) | (c.showable > c.hi)) & present)
     cols = np.flatnonzero(np.isin(c.segment, segs))
     k = len(segs)
     return _rows_from_keys(c.segment[cols], cols, len(c), c.lo[segs].astype(np.float64),
@@ -144,52 +139,13 @@ def _offer_rows(c: Candidates) -> Rows:
                                                                   np.int8), segs.astype(np.int64))
 
 
-def _inventory_rows(instance: Instance, c: Candidates) -> Rows:
-    """Family 4: expected takes times quantity of each stocked item <= its stock."""
-    stock = instance.items["stock"].to_numpy(dtype=np.float64)
-    lines = instance.bundle_items
-    line_bundle = pd.Index(instance.bundles["id"]).get_indexer(lines["bundle"])
-    line_item = pd.Index(instance.items["id"]).get_indexer(lines["item"])
-    stocked = np.isfinite(stock[line_item])
-    line_bundle, line_item = line_bundle[stocked], line_item[stocked]
-    line_qty = lines["qty"].to_numpy(dtype=np.float64)[stocked]
-    order = np.argsort(line_bundle, kind="stable")
-    line_bundle, line_item, line_qty = line_bundle[order], line_item[order], line_qty[order]
-    n_b = len(instance.bundles)
-    per_bundle = np.bincount(line_bundle, minlength=n_b)
-    start = np.cumsum(per_bundle) - per_bundle
-    reps = per_bundle[c.bundle]
-    col = np.repeat(np.arange(len(c)), reps)
-    line = start[c.bundle[col]] + np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    items, row = np.unique(line_item[line], return_inverse=True)
-    coef = c.takes[col] * line_qty[line]
-    matrix = sp.csr_matrix((coef, (row, col)), shape=(len(items), len(c)))
-    k = len(items)
-    return Rows(matrix, np.full(k, -np.inf), stock[items], np.full(k, Family.INVENTORY, np.int8),
-                items.astype(np.int64))
-
-
-def _policy_rows(instance: Instance, c: Candidates) -> list[Rows]:
-    """Families 5-7, exactly as the spec writes them, each only when its policy field is set."""
-    policy = instance.policy
-    w = c.takes
-    rows: list[tuple[Family, np.ndarray, float, float]] = []
-    if policy.max_discounted_share is not None:
-        coef = w * c.revenue * ((c.discount > 0) - policy.max_discounted_share)
-        rows.append((Family.DISCOUNTED_SHARE, coef, -np.inf, 0.0))
-    if policy.max_avg_discount is not None:
-        coef = w * c.list_price * (c.discount - policy.max_avg_discount)
-        rows.append((Family.AVG_DISCOUNT, coef, -np.inf, 0.0))
-    if policy.promotion_budget is not None:
-        coef = w * (c.list_price * c.discount + c.perk_cost)
-        rows.append((Family.PROMOTION_BUDGET, coef, -np.inf, policy.promotion_budget))
-    if policy.min_aggregate_margin_rate is not None:
-        coef = w * (c.margin - policy.min_aggregate_margin_rate * c.revenue)
-        rows.append((Family.AGGREGATE_MARGIN, coef, 0.0, np.inf))
-    out = []
-    for family, coef, lower, upper in rows:
-        matrix = sp.csr_matrix(coef.reshape(1, -1))
-        matrix.eliminate_zeros()
-        out.append(Rows(matrix, np.array([lower]), np.array([upper]),
-                        np.array([family], np.int8), np.array([-1], np.int64)))
-    return out
+def milp_problem(form: Formulation) -> MilpProblem:
+    """The arrays a backend solves. Rows without coefficients (a coupling row whose
+    candidates all have zero takes) are dropped when 0 meets them: some solvers crash on
+    empty rows (CBC's clique strengthening does)."""
+    rows = form.rows
+    n = len(form.objective)
+    empty = np.diff(rows.matrix.indptr) == 0
+    keep = ~(empty & (rows.lower <= 0) & (rows.upper >= 0))
+    return MilpProblem(form.objective, rows.matrix[keep], rows.lower[keep], rows.upper[keep],
+                       np.ones(n), np.ones(n, dtype=bool))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optimizer.formulation import Family
+from optimizer.families import Family
 from optimizer.solve import Solution
 
 PLAN_FORMAT = "offeropt/plan@1"
@@ -21,17 +21,18 @@ def offers_frame(solution: Solution) -> pd.DataFrame:
     """One row per chosen offer, ordered by segment then value (best first)."""
     c, inst = solution.candidates, solution.instance
     pick = np.flatnonzero(solution.selected)
+    v, var = c.variants, c.variant[pick]
     perk_ids = inst.perks["id"].to_numpy(dtype=object)
-    perk = c.perk[pick]
+    perk = v.perk[var]
     frame = pd.DataFrame({
         "segment": inst.segments["id"].to_numpy(dtype=object)[c.segment[pick]],
-        "bundle": inst.bundles["id"].to_numpy(dtype=object)[c.bundle[pick]],
-        "discount": c.discount[pick],
+        "bundle": inst.bundles["id"].to_numpy(dtype=object)[v.bundle[var]],
+        "discount": v.discount[var],
         "perk": np.where(perk >= 0, perk_ids[np.maximum(perk, 0)] if len(perk_ids) else None, None),
         "share": np.ones(len(pick)),
-        "reference_price": c.reference_price[pick],
-        "price": c.revenue[pick],
-        "expected_takes": c.takes[pick],
+        "reference_price": v.reference_price[var],
+        "price": v.revenue[var],
+        "expected_takes": c.segment_views[c.segment[pick]] * c.take_prob[pick],
         "expected_incremental_margin": c.value[pick],
         "_segment_row": c.segment[pick],
     })
@@ -42,28 +43,30 @@ def offers_frame(solution: Solution) -> pd.DataFrame:
 
 def kpis(solution: Solution) -> dict[str, Any]:
     c, inst = solution.candidates, solution.instance
-    x = solution.selected.astype(np.float64)
-    w = c.takes * x
-    revenue = float(w @ c.revenue)
-    list_value = float(w @ c.list_price)
+    pick = np.flatnonzero(solution.selected)
+    v = c.variants
+    var = c.variant[pick]
+    w = c.takes[pick]
+    revenue = float(w @ v.revenue[var])
+    list_value = float(w @ v.list_price[var])
+    margin = float(w @ v.margin[var])
     takes = float(w.sum())
-    impressions = float(c.views @ x)
+    impressions = float(c.views[pick].sum())
     all_views = float(inst.segments["views"].sum())
-    usage = _inventory_usage(solution)
     return {
-        "expected_incremental_margin": float(c.value @ x),
+        "expected_incremental_margin": float(c.value[pick].sum()),
         "expected_offer_revenue": revenue,
-        "expected_offer_margin": float(w @ c.margin),
+        "expected_offer_margin": margin,
         "expected_takes": takes,
         "impressions": impressions,
         "take_rate": _ratio(takes, impressions),
         "attach_rate": _ratio(takes, all_views),
-        "discounted_share": _ratio(float(w @ (c.revenue * (c.discount > 0))), revenue),
-        "avg_discount": _ratio(float(w @ (c.list_price * c.discount)), list_value),
-        "promotion_spend": float(w @ (c.list_price * c.discount + c.perk_cost)),
-        "aggregate_margin_rate": _ratio(float(w @ c.margin), revenue),
-        "segments_with_offers": len(np.unique(c.segment[solution.selected])),
-        "inventory": usage,
+        "discounted_share": _ratio(float(w @ (v.revenue * (v.discount > 0))[var]), revenue),
+        "avg_discount": _ratio(float(w @ (v.list_price * v.discount)[var]), list_value),
+        "promotion_spend": float(w @ (v.list_price * v.discount + v.perk_cost)[var]),
+        "aggregate_margin_rate": _ratio(margin, revenue),
+        "segments_with_offers": len(np.unique(c.segment[pick])),
+        "inventory": _inventory_usage(solution),
     }
 
 
@@ -71,25 +74,30 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else 0.0
 
 
+def row_activity(solution: Solution) -> tuple[np.ndarray, np.ndarray]:
+    """Each coupling row's left-hand side in the plan, and the sum of its absolute terms."""
+    c = solution.candidates
+    pick = np.flatnonzero(solution.selected)
+    takes = np.bincount(c.variant[pick], c.takes[pick], minlength=len(c.variants))
+    K = solution.coupling.K
+    return K @ takes, abs(K) @ takes
+
+
 def _inventory_usage(solution: Solution) -> dict[str, dict[str, float]]:
-    inst, form = solution.instance, solution.formulation
+    inst, rows = solution.instance, solution.coupling
     stocked = inst.items[np.isfinite(inst.items["stock"].to_numpy(dtype=np.float64))]
     used = dict.fromkeys(stocked["id"], 0.0)
-    rows = form.coupling
-    inventory = np.flatnonzero(rows.family == Family.INVENTORY)
-    activity = rows.matrix[inventory] @ solution.selected.astype(np.float64)
-    for r, a in zip(inventory, activity, strict=True):
-        used[str(inst.items["id"].iloc[int(rows.subject[r])])] = float(a)
+    activity, _ = row_activity(solution)
+    for r in np.flatnonzero(rows.family == Family.INVENTORY):
+        used[str(inst.items["id"].iloc[int(rows.subject[r])])] = float(activity[r])
     stock = dict(zip(stocked["id"], stocked["stock"], strict=True))
     return {str(k): {"used": v, "stock": float(stock[k])} for k, v in used.items()}
 
 
 def binding_rows(solution: Solution, tol: float = 1e-6) -> list[dict[str, Any]]:
     """Coupling rows at their limit in the plan, with how much of the limit is used."""
-    rows, inst = solution.formulation.coupling, solution.instance
-    x = solution.selected.astype(np.float64)
-    activity = rows.matrix @ x
-    size = abs(rows.matrix) @ x
+    rows, inst = solution.coupling, solution.instance
+    activity, size = row_activity(solution)
     out = []
     for r in range(len(rows)):
         limit = rows.upper[r] if np.isfinite(rows.upper[r]) else rows.lower[r]

@@ -15,21 +15,19 @@ from optimizer.candidates import Candidates
 
 
 class SegmentChooser:
-    """Sorts the candidates once by (segment, slot); each `choose` is then O(n) plus a
-    sort of at most a few dozen slots per segment, done as one padded 2-D sort."""
+    """Candidates come ordered by (segment, slot) from `expand`; each `choose` is then O(n)
+    plus a sort of at most a few dozen slots per segment, done as one padded 2-D sort."""
 
     def __init__(self, cands: Candidates) -> None:
         self.n = len(cands)
         self.lo, self.hi = cands.lo, cands.hi
         if self.n == 0:
             return
-        n_slots = int(cands.slot_key.max()) + 1
-        key = cands.segment.astype(np.int64) * n_slots + cands.slot_key
-        self.order = np.argsort(key, kind="stable")
-        sorted_key = key[self.order]
-        self.starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+        seg, slot = cands.segment, cands.slot_key
+        new_group = np.r_[True, (seg[1:] != seg[:-1]) | (slot[1:] != slot[:-1])]
+        self.starts = np.flatnonzero(new_group)
         self.lengths = np.diff(np.r_[self.starts, self.n])
-        self.group_segment = (sorted_key[self.starts] // n_slots).astype(np.int64)
+        self.group_segment = seg[self.starts].astype(np.int64)
         first = np.flatnonzero(np.r_[True, self.group_segment[1:] != self.group_segment[:-1]])
         per_segment = np.diff(np.r_[first, len(self.group_segment)])
         self.column = np.arange(len(self.group_segment)) - np.repeat(first, per_segment)
@@ -37,18 +35,25 @@ class SegmentChooser:
         self.segments = self.group_segment[first]
         self.segment_first = first  # first group of each segment row of the grid
         self.row = np.repeat(np.arange(len(first)), per_segment)
-        self.positions = np.arange(self.n)
-        self.group_of = np.empty(self.n, dtype=np.int64)  # candidate -> its (segment, slot)
-        self.group_of[self.order] = np.repeat(np.arange(len(self.starts)), self.lengths)
+
+    def group_of(self) -> np.ndarray:
+        """Candidate -> its (segment, slot) group."""
+        out: np.ndarray = np.repeat(np.arange(len(self.starts)), self.lengths)
+        return out
+
+    def best_in_groups(self, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per group: its best value and the first candidate reaching it."""
+        best = np.maximum.reduceat(value, self.starts)
+        hits = np.flatnonzero(value == np.repeat(best, self.lengths))
+        group = np.searchsorted(self.starts, hits, side="right") - 1
+        first = hits[np.r_[True, group[1:] != group[:-1]]]
+        return best, first
 
     def choose(self, value: np.ndarray) -> np.ndarray:
         selected = np.zeros(self.n, dtype=bool)
         if self.n == 0:
             return selected
-        ordered = value[self.order]
-        best = np.maximum.reduceat(ordered, self.starts)
-        hit = ordered == np.repeat(best, self.lengths)
-        first_hit = np.minimum.reduceat(np.where(hit, self.positions, self.n), self.starts)
+        best, first_hit = self.best_in_groups(value)
         grid = np.full((len(self.segments), self.width), -np.inf)
         grid[self.row, self.column] = best
         ranked = np.argsort(-grid, axis=1, kind="stable")
@@ -59,7 +64,7 @@ class SegmentChooser:
         take = np.isfinite(slot_value) & (rank < hi) & ((slot_value > 0) | (rank < lo))
         rows, ranks = np.nonzero(take)
         group_index = self.segment_first[rows] + ranked[rows, ranks]
-        selected[self.order[first_hit[group_index]]] = True
+        selected[first_hit[group_index]] = True
         return selected
 
 

@@ -12,17 +12,19 @@ import numpy as np
 from optimizer.backends import (
     Backend,
     Limits,
-    MilpProblem,
     MilpSolution,
     Progress,
     Termination,
     get_backend,
 )
 from optimizer.candidates import Candidates, expand
-from optimizer.decompose import decompose
+from optimizer.coupling import VariantRows
+from optimizer.decompose import decompose, gap_of
 from optimizer.diagnose import Diagnosis, diagnose
-from optimizer.formulation import Family, Formulation, formulate
+from optimizer.families import Family
+from optimizer.formulation import formulate, live_coupling, milp_problem
 from optimizer.model import Instance
+from optimizer.oracle import LocalOracle, Oracle
 
 
 class Status(StrEnum):
@@ -36,6 +38,7 @@ class Status(StrEnum):
 
 
 AUTO_EXACT_MAX_CANDIDATES = 400_000  # above this, `auto` decomposes instead of one MIP
+MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that size
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ class SolveOptions:
 @dataclass(frozen=True)
 class Solution:
     instance: Instance
-    candidates: Candidates
-    formulation: Formulation
+    candidates: Candidates  # every candidate, or (decomposition) those of the plan
+    coupling: VariantRows  # the coupling rows per unit of takes (KPIs, binding rows)
     status: Status
     selected: np.ndarray  # bool per candidate
     objective: float | None
@@ -83,31 +86,18 @@ class Solution:
         return self.build_seconds + self.solve_seconds
 
 
-def milp_problem(form: Formulation) -> MilpProblem:
-    """The arrays a backend solves. Rows without coefficients (a coupling row whose
-    candidates all have zero takes) are dropped when 0 meets them: some solvers crash on
-    empty rows (CBC's clique strengthening does)."""
-    rows = form.rows
-    n = len(form.objective)
-    empty = np.diff(rows.matrix.indptr) == 0
-    keep = ~(empty & (rows.lower <= 0) & (rows.upper >= 0))
-    return MilpProblem(form.objective, rows.matrix[keep], rows.lower[keep], rows.upper[keep],
-                       np.ones(n), np.ones(n, dtype=bool))
-
-
 def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
     """Solve with the chosen method (exact MIP or decomposition); map the result to candidates."""
     options = options or SolveOptions()
     backend = get_backend(options.solver)
     start = time.perf_counter()
     cands = expand(instance)
-    form = formulate(instance, cands)
-    built = time.perf_counter()
     method = options.method
     if method == "auto":
         method = "exact" if len(cands) <= AUTO_EXACT_MAX_CANDIDATES else "decompose"
     if method == "decompose" and len(cands):
-        return _decomposed(instance, form, options, backend, built - start)
+        return _decomposed(instance, cands, options, backend, start)
+    form = formulate(instance, cands)
     problem = milp_problem(form)
     built = time.perf_counter()
     # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
@@ -116,7 +106,7 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
     solved = time.perf_counter()
     timing = {"build_seconds": built - start, "solve_seconds": solved - built}
     none = np.zeros(len(cands), dtype=bool)
-    base = dict(instance=instance, candidates=cands, formulation=form, solver=options.solver,
+    base = dict(instance=instance, candidates=cands, coupling=form.per_take, solver=options.solver,
                 log_tail=result.log_tail, termination=result.termination.value, **timing)
 
     if result.termination == Termination.INFEASIBLE:
@@ -141,35 +131,85 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
                     **base)  # type: ignore[arg-type]
 
 
-def _decomposed(instance: Instance, form: Formulation, options: SolveOptions, backend: Backend,
-                build_seconds: float) -> Solution:
-    started = time.perf_counter()
-    d = decompose(form, options.limits, backend, on_progress=options.progress)
-    cands = form.candidates
-    selected = d.x if d.x is not None else np.zeros(len(cands), dtype=bool)
-    objective = d.objective
+def _remaining(time_limit: float | None, start: float) -> float | None:
+    return None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - start))
+
+
+def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
+                start: float) -> Solution:
+    rows = live_coupling(instance, cands)
+    return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options, backend,
+                               start, time.perf_counter())
+
+
+def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
+                        options: SolveOptions, backend: Backend, start: float,
+                        built: float) -> Solution:
+    """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
+    the contested-segment MIP (growing to every segment on instances a MIP can take)."""
+    from optimizer.recovery import recover, repair
+
+    d = decompose(oracle, rows, _remaining(options.time_limit, start), options.gap,
+                  on_progress=options.progress)
+    plan = None if d.price is None else oracle.chosen(d.price)
+    objective = None if plan is None else float(plan.value.sum())
+    how, infeasible = d.recovery, d.infeasible
+    moved = np.zeros(0, dtype=np.int64)
+    if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
+        repaired, moved = repair(oracle, rows, d.bound_price, d.price)
+        if repaired.value.sum() > float(objective or 0.0):
+            plan, objective = repaired, float(repaired.value.sum())
+            how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
+    small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
+    left = _remaining(options.time_limit, start)
+    if not infeasible and (objective is None or gap_of(objective, d.bound) > options.gap) and \
+            (left is None or left > 1.0):
+        first = np.union1d(oracle.contested(), moved)
+        if not small:
+            first = first[:MAX_CONTESTED_SEGMENTS]
+        weight = np.asarray(abs(rows.K).T @ d.row_prices).ravel()
+        ranked = np.argsort(-oracle.load(d.bound_price, weight), kind="stable")
+        anchor = plan if plan is not None else oracle.chosen(d.bound_price)
+        found = recover(oracle, rows, anchor, first, ranked, d.bound,
+                        Limits(left, options.gap, options.threads, options.progress), backend,
+                        grow=small)
+        infeasible = found.infeasible
+        if found.plan is not None and (objective is None or found.plan.value.sum() > objective):
+            plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
+    if plan is None:
+        plan = oracle.chosen(d.bound_price).subset(np.zeros(0, dtype=np.int64))
     bound = d.bound if objective is None else max(d.bound, objective)
-    if d.infeasible:
+    if infeasible:
         status = Status.INFEASIBLE
     elif objective is None:
         status = Status.TIME_LIMIT
     else:
-        gap = max(0.0, (bound - objective) / max(abs(bound), 1.0))
-        status = Status.OPTIMAL if gap <= options.gap else Status.FEASIBLE
-    diagnosis = diagnose(instance, form, options.limits, backend) \
-        if status == Status.INFEASIBLE and options.diagnose else None
-    rows = form.coupling
-    priced = [
+        status = Status.OPTIMAL if _gap(objective, bound) <= options.gap else Status.FEASIBLE
+    diagnosis = None
+    if status == Status.INFEASIBLE and options.diagnose:
+        diagnosis = diagnose(instance, formulate(instance, expand(instance)), options.limits,
+                             backend)
+    return Solution(
+        instance=instance, candidates=plan, coupling=rows, status=status,
+        selected=np.ones(len(plan), dtype=bool),
+        objective=objective, bound=None if status == Status.INFEASIBLE else bound,
+        termination="converged" if status == Status.OPTIMAL else "time_limit",
+        solver=options.solver, method="decompose", build_seconds=built - start,
+        solve_seconds=time.perf_counter() - built, diagnosis=diagnosis,
+        extra={"iterations": d.iterations, "recovery": how,
+               "multipliers": priced_rows(instance, rows, d.row_prices)})
+
+
+def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> list[dict[str, object]]:
+    """The coupling rows with a positive multiplier: margin per unit of the row."""
+    return [
         {"constraint": Family(int(rows.family[i])).label,
          "item": (str(instance.items["id"].iloc[int(rows.subject[i])])
                   if rows.family[i] == Family.INVENTORY else None),
-         "multiplier": float(d.prices[i])}
-        for i in np.flatnonzero(d.prices > 0)
+         "multiplier": float(prices[i])}
+        for i in np.flatnonzero(prices > 0)
     ]
-    return Solution(
-        instance=instance, candidates=cands, formulation=form, status=status, selected=selected,
-        objective=objective, bound=None if status == Status.INFEASIBLE else bound,
-        termination="converged" if status == Status.OPTIMAL else "time_limit",
-        solver=options.solver, method="decompose", build_seconds=build_seconds,
-        solve_seconds=time.perf_counter() - started, diagnosis=diagnosis,
-        extra={"iterations": d.iterations, "recovery": d.recovery, "multipliers": priced})
+
+
+def _gap(objective: float, bound: float) -> float:
+    return max(0.0, (bound - objective) / max(abs(bound), 1.0))

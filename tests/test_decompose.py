@@ -84,26 +84,27 @@ def test_cli_method_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_greedy_repair_reaches_a_sound_plan(seed: int) -> None:
-    """From the unconstrained choice (every row violated), repair meets every coupling row."""
+def test_price_shifting_alone_reaches_a_sound_plan(seed: int) -> None:
+    """From zero multipliers (rows overdrawn), raising prices meets every row, no MIP used."""
     import numpy as np
 
-    from optimizer import decompose as d
     from optimizer.candidates import expand
-    from optimizer.formulation import formulate
+    from optimizer.decompose import decompose
+    from optimizer.formulation import live_coupling
+    from optimizer.oracle import LocalOracle
     from optimizer.solve import Solution
 
     inst = generate(400, seed=seed, responses_per_segment=10)
     cands = expand(inst)
-    form = formulate(inst, cands)
-    G, h = d._as_le(form)
-    dual = d._Dual(form, G, h, form.objective / np.abs(form.objective).max())
-    _, start, _ = dual.evaluate(np.zeros(len(h)))
-    assert not dual.feasible(start)
-    repaired = d._repair(dual, start)
-    assert repaired is not None
-    objective = float(form.objective[repaired].sum())
-    solution = Solution(inst, cands, form, Status.FEASIBLE, repaired, objective, None,
-                        "repair", "highs", method="decompose")
+    rows = live_coupling(inst, cands)
+    oracle = LocalOracle(cands)
+    d = decompose(oracle, rows, None, 1e-4, max_iterations=0)
+    assert d.history[0][1] is None  # the unpriced choice overdraws some row
+    assert d.price is not None and d.objective is not None
+    selected = np.zeros(len(cands), dtype=bool)
+    selected[oracle.choose(d.price)] = True
+    solution = Solution(inst, cands, rows, Status.FEASIBLE, selected, d.objective, d.bound,
+                        "shift", "highs", method="decompose")
     report = check_plan(inst, plan_document(solution))
     assert report.ok, report.violations
+    assert d.objective <= d.bound
