@@ -103,6 +103,12 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
     p.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto",
                    help="one MIP, Lagrangian decomposition, or pick by size (default)")
+    p.add_argument("--backend", choices=("local", "dask"), default="local",
+                   help="where the decomposition's per-segment step runs (default: here)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    p.add_argument("--partitions", type=positive_int, metavar="N",
+                   help="Dask partitions of the segments (default: two per worker)")
     p.add_argument("--top", type=int, default=3, help="offers shown per segment in the summary")
     p.add_argument("--segments-shown", type=int, default=12,
                    help="segments shown in the summary, by value")
@@ -162,7 +168,9 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     with ProgressBar(args.time_limit, enabled=show) as bar:
         options = SolveOptions(solver=args.solver, method=args.method, time_limit=args.time_limit,
-                               gap=args.gap, threads=args.threads, progress=bar.update)
+                               gap=args.gap, threads=args.threads, progress=bar.update,
+                               backend=args.backend, scheduler=args.scheduler,
+                               partitions=args.partitions)
         solution = solve(inst, options)
     doc = plan_document(solution)
     check = None if args.no_check or solution.objective is None else check_plan(inst, doc)

@@ -51,6 +51,13 @@ def coupling_rows(instance: Instance, variants: Variants) -> VariantRows:
     )
 
 
+def live_rows(rows: VariantRows, used: np.ndarray) -> VariantRows:
+    """The rows some used variant enters (and every policy row, as the spec writes them)."""
+    live = (abs(rows.K) @ used.astype(np.float64) > 0) | (rows.family != Family.INVENTORY)
+    return VariantRows(sp.csr_matrix(rows.K[live]), rows.lower[live], rows.upper[live],
+                       rows.family[live], rows.subject[live])
+
+
 _Block = tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 

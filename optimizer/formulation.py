@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from optimizer.backends import MilpProblem
 from optimizer.candidates import Candidates
-from optimizer.coupling import VariantRows, coupling_rows
+from optimizer.coupling import VariantRows, coupling_rows, live_rows
 from optimizer.families import Family
 from optimizer.model import Instance
 
@@ -97,11 +97,8 @@ def formulate_rows(cands: Candidates, per_take: VariantRows,
 
 def live_coupling(instance: Instance, cands: Candidates) -> VariantRows:
     """The coupling rows some candidate enters (every policy row; items of candidate bundles)."""
-    rows = coupling_rows(instance, cands.variants)
     used = np.bincount(cands.variant, minlength=len(cands.variants)) > 0
-    live = (abs(rows.K) @ used.astype(np.float64) > 0) | (rows.family != Family.INVENTORY)
-    return VariantRows(sp.csr_matrix(rows.K[live]), rows.lower[live], rows.upper[live],
-                       rows.family[live], rows.subject[live])
+    return live_rows(coupling_rows(instance, cands.variants), used)
 
 
 def _rows_from_keys(keys: np.ndarray, cols: np.ndarray, n: int, lower: np.ndarray,

@@ -30,9 +30,10 @@ def generate(segments: int, seed: int, responses_per_segment: int = 15,
     item_table = _items(rng, n_items)
     bundle_table, lines, perk_table = _bundles(rng, item_table, n_bundles)
     segment_table = _segments(rng, segments)
-    responses = _responses(rng, segment_table, n_bundles, responses_per_segment, bundle_table)
+    responses, seg, chosen = _responses(rng, segment_table, n_bundles, responses_per_segment,
+                                        bundle_table)
     item_table, policy = _scarcity_and_policy(rng, item_table, bundle_table, lines, segment_table,
-                                             responses, responses_per_segment)
+                                             responses, seg, chosen, responses_per_segment)
     return Instance(
         name=name or f"generated-{segments}-{seed}", currency="JPY", items=item_table,
         bundles=bundle_table, bundle_items=lines, perks=perk_table, segments=segment_table,
@@ -122,7 +123,9 @@ def _segments(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def _responses(rng: np.random.Generator, segs: pd.DataFrame, n_bundles: int, per_segment: int,
-               bundles: pd.DataFrame, chunk: int = 20000) -> pd.DataFrame:
+               bundles: pd.DataFrame, chunk: int = 20000
+               ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The responses, and each one's segment and bundle position."""
     per_segment = min(per_segment, n_bundles)
     affinity = np.log(1.0 / np.arange(1, n_bundles + 1) ** 0.5)
     picks = []
@@ -137,21 +140,25 @@ def _responses(rng: np.random.Generator, segs: pd.DataFrame, n_bundles: int, per
     baseline = take * rng.uniform(0.05, 0.6, n)
     negative = rng.random(n) < 0.08
     baseline = np.where(negative, np.minimum(0.95, take * rng.uniform(1.05, 2.0, n)), baseline)
+    ids = pd.array(segs["id"], dtype=pd.StringDtype("pyarrow"))  # columnar: no object per row
+    bundle_ids = pd.array(bundles["id"], dtype=pd.StringDtype("pyarrow"))
     return pd.DataFrame({
-        "segment": segs["id"].to_numpy()[seg], "bundle": bundles["id"].to_numpy()[chosen],
+        "segment": ids.take(seg), "bundle": bundle_ids.take(chosen),
         "take_rate": np.round(take, 5).clip(1e-5, 0.99), "baseline_rate": np.round(baseline, 5),
         "price_sensitivity": np.round(rng.gamma(2.0, 3.0, n), 2),
-    })
+    }), seg, chosen
 
 
 def _scarcity_and_policy(rng: np.random.Generator, items: pd.DataFrame, bundles: pd.DataFrame,
                          lines: pd.DataFrame, segs: pd.DataFrame, resp: pd.DataFrame,
+                         seg: np.ndarray, chosen: np.ndarray,
                          per_segment: int) -> tuple[pd.DataFrame, Policy]:
     """Stock and budget are set against the demand a 3-offer plan would roughly create."""
     shown = 3.0 / max(per_segment, 1)
-    views = segs.set_index("id")["views"].reindex(resp["segment"]).to_numpy()
-    takes = pd.Series(views * resp["take_rate"].to_numpy() * shown, index=resp["bundle"])
-    per_bundle = takes.groupby(level=0).sum()
+    views = segs["views"].to_numpy()[seg]
+    takes = views * resp["take_rate"].to_numpy() * shown
+    per_bundle = pd.Series(np.bincount(chosen, takes, minlength=len(bundles)),
+                           index=bundles["id"].to_numpy())
     demand = (lines["qty"] * per_bundle.reindex(lines["bundle"]).fillna(0).to_numpy()) \
         .groupby(lines["item"].to_numpy()).sum().reindex(items["id"]).fillna(0.0).to_numpy()
     limited = rng.random(len(items)) < 0.4

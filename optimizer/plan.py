@@ -28,7 +28,8 @@ def offers_frame(solution: Solution) -> pd.DataFrame:
         "segment": inst.segments["id"].to_numpy(dtype=object)[c.segment[pick]],
         "bundle": inst.bundles["id"].to_numpy(dtype=object)[v.bundle[var]],
         "discount": v.discount[var],
-        "perk": np.where(perk >= 0, perk_ids[np.maximum(perk, 0)] if len(perk_ids) else None, None),
+        "perk": pd.Series(np.where(perk >= 0, perk_ids[np.maximum(perk, 0)] if len(perk_ids) else None,
+                                   None), dtype=object),  # object: a missing perk stays None
         "share": np.ones(len(pick)),
         "reference_price": v.reference_price[var],
         "price": v.revenue[var],

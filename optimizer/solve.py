@@ -21,6 +21,7 @@ from optimizer.candidates import Candidates, expand
 from optimizer.coupling import VariantRows
 from optimizer.decompose import decompose, gap_of
 from optimizer.diagnose import Diagnosis, diagnose
+from optimizer.errors import OfferOptError
 from optimizer.families import Family
 from optimizer.formulation import formulate, live_coupling, milp_problem
 from optimizer.model import Instance
@@ -50,6 +51,9 @@ class SolveOptions:
     threads: int | None = None
     diagnose: bool = True
     progress: Callable[[Progress], bool] | None = None  # see Limits.progress
+    backend: str = "local"  # local | dask: where the decomposition's segment step runs
+    scheduler: str | None = None  # a Dask scheduler address; None starts a local cluster
+    partitions: int | None = None  # Dask partitions (default: two per worker)
 
     @property
     def limits(self) -> Limits:
@@ -91,6 +95,13 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
     options = options or SolveOptions()
     backend = get_backend(options.solver)
     start = time.perf_counter()
+    if options.backend == "dask":
+        if options.method == "exact":
+            raise OfferOptError("--backend dask: must be used with --method decompose or auto "
+                                "(the exact MIP runs in one process), got --method exact")
+        from optimizer.distributed import solve_on_dask
+
+        return solve_on_dask(instance, options, backend, start)
     cands = expand(instance)
     method = options.method
     if method == "auto":
@@ -197,7 +208,17 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         solver=options.solver, method="decompose", build_seconds=built - start,
         solve_seconds=time.perf_counter() - built, diagnosis=diagnosis,
         extra={"iterations": d.iterations, "recovery": how,
-               "multipliers": priced_rows(instance, rows, d.row_prices)})
+               "multipliers": priced_rows(instance, rows, d.row_prices),
+               "history": _thinned(d.history, time.perf_counter() - start, objective, bound)})
+
+
+def _thinned(history: list[tuple[float, float | None, float]], total: float,
+             objective: float | None, bound: float, points: int = 200) -> list[list[float | None]]:
+    """[seconds, objective, bound] along the multiplier search, at most `points` of them,
+    ending with the final plan (the gap-over-time curve)."""
+    step = max(1, len(history) // points)
+    out: list[list[float | None]] = [[round(t, 3), o, b] for t, o, b in history[::step]]
+    return [*out, [round(total, 3), objective, bound]]
 
 
 def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> list[dict[str, object]]:

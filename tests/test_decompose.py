@@ -54,6 +54,8 @@ def test_generated_instances_with_every_family_active(seed: int) -> None:
     assert decomposed.bound >= exact.objective * (1 - 1e-9)  # certified: above the optimum
     assert decomposed.objective <= exact.bound * (1 + 1e-9)  # type: ignore[operator]
     plan = plan_document(decomposed)
+    json.dumps(plan, allow_nan=False)  # strict JSON: a plan without a perk says null, never NaN
+    assert {type(o["perk"]) for o in plan["offers"]} <= {str, type(None)}
     report = check_plan(inst, plan)
     assert report.ok, report.violations
     assert plan["solver"]["method"] == "decompose"

@@ -188,10 +188,13 @@ def _null_mask(s: pd.Series, source: Source) -> np.ndarray:
     if source == "json":
         return s.map(lambda v: v is None).to_numpy(dtype=bool)
     if source == "text":
-        return s.map(lambda v: v is None or (isinstance(v, str) and v.strip() == "")).to_numpy(
-            dtype=bool
-        )
+        return (s.isna() | (_text(s).str.strip() == "")).to_numpy(dtype=bool, na_value=True)
     return s.isna().to_numpy(dtype=bool)
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """A column as Arrow-backed strings: whole-column string operations, no object per cell."""
+    return s.astype(pd.StringDtype("pyarrow"))
 
 
 def _coerce_number(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
@@ -204,11 +207,9 @@ def _coerce_number(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np
         vals = np.array([np.nan if b or v is None else float(v) for v, b in zip(s, bad, strict=True)],
                         dtype=np.float64)
         return vals, null, bad
-    text = pd.Series([None if n else str(v).strip() for v, n in zip(s, null, strict=True)],
-                     dtype=object)
+    text = _text(s).str.strip().mask(null)
     vals = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    literal_nan = np.array([v is not None and v.lower().lstrip("+-") == "nan" for v in text],
-                           dtype=bool)
+    literal_nan = (text.str.lower().str.lstrip("+-") == "nan").to_numpy(dtype=bool, na_value=False)
     bad = ~null & np.isnan(vals) & ~literal_nan
     return vals, null, bad
 
@@ -224,11 +225,18 @@ def _coerce_int(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.nd
 
 def _coerce_bool(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
     null = _null_mask(s, source)
+    if source != "json" and pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).to_numpy(dtype=bool), null, np.zeros(len(s), bool)
+    if source == "text":
+        low = _text(s).str.strip().str.lower()
+        true = low.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
+        false = low.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
+        return true, null, ~(true | false) & ~null
 
     def parse(v: object) -> bool | None:
         if isinstance(v, bool | np.bool_):
             return bool(v)
-        if source != "json" and isinstance(v, str):
+        if source == "native" and isinstance(v, str):
             low = v.strip().lower()
             return True if low in _TRUE else False if low in _FALSE else None
         if source == "native" and isinstance(v, int | np.integer) and v in (0, 1):
@@ -244,17 +252,21 @@ def _coerce_text(s: pd.Series, source: Source, *, nonempty: bool) -> tuple[
     object, np.ndarray, np.ndarray
 ]:
     null = _null_mask(s, source)
-    if source == "json":
-        bad = ~s.map(lambda v: v is None or isinstance(v, str)).to_numpy(dtype=bool)
-    else:
+    if source != "json":  # whole columns of Arrow strings: large tables stay columnar
+        text = _text(s)
+        text = (text.str.strip() if source == "text" else text).mask(null)
         bad = np.zeros(len(s), bool)
-    vals = [None if (n or b) else str(v).strip() if source == "text" else str(v)
-            for v, n, b in zip(s, null, bad, strict=True)]
+        if nonempty:
+            bad = (text == "").to_numpy(dtype=bool, na_value=False)
+            text = text.mask(bad)
+        return text, null, bad
+    bad = ~s.map(lambda v: v is None or isinstance(v, str)).to_numpy(dtype=bool)
+    vals = [None if (n or b) else str(v) for v, n, b in zip(s, null, bad, strict=True)]
     if nonempty:
         empty = np.array([v == "" for v in vals], dtype=bool)
         bad = bad | empty
         vals = [None if e else v for v, e in zip(vals, empty, strict=True)]
-    return pd.Series(vals, dtype=object), null, bad
+    return _text(pd.Series(vals, dtype=object)), null, bad
 
 
 def _coerce_ladder(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:

@@ -1,0 +1,103 @@
+"""Scale: the decomposition from 10k to 1M segments, and `auto` on the medium instance.
+
+Each size runs as its own `offeropt` process (generate straight to Parquet, then solve),
+so wall time and peak RSS are the process's own. Sizes come from OFFEROPT_BENCH_SEGMENTS
+(default 10000,100000; the L target is 1000000). Ratios are per segment, against the
+smallest size of the same run: flat ratios mean linear cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from optimizer.io import load_instance
+from optimizer.solve import SolveOptions, solve
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = [int(s) for s in os.environ.get("OFFEROPT_BENCH_SEGMENTS", "10000,100000").split(",")]
+TIME_LIMIT = float(os.environ.get("OFFEROPT_BENCH_TIME_LIMIT", "600"))
+
+
+def _run(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one offeropt process."""
+    script = ("import resource, sys, runpy; sys.argv = ['offeropt', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('api.cli', run_name='__main__')\n"
+              "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+              " file=sys.stderr)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          cwd=ROOT)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = [line for line in done.stderr.splitlines() if line.startswith("RSS ")]
+    return seconds, int(rss[-1].split()[1]) / 1e6
+
+
+def test_scaling_curve(tmp_path: Path) -> None:
+    lines = [f"{'segments':>10} {'generate s':>10} {'gen GB':>7} {'solve s':>8} {'solve GB':>8} "
+             f"{'gap':>8} {'s/1k seg':>9} {'ratio':>6} {'MB/1k seg':>9} {'ratio':>6}"]
+    base: tuple[float, float] | None = None
+    for n in SIZES:
+        folder, plan = tmp_path / f"g{n}", tmp_path / f"plan{n}.json"
+        gen_s, gen_gb = _run(["generate", "--segments", str(n), "--seed", "11",
+                              "--responses-per-segment", "20", "--items", "1000", "--to", "parquet",
+                              "-o", str(folder)])
+        solve_s, solve_gb = _run(["solve", str(folder), "--method", "decompose", "--gap", "1e-3",
+                                  "--time-limit", str(TIME_LIMIT), "--no-check", "--no-progress",
+                                  "-o", str(plan)])
+        doc = json.loads(plan.read_text())
+        per_time, per_mem = solve_s / n * 1000, solve_gb * 1e6 / n
+        base = base or (per_time, per_mem)
+        lines.append(f"{n:>10,} {gen_s:>10.1f} {gen_gb:>7.2f} {solve_s:>8.1f} {solve_gb:>8.2f} "
+                     f"{doc['gap']:>8.4%} {per_time:>9.3f} {per_time / base[0]:>6.2f} "
+                     f"{per_mem:>9.2f} {per_mem / base[1]:>6.2f}")
+        curve = doc["solver"]["history"]
+        lines.append("    gap over time: " + ", ".join(
+            f"{t:.0f}s {(b - o) / max(abs(b), 1):.3%}" for t, o, b in curve[:: max(1, len(curve) // 8)]
+            if o is not None))
+    print("\n" + "\n".join(lines))
+    print(f"(peak RSS of this process's children: "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6:.2f} GB)")
+
+
+def test_medium_auto_after_60s_against_a_long_exact_run() -> None:
+    inst = load_instance(ROOT / "instances" / "medium.json")
+    started = time.perf_counter()
+    auto = solve(inst, SolveOptions(method="auto", time_limit=60, gap=1e-4))
+    auto_s = time.perf_counter() - started
+    started = time.perf_counter()
+    long = solve(inst, SolveOptions(method="exact", time_limit=600, gap=0.0))
+    long_s = time.perf_counter() - started
+    assert auto.objective is not None and long.objective is not None
+    share = auto.objective / long.objective
+    print(f"\nmedium: auto ({auto.method}) {auto.objective:,.0f} in {auto_s:.1f}s; exact, gap 0, "
+          f"{long.objective:,.0f} (bound {long.bound:,.0f}) in {long_s:.1f}s; auto/long "
+          f"{share:.6f} ({1 - share:.4%} below)")
+    assert share <= 1 + 1e-9
+
+
+@pytest.mark.parametrize("limit", [60.0])
+def test_medium_plain_pulp_time_to_the_auto_objective(limit: float) -> None:
+    """How long the plain PuLP model (per-variable build, PuLP's HiGHS) takes to reach
+    what `auto` reaches in `limit` seconds."""
+    from benchmarks import plain_pulp
+
+    inst = load_instance(ROOT / "instances" / "medium.json")
+    target = solve(inst, SolveOptions(method="auto", time_limit=limit, gap=1e-4)).objective
+    assert target is not None
+    for budget in (60, 180, 600):
+        started = time.perf_counter()
+        value = plain_pulp.solve(inst, gap=1e-4, time_limit=budget)
+        seconds = time.perf_counter() - started
+        print(f"\nplain PuLP, {budget}s limit: {value:,.0f} in {seconds:.0f}s "
+              f"({'reaches' if value >= target * (1 - 1e-9) else 'below'} auto's {target:,.0f})")
+        if value >= target * (1 - 1e-9):
+            break
