@@ -130,7 +130,8 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
         sub = oracle.of_segments(free)
         form = formulate_rows(sub, rows, rows.K @ takes_by_variant(fixed, oracle.n_variants))
         last = bool(free_mask.all()) or not grow
-        slice_ = left if left is None or last else max(0.5, left / 2)
+        # HiGHS may overrun a limit while it solves a root LP: leave it half of what is left
+        slice_ = None if left is None else max(0.5, left / 2)
         result = backend(milp_problem(form), Limits(slice_, limits.gap, limits.threads,
                                                     limits.progress))
         if result.x is not None:
