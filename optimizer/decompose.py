@@ -67,14 +67,19 @@ class Dual:
         limit = np.where(upper, rows.upper, -rows.lower)
         peak = np.asarray(abs(rows.K).multiply(oracle.max_takes()[None, :]).max(axis=1)
                           .todense()).ravel() if len(rows) else np.zeros(0)
-        self.live = peak > 0
-        self.dead_violated = bool(np.any(~self.live & (limit < 0)))  # 0 > limit: no plan
-        K = sp.csr_matrix(sp.diags(sign[self.live]) @ rows.K[self.live])
         self.unpriced = oracle.evaluate(np.zeros(oracle.n_variants))
+        K = sp.csr_matrix(sp.diags(sign) @ rows.K)
         reach = abs(K) @ self.unpriced.takes
-        self.row_scale = np.maximum(np.maximum(np.abs(limit[self.live]), reach), peak[self.live])
-        self.K = sp.csr_matrix(sp.diags(1.0 / self.row_scale) @ K)
-        self.h = limit[self.live] / self.row_scale
+        row_scale = np.maximum(np.maximum(np.abs(limit), reach), peak)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            h = limit / row_scale  # a limit far beyond the row's reach becomes inf: never binds
+        self.live = (peak > 0) & np.isfinite(h)
+        self.dead_violated = bool(np.any((peak <= 0) & (limit < 0)))  # 0 > limit: no plan
+        self.row_scale, self.h = row_scale[self.live], h[self.live]
+        K = sp.csr_matrix(K[self.live])
+        # divide, not multiply by 1/scale: a row of denormal coefficients stays finite
+        K.data = K.data / np.repeat(self.row_scale, np.diff(K.indptr))
+        self.K = K
         self.scale = max(1.0, abs(self.unpriced.objective))
         self.tol = FEASIBILITY_TOL * np.maximum(1.0, np.abs(self.h))
 

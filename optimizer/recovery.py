@@ -26,6 +26,7 @@ from optimizer.oracle import Oracle, takes_by_variant
 
 REPAIR_ROUNDS = 8
 FILL_ROUNDS = 200
+MIP_COLUMNS_PER_SECOND = 2_000  # what HiGHS's root LP takes here, with coupling rows
 
 
 @dataclass(frozen=True)
@@ -113,25 +114,33 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
     """Re-decide the `first` segments (then the next of `ranked`) exactly; keep the rest."""
     started = time.perf_counter()
     n_segments = len(anchor.lo)
-    free_mask = np.zeros(n_segments, dtype=bool)
-    free_mask[first] = True
+    candidates = np.r_[first, ranked].astype(np.int64)
+    priority = candidates[np.sort(np.unique(candidates, return_index=True)[1])]  # first, then load
     size = max(20, len(first))
     best: Candidates | None = None
     best_value = -np.inf
     how, infeasible = "no plan met every row in time", False
     while True:
-        free_mask[ranked[:size]] = True
-        free = np.flatnonzero(free_mask)
         left = None if limits.time_limit is None else \
             limits.time_limit - (time.perf_counter() - started)
         if left is not None and left <= 0.5:
             break
-        fixed = anchor.subset(np.flatnonzero(~free_mask[anchor.segment]))
-        sub = oracle.of_segments(free)
-        form = formulate_rows(sub, rows, rows.K @ takes_by_variant(fixed, oracle.n_variants))
-        last = bool(free_mask.all()) or not grow
-        # HiGHS may overrun a limit while it solves a root LP: leave it half of what is left
+        # HiGHS may overrun a limit while it solves a root LP: leave it half of what is left,
+        # and no more columns than it can take in that time
         slice_ = None if left is None else max(0.5, left / 2)
+        free = np.sort(priority[:size])
+        sub = oracle.of_segments(free)
+        if slice_ is not None and len(sub) > MIP_COLUMNS_PER_SECOND * slice_:
+            if best is not None or len(free) <= 1:
+                break
+            size = max(1, int(len(free) * MIP_COLUMNS_PER_SECOND * slice_ / len(sub)))
+            free = np.sort(priority[:size])
+            sub = oracle.of_segments(free)
+        free_mask = np.zeros(n_segments, dtype=bool)
+        free_mask[free] = True
+        fixed = anchor.subset(np.flatnonzero(~free_mask[anchor.segment]))
+        form = formulate_rows(sub, rows, rows.K @ takes_by_variant(fixed, oracle.n_variants))
+        last = len(free) >= n_segments or not grow
         result = backend(milp_problem(form), Limits(slice_, limits.gap, limits.threads,
                                                     limits.progress))
         if result.x is not None:
@@ -144,7 +153,7 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
             if gap_of(best_value, bound) <= limits.gap:
                 break
         if last:
-            infeasible = bool(free_mask.all()) and result.termination == Termination.INFEASIBLE
+            infeasible = len(free) >= n_segments and result.termination == Termination.INFEASIBLE
             break
         size *= 4
     return Recovered(best, how, infeasible)
