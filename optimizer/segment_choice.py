@@ -36,11 +36,6 @@ class SegmentChooser:
         self.segment_first = first  # first group of each segment row of the grid
         self.row = np.repeat(np.arange(len(first)), per_segment)
 
-    def group_of(self) -> np.ndarray:
-        """Candidate -> its (segment, slot) group."""
-        out: np.ndarray = np.repeat(np.arange(len(self.starts)), self.lengths)
-        return out
-
     def best_in_groups(self, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per group: its best value and the first candidate reaching it."""
         best = np.maximum.reduceat(value, self.starts)
