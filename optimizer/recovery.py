@@ -34,6 +34,7 @@ class Recovered:
     plan: Candidates | None  # the chosen candidates
     how: str
     infeasible: bool  # the MIP over every segment proved that no plan exists
+    bound: float | None = None  # the MIP's own bound, when it decided every segment
 
 
 def _as_le(rows: VariantRows) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -120,6 +121,7 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
     best: Candidates | None = None
     best_value = -np.inf
     how, infeasible = "no plan met every row in time", False
+    whole_bound: float | None = None
     while True:
         left = None if limits.time_limit is None else \
             limits.time_limit - (time.perf_counter() - started)
@@ -143,6 +145,8 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
         last = len(free) >= n_segments or not grow
         result = backend(milp_problem(form), Limits(slice_, limits.gap, limits.threads,
                                                     limits.progress))
+        if len(free) >= n_segments and result.bound is not None:
+            whole_bound = result.bound  # nothing fixed: a bound on the whole problem
         if result.x is not None:
             plan = fixed.join(sub.subset(np.flatnonzero(result.x > 0.5)))
             value = float(plan.value.sum())
@@ -156,4 +160,4 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
             infeasible = len(free) >= n_segments and result.termination == Termination.INFEASIBLE
             break
         size *= 4
-    return Recovered(best, how, infeasible)
+    return Recovered(best, how, infeasible, whole_bound)

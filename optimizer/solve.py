@@ -165,6 +165,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     plan = None if d.price is None else oracle.chosen(d.price)
     objective = None if plan is None else float(plan.value.sum())
     how, infeasible = d.recovery, d.infeasible
+    bound_seen = d.bound  # the Lagrangian bound, or a MIP's over every segment if lower
     moved = np.zeros(0, dtype=np.int64)
     if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
         repaired, moved = repair(oracle, rows, d.bound_price, d.price)
@@ -185,11 +186,13 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
                         Limits(left, options.gap, options.threads, options.progress), backend,
                         grow=small)
         infeasible = found.infeasible
+        if found.bound is not None:
+            bound_seen = min(bound_seen, found.bound)
         if found.plan is not None and (objective is None or found.plan.value.sum() > objective):
             plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
     if plan is None:
         plan = oracle.chosen(d.bound_price).subset(np.zeros(0, dtype=np.int64))
-    bound = d.bound if objective is None else max(d.bound, objective)
+    bound = bound_seen if objective is None else max(bound_seen, objective)
     if infeasible:
         status = Status.INFEASIBLE
     elif objective is None:
