@@ -13,7 +13,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from optimizer.errors import InputError, Issue, OfferOptError
+from optimizer.errors import InputError, OfferOptError
 from optimizer.model import Instance
 
 
@@ -210,16 +210,10 @@ def _write_plan(doc: dict[str, Any], path: Path) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from optimizer.check import check_plan
+    from optimizer.io import load_plan
 
     inst = load(args.instance)
-    path = Path(args.plan)
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError([Issue(path.name, "must be a readable plan JSON file",
-                                value_text=str(exc))]) from exc
-    if not isinstance(plan, dict):
-        raise InputError([Issue(path.name, "must be a JSON object", plan)])
+    plan = load_plan(args.plan)
     report = check_plan(inst, plan)
     if not report.ok:
         print(f"plan FAILS the check ({len(report.violations)} violations):")

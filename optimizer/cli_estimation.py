@@ -91,23 +91,17 @@ def _simulate(args: argparse.Namespace, load: Any) -> int:
 
     logs = simulate(load(args.instance), args.views_per_cell, args.holdout, args.seed, args.row_level)
     _emit(logs, args.output)
-    print(f"{len(logs)} log rows, {int(logs.get('views', pd.Series([len(logs)])).sum())} views",
-          file=sys.stderr)
+    views = int(logs["views"].sum()) if "views" in logs else len(logs)  # row-level: a row per view
+    print(f"{len(logs)} log rows, {views} views", file=sys.stderr)
     return 0
 
 
 def _evaluate(args: argparse.Namespace, load: Any) -> int:
     from optimizer.check import evaluate_plan
+    from optimizer.io import load_plan
 
     truth = load(args.truth)
-    path = Path(args.plan)
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError([Issue(path.name, "must be a readable plan JSON file",
-                                value_text=str(exc))]) from exc
-    if not isinstance(plan, dict):
-        raise InputError([Issue(path.name, "must be a JSON object", plan)])
+    plan = load_plan(args.plan)
     report = evaluate_plan(truth, plan)
     if args.json:
         print(json.dumps({"truth": truth.name, "expected_incremental_margin": report.objective,

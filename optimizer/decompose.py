@@ -42,7 +42,6 @@ FEASIBILITY_TOL = 1e-9
 @dataclass
 class Decomposition:
     bound: float  # best Lagrangian value: a proven upper bound
-    multipliers: np.ndarray  # at the best bound, one per live coupling row (scaled units)
     bound_price: np.ndarray  # per-variant prices at the best multipliers
     price: np.ndarray | None  # per-variant prices whose choice is the best plan found
     objective: float | None
@@ -93,7 +92,9 @@ class Dual:
     def evaluate(self, lam: np.ndarray, track: bool = False
                  ) -> tuple[float, np.ndarray, float, np.ndarray]:
         """L(lam) (scaled), its subgradient h - G x, the plan's value (scaled) and G x."""
-        e = self.oracle.evaluate(self.price(lam), track)
+        # the unpriced choice is known from the scaling: no second segment step for it
+        e = self.unpriced if not lam.any() and not track else \
+            self.oracle.evaluate(self.price(lam), track)
         usage: np.ndarray = self.K @ e.takes
         return float(lam @ self.h) + e.adjusted / self.scale, self.h - usage, \
             e.objective / self.scale, usage
@@ -158,8 +159,7 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
     dual = Dual(oracle, rows)
     search = _Search(dual, start, on_progress)
     if dual.dead_violated:
-        return Decomposition(-np.inf, np.zeros(len(dual)), np.zeros(oracle.n_variants), None, None,
-                             0, infeasible=True,
+        return Decomposition(-np.inf, np.zeros(oracle.n_variants), None, None, 0, infeasible=True,
                              recovery="a coupling row no candidate enters is violated")
     budget = dual_share * (time_limit if time_limit is not None else np.inf)
 
@@ -179,7 +179,7 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
     row_prices = np.zeros(len(rows))
     row_prices[dual.live] = search.best_lam * dual.scale / dual.row_scale
     return Decomposition(
-        bound=search.best_bound * dual.scale, multipliers=search.best_lam,
+        bound=search.best_bound * dual.scale,
         bound_price=dual.price(search.best_lam),
         price=None if plan_lam is None else dual.price(plan_lam),
         objective=None if plan_lam is None else search.best_obj * dual.scale,
@@ -270,9 +270,8 @@ def _shift(search: _Search, limit: float, gap: float) -> str | None:
     for _ in range(SHIFT_ROUNDS):
         if search.stop or search.elapsed() > limit:
             return None
-        before = search.best_plan_lam
         _, g = search.evaluate(mu)
-        if search.best_plan_lam is not before or np.all(g >= -dual.tol):
+        if np.all(g >= -dual.tol):  # the choice meets every row
             high = mu
             break
         low = mu.copy()

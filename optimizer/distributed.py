@@ -67,9 +67,9 @@ class Partition:
         return self._rows(self.oracle.of_segments(segments - self.offset))
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        segments, loss, shed = self.oracle.compare(price_a, price_b, K)
-        return segments + self.offset, loss, shed
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        segments, loss, shed, usage = self.oracle.compare(price_a, price_b, K)
+        return segments + self.offset, loss, shed, usage
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]
               ) -> dict[str, np.ndarray]:
@@ -153,10 +153,15 @@ class DaskOracle:
         return self._candidates(self._all("of_segments", segments))
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         parts = self._all("compare", price_a, price_b, K)
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]))
+                np.concatenate([p[2] for p in parts]), np.sum([p[3] for p in parts], axis=0))
+
+    def used_variants(self) -> np.ndarray:
+        """Variants some candidate of some partition offers."""
+        out: np.ndarray = np.sum(self._all("variant_counts"), axis=0) > 0
+        return out
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         return self._candidates(self._all("mixed", price_a, moves))
@@ -195,8 +200,7 @@ def solve_on_dask(instance: Instance, options: SolveOptions, backend: Backend,
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         oracle = DaskOracle(client, instance, options.partitions or 2 * workers)
-        used = np.sum(oracle._all("variant_counts"), axis=0) > 0
-        rows = live_rows(coupling_rows(instance, oracle.variants), used)
+        rows = live_rows(coupling_rows(instance, oracle.variants), oracle.used_variants())
         return decomposed_solution(instance, oracle, rows, oracle.n_candidates, options, backend,
                                    start, time.perf_counter())
     finally:

@@ -53,9 +53,10 @@ class Oracle(Protocol):
         ...
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Segments whose choice differs at the two prices; for each, the value it loses and
-        the usage of each row of K (per take) it sheds, moving from a's choice to b's."""
+        the usage of each row of K (per take) it sheds, moving from a's choice to b's; and
+        the usage of every row by a's whole choice."""
         ...
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
@@ -133,7 +134,7 @@ class LocalOracle:
         return self.cands.subset(np.flatnonzero(np.isin(self.cands.segment, segments)))
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.signature)
         per_segment = []
         for price in (price_a, price_b):
@@ -148,7 +149,7 @@ class LocalOracle:
         (sig_a, value_a, use_a), (sig_b, value_b, use_b) = per_segment
         differ = np.flatnonzero(sig_a != sig_b)
         shed = np.asarray((use_a[:, differ] - use_b[:, differ]).todense()).T
-        return differ, value_a[differ] - value_b[differ], shed
+        return differ, value_a[differ] - value_b[differ], shed, np.asarray(use_a.sum(axis=1)).ravel()
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         level = np.full(len(self.signature), -1)

@@ -49,8 +49,7 @@ def repair(oracle: Oracle, rows: VariantRows, price_a: np.ndarray, safe_price: n
     overdrawing some rows) and the one at `safe_price` (meeting every row); the plan and
     the segments not at a's choice."""
     K, limit = _as_le(rows)
-    segments, loss, shed = oracle.compare(price_a, safe_price, K)
-    usage_a: np.ndarray = K @ oracle.evaluate(price_a).takes
+    segments, loss, shed, usage_a = oracle.compare(price_a, safe_price, K)
     tol = 1e-9 * np.maximum(1.0, np.abs(limit))
     down = _shed_overdraw(usage_a, limit, tol, loss, shed)
     up = _fill_slack(usage_a - shed.sum(axis=0), limit, tol, loss, shed)  # from the safe choice

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError, Issue
-from optimizer.io.fields import Locator
+from optimizer.io.tables import read_table_file
 
 
 @dataclass(frozen=True)
@@ -48,22 +48,12 @@ class Columns:
 def read_transactions(path: str | Path, columns: Columns = Columns(),
                       date_format: str | None = None) -> pd.DataFrame:
     """A transaction log (CSV or Parquet) as typed `customer`, `date`, `amount` columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError([Issue(str(path), "must be an existing CSV or Parquet file", has_value=False)])
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-    try:
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
-            ValueError) as exc:
-        raise InputError([Issue(path.name, "must be a readable transaction table",
-                                value_text=str(exc).splitlines()[0] if str(exc) else "nothing")]) from exc
+    frame, loc = read_table_file(path)
+    name = Path(path).name
     missing = [c for c in (columns.customer, columns.date, columns.amount) if c not in frame.columns]
     if missing:
-        raise InputError([Issue(path.name, f"must have a column {c!r}", has_value=False)
+        raise InputError([Issue(name, f"must have a column {c!r}", has_value=False)
                           for c in missing])
-    loc = Locator(path.stem, "parquet" if parquet else "csv")
     issues: list[Issue] = []
     customer = frame[columns.customer].astype("string").str.strip()
     for i in np.flatnonzero((customer.isna() | (customer == "")).to_numpy()):

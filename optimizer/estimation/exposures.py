@@ -17,6 +17,7 @@ import pandas as pd
 
 from optimizer.errors import InputError, Issue
 from optimizer.io.fields import Locator
+from optimizer.io.tables import read_table_file
 from optimizer.model import Instance
 
 KEY_COLUMNS = ("segment", "bundle", "shown", "discount")
@@ -43,22 +44,8 @@ class Exposures:
 
 
 def load_exposures(path: str | Path, instance: Instance) -> Exposures:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError([Issue(str(path), "must be an existing CSV or Parquet file", has_value=False)])
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-    try:
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError([Issue(path.name, "must have a header row", value_text="an empty file")]) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        kind = "Parquet" if parquet else "CSV"
-        raise InputError([Issue(path.name, f"must be a readable {kind} file",
-                                value_text=str(exc).splitlines()[0])]) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    locator = Locator(path.stem, "parquet" if parquet else "csv")
-    return exposures_from_frame(frame, instance, locator, path.name)
+    frame, locator = read_table_file(path)
+    return exposures_from_frame(frame, instance, locator, Path(path).name)
 
 
 def exposures_from_frame(frame: pd.DataFrame, instance: Instance, locator: Locator,

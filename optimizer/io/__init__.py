@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from optimizer.errors import InputError, Issue
 from optimizer.io.json_form import instance_to_document, read_document, read_json
@@ -19,6 +20,7 @@ __all__ = [
     "InstanceFormat",
     "instance_from_document",
     "load_instance",
+    "load_plan",
     "write_instance",
 ]
 
@@ -33,6 +35,19 @@ def load_instance(path: str | Path) -> Instance:
     if path.suffix.lower() == ".zip":
         return _load_zip(path)
     return validate(read_json(path.read_bytes(), origin=path.name, default_name=path.stem))
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """An `offeropt/plan@1` JSON file as a dict (its content is checked by `optimizer.check`)."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Issue(path.name, "must be a readable plan JSON file",
+                                value_text=str(exc))]) from exc
+    if not isinstance(plan, dict):
+        raise InputError([Issue(path.name, "must be a JSON object", plan)])
+    return plan
 
 
 def instance_from_document(doc: object, origin: str = "instance") -> Instance:

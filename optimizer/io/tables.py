@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from optimizer.errors import Issue
+from optimizer.errors import InputError, Issue
 from optimizer.io.fields import TABLE_FIELDS, Locator, Source, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
 from optimizer.model import FORMAT, TABLE_COLUMNS, Instance
@@ -96,21 +96,40 @@ def _read_json_object(path: Path, raw: RawInstance) -> dict[str, Any] | None:
 
 def _read_table(path: Path, fmt: TableFormat, raw: RawInstance) -> pd.DataFrame | None:
     try:
+        return read_frame(path, fmt)
+    except InputError as exc:
+        raw.issues.extend(exc.issues)
+        return None
+
+
+def read_frame(path: Path, fmt: TableFormat) -> pd.DataFrame:
+    """One CSV (every cell as text) or Parquet table, header names stripped."""
+    try:
         if fmt == "csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
                                 skipinitialspace=True)
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raw.issues.append(Issue(path.name, "must have a header row", value_text="an empty file"))
-        return None
+        raise InputError([Issue(path.name, "must have a header row",
+                                value_text="an empty file")]) from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         kind = "CSV" if fmt == "csv" else "Parquet"
-        raw.issues.append(Issue(path.name, f"must be a readable {kind} file",
-                                value_text=str(exc).splitlines()[0]))
-        return None
+        raise InputError([Issue(path.name, f"must be a readable {kind} file",
+                                value_text=str(exc).splitlines()[0])]) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def read_table_file(path: str | Path) -> tuple[pd.DataFrame, Locator]:
+    """A single table file (logs, transactions): `.parquet`/`.pq` or CSV, and the locator
+    that names its rows in error messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError([Issue(str(path), "must be an existing CSV or Parquet file",
+                                has_value=False)])
+    fmt: TableFormat = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    return read_frame(path, fmt), Locator(path.stem, fmt)
 
 
 def instance_tables(instance: Instance) -> dict[str, pd.DataFrame]:
