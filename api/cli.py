@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import json
 import os
 import secrets
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from optimizer.cli import ExitCode, build_parser, load, positive_int, run
+from sqlalchemy.exc import SQLAlchemyError
+
+from optimizer.cli import (
+    ExitCode,
+    build_parser,
+    fraction,
+    load,
+    positive_float,
+    positive_int,
+    run,
+)
 from optimizer.errors import InputError, Issue
+from optimizer.guardrails import Thresholds
 
 DEMO = Path(__file__).resolve().parent.parent / "instances" / "demo"
 
@@ -31,7 +45,107 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--ops-bind", metavar="HOST:PORT",
                    help="serve /healthz, /readyz and /metrics only on this address")
     v.set_defaults(run=_serve)
+    _nightly_commands(sub)
     return run(parser, argv)
+
+
+def _nightly_commands(sub: Any) -> None:
+    n = sub.add_parser("nightly", help="re-solve, check the guardrails, publish or keep the "
+                       "active plan (exit 0 published, 3 kept previous, 1 failed, 2 usage)")
+    n.add_argument("--catalog", required=True, metavar="DIR|FILE",
+                   help="today's catalog and stock: JSON file, CSV/Parquet folder, or zip")
+    n.add_argument("--exposures", metavar="LOGS", help="experiment logs: re-estimate responses")
+    n.add_argument("--time-limit", type=positive_float, default=600.0, metavar="S",
+                   help="seconds for all solving (default 600)")
+    n.add_argument("--store", metavar="URL", help="the service's store (default: "
+                   "OFFEROPT_DATABASE_URL, else the SQLite file under OFFEROPT_DATA_DIR)")
+    n.add_argument("--publish", action="store_true",
+                   help="publish when every guardrail passes (without it: a dry run)")
+    n.add_argument("--run-key", help="a rerun with the same key does nothing new (default: a "
+                   "digest of the inputs and settings)")
+    n.add_argument("--report-dir", type=Path, help="where the JSON and HTML reports go "
+                   "(default: DATA_DIR/reports)")
+    n.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto")
+    n.add_argument("--gap", type=fraction, default=1e-4, metavar="G")
+    n.add_argument("--threads", type=positive_int)
+    n.add_argument("--max-churn", type=_fraction_closed, metavar="F",
+                   help="share of segments whose offer set may change by choice")
+    n.add_argument("--change-penalty", type=_non_negative, default=0.0, metavar="X",
+                   help="objective cost per changed offer")
+    defaults = Thresholds()
+    for name, help_text in (
+        ("objective_tolerance", "new objective may be this much below yesterday's plan "
+                                "re-evaluated and made feasible (default %(default)s)"),
+        ("max_no_offer_increase", "allowed rise in the share of segments with no offer"),
+        ("max_gap", "largest solver gap to publish (default %(default)s)"),
+        ("max_objective_ratio", "objective above this x yesterday's is suspect"),
+        ("max_estimate_drift", "largest share of responses whose take rate moved beyond x2"),
+    ):
+        n.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_non_negative,
+                       default=getattr(defaults, name), help=help_text)
+    n.set_defaults(run=_nightly)
+
+    r = sub.add_parser("rollback", help="re-activate the previous plan (as POST /v1/plans/rollback)")
+    r.add_argument("--to", type=positive_int, metavar="VERSION", help="a publication version")
+    r.add_argument("--store", metavar="URL", help="the service's store (default as for nightly)")
+    r.set_defaults(run=_rollback)
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _fraction_closed(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    from api.joblog import JobLog
+    from api.nightly import NightlyExit, NightlySettings, run_nightly
+    from api.settings import from_environment
+    from optimizer.stability import Stability
+
+    config = from_environment()
+    log = JobLog("nightly")
+    settings = NightlySettings(
+        catalog=args.catalog, exposures=args.exposures, time_limit=args.time_limit,
+        store_url=args.store or config["DATABASE_URL"], publish=args.publish,
+        run_key=args.run_key, method=args.method, gap=args.gap, threads=args.threads,
+        report_dir=args.report_dir or Path(config["DATA_DIR"]) / "reports",
+        stability=Stability(args.max_churn, args.change_penalty),
+        thresholds=Thresholds(**{k: getattr(args, k) for k in asdict(Thresholds())}),
+        publish_pause=config["PUBLISH_PAUSE_SECONDS"])
+    try:
+        code = run_nightly(settings, log)
+    except SQLAlchemyError as exc:  # the store is unreachable or refused us
+        log.error("store_error", error=str(exc).splitlines()[0])
+        return NightlyExit.FAILED
+    print({0: "published" if args.publish else "guardrails passed (dry run)",
+           3: "kept the previous plan (a guardrail failed)"}.get(code, "failed"),
+          f"- report in {settings.report_dir}")
+    return code
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from api.settings import from_environment
+    from api.store import Conflict, NotFound, Store
+
+    store = Store.open(args.store or from_environment()["DATABASE_URL"])
+    try:
+        version = store.rollback(f"cli:{getpass.getuser()}", args.to)
+    except (Conflict, NotFound) as exc:
+        print(f"error: rollback: {exc}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    entry = next(p for p in store.history(limit=5) if p["version"] == version)
+    print(f"plan {entry['plan_id']} active again as version {version} (rolled back by "
+          f"{entry['actor']})")
+    return ExitCode.OK
 
 
 def _multiprocess_metrics() -> None:

@@ -100,8 +100,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write the plan: .json (plan@1) or .csv (one row per offer)")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="seconds for the solver")
-    p.add_argument("--gap", type=_fraction, default=1e-4, metavar="G",
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="seconds for the solver")
+    p.add_argument("--gap", type=fraction, default=1e-4, metavar="G",
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
     p.add_argument("--threads", type=positive_int, help="solver threads")
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
@@ -129,14 +129,14 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")

@@ -72,11 +72,12 @@ def takes_by_variant(cands: Candidates, n_variants: int) -> np.ndarray:
 class LocalOracle:
     """All candidates in this process."""
 
-    def __init__(self, cands: Candidates) -> None:
+    def __init__(self, cands: Candidates, chooser: SegmentChooser | None = None) -> None:
         self.cands = cands
         self.n_variants = len(cands.variants)
         self.takes = cands.takes
-        self.chooser = SegmentChooser(cands)  # groups found once, reused per price
+        # groups found once, reused per price (and by a caller that already has them)
+        self.chooser = chooser or SegmentChooser(cands)
         n_segments = len(cands.lo)
         self.signature: np.ndarray = np.zeros(n_segments)
         self.changed = np.zeros(n_segments, dtype=bool)

@@ -37,7 +37,7 @@ class Recovered:
     bound: float | None = None  # the MIP's own bound, when it decided every segment
 
 
-def _as_le(rows: VariantRows) -> tuple[sp.csr_matrix, np.ndarray]:
+def as_le(rows: VariantRows) -> tuple[sp.csr_matrix, np.ndarray]:
     upper = np.isfinite(rows.upper)
     sign = np.where(upper, 1.0, -1.0)
     return sp.csr_matrix(sp.diags(sign) @ rows.K), np.where(upper, rows.upper, -rows.lower)
@@ -48,7 +48,7 @@ def repair(oracle: Oracle, rows: VariantRows, price_a: np.ndarray, safe_price: n
     """The best of two greedy repairs between the choice at `price_a` (the best multipliers,
     overdrawing some rows) and the one at `safe_price` (meeting every row); the plan and
     the segments not at a's choice."""
-    K, limit = _as_le(rows)
+    K, limit = as_le(rows)
     segments, loss, shed, usage_a = oracle.compare(price_a, safe_price, K)
     tol = 1e-9 * np.maximum(1.0, np.abs(limit))
     down = _shed_overdraw(usage_a, limit, tol, loss, shed)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+import pandas as pd
 
 from optimizer.backends import (
     Backend,
@@ -26,6 +28,9 @@ from optimizer.families import Family
 from optimizer.formulation import formulate, live_coupling, milp_problem
 from optimizer.model import Instance
 from optimizer.oracle import LocalOracle, Oracle
+from optimizer.segment_choice import SegmentChooser
+from optimizer.stability import Stability
+from optimizer.warm import WarmStart
 
 
 class Status(StrEnum):
@@ -54,6 +59,8 @@ class SolveOptions:
     backend: str = "local"  # local | dask: where the decomposition's segment step runs
     scheduler: str | None = None  # a Dask scheduler address; None starts a local cluster
     partitions: int | None = None  # Dask partitions (default: two per worker)
+    previous: pd.DataFrame | None = None  # yesterday's offers: warm start, fallback, stability
+    stability: Stability = field(default_factory=Stability)
 
     @property
     def limits(self) -> Limits:
@@ -99,6 +106,9 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
         if options.method == "exact":
             raise OfferOptError("--backend dask: must be used with --method decompose or auto "
                                 "(the exact MIP runs in one process), got --method exact")
+        if options.previous is not None:
+            raise OfferOptError("--backend dask: yesterday's plan (warm start, stability) must "
+                                "be used with --backend local, got --backend dask")
         from optimizer.distributed import solve_on_dask
 
         return solve_on_dask(instance, options, backend, start)
@@ -110,6 +120,11 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
         return _decomposed(instance, cands, options, backend, start)
     form = formulate(instance, cands)
     problem = milp_problem(form)
+    warm = None
+    if options.previous is not None:
+        warm = WarmStart.build(instance, cands, form.per_take, SegmentChooser(cands),
+                               options.previous, options.stability)
+        problem = warm.problem(problem)
     built = time.perf_counter()
     # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
     result = backend(problem, options.limits) if len(cands) else \
@@ -121,7 +136,9 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
                 log_tail=result.log_tail, termination=result.termination.value, **timing)
 
     if result.termination == Termination.INFEASIBLE:
-        diagnosis = diagnose(instance, form, options.limits, backend) if options.diagnose else None
+        # under a churn budget the plain problem may well be feasible: nothing to diagnose
+        diagnosis = diagnose(instance, form, options.limits, backend) \
+            if options.diagnose and not options.stability.constrains else None
         return Solution(status=Status.INFEASIBLE, selected=none, objective=None, bound=None,
                         diagnosis=diagnosis, **base)  # type: ignore[arg-type]
     if result.termination == Termination.ERROR or (
@@ -131,15 +148,46 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
                         message=result.message or "the solver returned no solution",
                         **base)  # type: ignore[arg-type]
     if result.x is None:
-        return Solution(status=Status.TIME_LIMIT, selected=none, objective=None,
-                        bound=result.bound, **base)  # type: ignore[arg-type]
-    selected = result.x > 0.5
-    objective = float(form.objective[selected].sum())
-    # The solver's bound is proven up to its tolerances; never report one below the plan itself.
-    bound = None if result.bound is None else max(result.bound, objective)
-    status = Status.OPTIMAL if result.termination == Termination.OPTIMAL else Status.FEASIBLE
-    return Solution(status=status, selected=selected, objective=objective, bound=bound,
-                    **base)  # type: ignore[arg-type]
+        found = Solution(status=Status.TIME_LIMIT, selected=none, objective=None,
+                         bound=result.bound, **base)  # type: ignore[arg-type]
+    else:
+        selected = result.x[: len(cands)] > 0.5
+        objective = float(form.objective[selected].sum())
+        # The solver's bound is proven up to its tolerances; never report one below the plan.
+        bound = None if result.bound is None else max(result.bound, objective)
+        status = Status.OPTIMAL if result.termination == Termination.OPTIMAL else Status.FEASIBLE
+        found = Solution(status=status, selected=selected, objective=objective, bound=bound,
+                         **base)  # type: ignore[arg-type]
+    if warm is None:
+        return found
+    # the solver's bound is on value + penalty x (kept - new) = penalized + penalty x previous
+    constant = options.stability.change_penalty * float(warm.ref.previous.sum())
+    return _against_previous(found, warm, None if result.bound is None else
+                             result.bound - constant)
+
+
+def _against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
+                      ) -> Solution:
+    """The solve's plan or yesterday's made feasible, whichever is better under the stability
+    settings; with those settings the bound (on the penalized problem) moves to `extra`."""
+    c = found.candidates
+    plan = c.subset(np.flatnonzero(found.selected))
+    fallback = warm.fallback_plan()
+    use_fallback = fallback is not None and found.status != Status.INFEASIBLE and \
+        warm.within_churn(fallback) and \
+        (found.objective is None or warm.penalized(fallback) > warm.penalized(plan) + 1e-9)
+    if use_fallback:
+        assert fallback is not None
+        plan = fallback
+        found = dataclasses.replace(
+            found, candidates=fallback, selected=np.ones(len(fallback), dtype=bool),
+            objective=float(fallback.value.sum()), status=Status.FEASIBLE,
+            bound=None if found.bound is None else max(found.bound, float(fallback.value.sum())),
+            message="yesterday's plan, made feasible, beat the solve's plan")
+    extra = {**found.extra, **warm.report(plan, penalized_bound)}
+    if warm.stability.constrains:  # a bound on the penalized objective bounds no plan's value
+        return dataclasses.replace(found, bound=None, extra=extra)
+    return dataclasses.replace(found, extra=extra)
 
 
 def _remaining(time_limit: float | None, start: float) -> float | None:
@@ -149,8 +197,22 @@ def _remaining(time_limit: float | None, start: float) -> float | None:
 def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
                 start: float) -> Solution:
     rows = live_coupling(instance, cands)
-    return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options, backend,
-                               start, time.perf_counter())
+    if options.previous is None:
+        return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
+                                   backend, start, time.perf_counter())
+    chooser = SegmentChooser(cands)  # the segments' structure: the same for adjusted values
+    warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
+    adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
+    found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
+                                options, backend, start, time.perf_counter())
+    plan = found.candidates
+    penalty = options.stability.change_penalty
+    true_plan = dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
+    objective = None if found.objective is None else float(true_plan.value.sum())
+    penalized_bound = None if found.bound is None else \
+        found.bound - penalty * float(warm.ref.previous.sum())
+    return _against_previous(dataclasses.replace(found, candidates=true_plan, objective=objective),
+                             warm, penalized_bound)
 
 
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
@@ -198,7 +260,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     elif objective is None:
         status = Status.TIME_LIMIT
     else:
-        status = Status.OPTIMAL if _gap(objective, bound) <= options.gap else Status.FEASIBLE
+        status = Status.OPTIMAL if relative_gap(objective, bound) <= options.gap else Status.FEASIBLE
     diagnosis = None
     if status == Status.INFEASIBLE and options.diagnose:
         diagnosis = diagnose(instance, formulate(instance, expand(instance)), options.limits,
@@ -235,5 +297,5 @@ def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> li
     ]
 
 
-def _gap(objective: float, bound: float) -> float:
+def relative_gap(objective: float, bound: float) -> float:
     return max(0.0, (bound - objective) / max(abs(bound), 1.0))

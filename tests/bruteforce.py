@@ -29,6 +29,11 @@ class Variant:
     perk_cost: float
     margin: float  # m
     qty: dict[str, int]
+    perk: str | None = None
+
+    @property
+    def offer(self) -> tuple[str, str, float, str | None]:
+        return (self.segment, self.bundle, self.discount, self.perk)
 
 
 def variants_of(doc: dict[str, Any]) -> dict[str, list[list[Variant]]]:
@@ -67,7 +72,8 @@ def variants_of(doc: dict[str, Any]) -> dict[str, list[list[Variant]]]:
                     continue
                 qty = {line["item"]: line["qty"] for line in b["items"]}
                 found.append(Variant(s["id"], b["id"], b.get("exclusion_group"), value,
-                                     s["views"] * p, r, price, d, ck, m, qty))
+                                     s["views"] * p, r, price, d, ck, m, qty,
+                                     perk["id"] if perk else None))
         if found:
             out[s["id"]].append(found)
     return out
@@ -93,22 +99,40 @@ def segment_plans(doc: dict[str, Any], seg: dict[str, Any], options: list[list[V
     return plans
 
 
-def best_objective(doc: dict[str, Any], rel_tol: float = 1e-9) -> float | None:
-    """The optimum over every plan (None if no plan is feasible)."""
+@dataclass
+class Enumeration:
+    """Every plan (one plan per segment, combined), its aggregates, and which are feasible."""
+
+    per_segment: list[list[tuple[Variant, ...]]]
+    total: np.ndarray  # plans x aggregates
+    ok: np.ndarray  # bool per plan
+
+    def plan(self, index: int) -> list[Variant]:
+        counts = [len(p) for p in self.per_segment]
+        picks = np.unravel_index(index, counts)
+        return [v for plans, k in zip(self.per_segment, picks, strict=True) for v in plans[k]]
+
+
+def enumerate_plans(doc: dict[str, Any], rel_tol: float = 1e-9,
+                    extra: Any = None) -> Enumeration:
+    """Every plan; `extra(segment, plan)` adds aggregate columns (after the spec's ones)."""
     pol = doc.get("policy") or {}
     variants = variants_of(doc)
     stocked = [i["id"] for i in doc["items"] if i.get("stock") is not None]
     stock = np.array([i["stock"] for i in doc["items"] if i.get("stock") is not None], dtype=float)
     # Per segment: a matrix of its plans' aggregates; combined across segments by broadcasting.
     total: np.ndarray | None = None
+    per_segment = []
     for seg in doc["segments"]:
         plans = segment_plans(doc, seg, variants[seg["id"]])
-        rows = np.array([_aggregate(p, stocked) for p in plans])
+        per_segment.append(plans)
+        rows = np.array([_aggregate(p, stocked) + (extra(seg["id"], p) if extra else [])
+                         for p in plans])
         total = rows if total is None else (total[:, None, :] + rows[None, :, :]).reshape(
             -1, rows.shape[1])
     assert total is not None
     value, rev, disc_rev, listed, disc_val, spend, margin = total[:, :7].T
-    usage = total[:, 7:]
+    usage = total[:, 7:7 + len(stocked)]
     ok = np.ones(len(total), dtype=bool)
 
     def le(lhs: np.ndarray, rhs: np.ndarray | float, scale: np.ndarray | float) -> np.ndarray:
@@ -124,7 +148,37 @@ def best_objective(doc: dict[str, Any], rel_tol: float = 1e-9) -> float | None:
         ok &= le(spend, pol["promotion_budget"], np.maximum(spend, pol["promotion_budget"]))
     if pol.get("min_aggregate_margin_rate") is not None:
         ok &= le(pol["min_aggregate_margin_rate"] * rev, margin, listed)
-    return float(value[ok].max()) if ok.any() else None
+    return Enumeration(per_segment, total, ok)
+
+
+def best_objective(doc: dict[str, Any], rel_tol: float = 1e-9) -> float | None:
+    """The optimum over every plan (None if no plan is feasible)."""
+    e = enumerate_plans(doc, rel_tol)
+    return float(e.total[e.ok, 0].max()) if e.ok.any() else None
+
+
+def changes(previous: list[Variant], segment: str, plan: tuple[Variant, ...]) -> int:
+    """Offers changed in one segment against yesterday's: a (segment, bundle) pair added,
+    removed, or shown with another variant counts once."""
+    before = {v.bundle: v.offer for v in previous if v.segment == segment}
+    after = {v.bundle: v.offer for v in plan}
+    return sum(before.get(b) != after.get(b) for b in before.keys() | after.keys())
+
+
+def best_stable(doc: dict[str, Any], previous: list[Variant], penalty: float,
+                max_changed_segments: int | None) -> float | None:
+    """max value - penalty x changes over the feasible plans changing at most
+    `max_changed_segments` segments (None if there is none)."""
+    def extra(segment: str, plan: tuple[Variant, ...]) -> list[float]:
+        n = changes(previous, segment, plan)
+        return [float(n), float(n > 0)]
+
+    e = enumerate_plans(doc, extra=extra)
+    ok = e.ok.copy()
+    if max_changed_segments is not None:
+        ok &= e.total[:, -1] <= max_changed_segments
+    score = e.total[:, 0] - penalty * e.total[:, -2]
+    return float(score[ok].max()) if ok.any() else None
 
 
 def _aggregate(plan: tuple[Variant, ...], stocked: list[str]) -> list[float]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from api.store import Conflict, RunStatus, Store
+from api.store.schema import MIGRATIONS
 
 
 def test_concurrent_first_start_migrates_once(database_url: str) -> None:
@@ -18,7 +19,7 @@ def test_concurrent_first_start_migrates_once(database_url: str) -> None:
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     outcomes = [(p.wait(timeout=120), p.communicate()) for p in procs]
     assert all(code == 0 and out.strip() == "1" for code, (out, _) in outcomes), outcomes
-    assert Store.open(url).schema_version() == 1
+    assert Store.open(url).schema_version() == len(MIGRATIONS)
 
 
 def test_a_queued_run_is_claimed_once(database_url: str) -> None:

@@ -78,8 +78,30 @@ active = sa.Table(
 )
 
 
+# One row per nightly run key: what makes a second run with the same key a no-op.
+nightly_runs = sa.Table(
+    "nightly_runs", metadata,
+    sa.Column("run_key", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # see NightlyStatus
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(100)),  # host:pid of the job
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("plan_id", sa.String(32), sa.ForeignKey("plans.id")),
+    sa.Column("version", sa.Integer),  # the publication, when it published
+    sa.Column("report", sa.Text),  # the run report (JSON)
+    sa.Column("error", sa.Text),
+)
+
+
 def _v1(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[catalog_plans, runs, plans, publications, active])
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+def _v2(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[nightly_runs])
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]

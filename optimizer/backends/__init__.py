@@ -26,6 +26,7 @@ class MilpProblem:
     col_upper: np.ndarray
     integer: np.ndarray  # bool per column
     maximize: bool = True
+    start: np.ndarray | None = None  # a feasible point to start from (a warm start), if known
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
         log_path = Path(tmp) / "highs.log"
         _configure(h, limits, log_path)
         h.passModel(_to_lp(problem))
+        if problem.start is not None:
+            start = highspy.HighsSolution()
+            start.col_value = np.asarray(problem.start, dtype=np.float64).tolist()
+            h.setSolution(start)  # HiGHS ignores a start that breaks a row
         if limits.progress is not None:
             _report_progress(h, limits.progress)
         h.run()

@@ -1,0 +1,106 @@
+"""Solving against yesterday's plan: its offers matched to today's, the fallback plan (a
+warm start and always a candidate), and the stability settings' objective and rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optimizer.backends import MilpProblem
+from optimizer.candidates import Candidates
+from optimizer.coupling import VariantRows
+from optimizer.errors import OfferOptError
+from optimizer.fallback import made_feasible
+from optimizer.model import Instance
+from optimizer.segment_choice import SegmentChooser
+from optimizer.stability import Reference, Stability, churn_budget, reference, stabilized
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    cands: Candidates
+    ref: Reference
+    fallback: np.ndarray | None  # candidate positions of yesterday's plan made feasible
+    stability: Stability
+
+    @classmethod
+    def build(cls, instance: Instance, cands: Candidates, rows: VariantRows,
+              chooser: SegmentChooser, previous: pd.DataFrame, stability: Stability) -> WarmStart:
+        ref = reference(instance, cands, previous)
+        return cls(cands, ref, made_feasible(cands, chooser, rows, ref.kept), stability)
+
+    def start(self) -> np.ndarray | None:
+        if self.fallback is None:
+            return None
+        x = np.zeros(len(self.cands))
+        x[self.fallback] = 1.0
+        return x
+
+    def problem(self, plain: MilpProblem) -> MilpProblem:
+        """The MIP to solve: stabilized when asked, starting from the fallback."""
+        if self.stability.constrains:
+            return stabilized(plain, self.cands, self.ref, self.stability, self.forced(),
+                              self.start())
+        return dataclasses.replace(plain, start=self.start())
+
+    def adjusted_values(self) -> np.ndarray:
+        """Candidate values with the change penalty (the decomposition's objective)."""
+        if self.stability.max_churn is not None:
+            raise OfferOptError("max_churn: must be used with --method exact (a churn budget "
+                                "is not priced by the decomposition; change_penalty is), got "
+                                "method decompose")
+        return self.cands.value + self.ref.penalty(self.cands, self.stability.change_penalty)
+
+    def penalized(self, plan: Candidates) -> float:
+        """A plan's objective under the change penalty: value - penalty x changes."""
+        return float(plan.value.sum() - self.stability.change_penalty *
+                     self.ref.changes(plan).sum())
+
+    def fallback_plan(self) -> Candidates | None:
+        return None if self.fallback is None else self.cands.subset(self.fallback)
+
+    def forced(self) -> np.ndarray:
+        """Per segment: changes without counting against max_churn (see optimizer.stability)."""
+        forced = self.ref.forced(self.cands)
+        fallback = self.fallback_plan()
+        if fallback is None:
+            return forced
+        out: np.ndarray = forced | (self.ref.changes(fallback) > 0)
+        return out
+
+    def within_churn(self, plan: Candidates) -> bool:
+        if self.stability.max_churn is None:
+            return True
+        voluntary = (self.ref.changes(plan) > 0) & ~self.forced()
+        return int(voluntary.sum()) <= churn_budget(len(self.ref.previous),
+                                                    self.stability.max_churn)
+
+    def report(self, plan: Candidates, penalized_bound: float | None) -> dict[str, Any]:
+        """What the plan changed against yesterday's, for the plan's solver section."""
+        changes = self.ref.changes(plan)
+        fallback = self.fallback_plan()
+        out: dict[str, Any] = {
+            "previous": {
+                "offers": int(self.ref.previous.sum()),
+                "still_candidates": len(self.ref.kept),
+                "reevaluated_objective": float(self.cands.value[self.ref.kept].sum()),
+                "fallback_objective": None if fallback is None else float(fallback.value.sum()),
+                "changed_segments": int((changes > 0).sum()),
+                "changed_offers": int(changes.sum()),
+                "forced_segments": int(self.forced().sum()),
+            },
+        }
+        if self.stability.constrains:
+            s = self.stability
+            out["stability"] = {
+                "max_churn": s.max_churn, "change_penalty": s.change_penalty,
+                "churn_budget": None if s.max_churn is None else
+                churn_budget(len(self.ref.previous), s.max_churn),
+                "penalized_objective": self.penalized(plan),
+                "penalized_bound": penalized_bound,
+            }
+        return out
