@@ -14,6 +14,7 @@ import hashlib
 import json
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -92,9 +93,12 @@ def run_nightly(settings: NightlySettings, log: JobLog) -> int:
                               "started_at": time.time(), "publish": settings.publish}
     try:
         return _run(settings, store, ledger, run_key, report, log)
-    except (OfferOptError, Conflict) as exc:
-        error = exc.describe() if isinstance(exc, InputError) else str(exc)
-        log.error("failed", error=error)
+    except Exception as exc:  # every failure is recorded, reported and logged as one line
+        expected = isinstance(exc, OfferOptError | Conflict)
+        error = exc.describe() if isinstance(exc, InputError) else \
+            str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log.error("failed", error=error,
+                  **({} if expected else {"traceback": traceback.format_exc()}))
         report.update(outcome="failed", exit_code=int(NightlyExit.FAILED), error=error,
                       summary=f"failed: {error.splitlines()[0]}")
         if ledger is not None:
@@ -156,13 +160,13 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
                   finished_at=time.time())
     if ledger is not None:
         document = json.dumps(instance_to_document(instance), sort_keys=True)
-        plan_id, version = ledger.record(run_key, Outcome(
+        run_id, plan_id, version = ledger.record(run_key, Outcome(
             status=NightlyStatus(outcome), exit_code=int(code), catalog_name=instance.name,
             catalog=document, sha256=hashlib.sha256(document.encode()).hexdigest(), plan=plan,
             checked=check.ok, options=_options(settings), publish=ok,
             expected_version=report["previous_version"]), report, "nightly",
             settings.publish_pause)
-        report.update(plan_id=plan_id, version=version)
+        report.update(run_id=run_id, plan_id=plan_id, version=version)
     log.info("finished", outcome=str(outcome), exit_code=int(code), version=report.get("version"),
              failed_guardrails=failed)
     _write_report(settings.report_dir, run_key, report, log)

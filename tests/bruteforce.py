@@ -131,7 +131,7 @@ def enumerate_plans(doc: dict[str, Any], rel_tol: float = 1e-9,
         total = rows if total is None else (total[:, None, :] + rows[None, :, :]).reshape(
             -1, rows.shape[1])
     assert total is not None
-    value, rev, disc_rev, listed, disc_val, spend, margin = total[:, :7].T
+    rev, disc_rev, listed, disc_val, spend, margin = total[:, 1:7].T
     usage = total[:, 7:7 + len(stocked)]
     ok = np.ones(len(total), dtype=bool)
 

@@ -70,5 +70,5 @@ def test_without_an_active_plan_only_the_plan_itself_is_guarded(
 def test_thresholds_are_validated() -> None:
     with pytest.raises(InputError, match="max_gap: must be a finite number >= 0, got -1"):
         Thresholds(max_gap=-1)
-    with pytest.raises(InputError, match="max_objective_ratio: must be >= 1, got 0.5"):
+    with pytest.raises(InputError, match=r"max_objective_ratio: must be >= 1, got 0\.5"):
         Thresholds(max_objective_ratio=0.5)

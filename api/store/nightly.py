@@ -94,9 +94,9 @@ class Ledger:
             ).values(heartbeat_at=time.time()))
 
     def record(self, run_key: str, outcome: Outcome, report: dict[str, Any], actor: str,
-               pause: float = 0.0) -> tuple[str, int | None]:
+               pause: float = 0.0) -> tuple[str, str, int | None]:
         """Store the catalog, the run, the plan, publish it if asked, and close the ledger
-        row: one transaction. Returns (plan id, published version or None)."""
+        row: one transaction. Returns (run id, plan id, published version or None)."""
         now = time.time()
         catalog_id, run_id, plan_id = new_id(), new_id(), new_id()
         plan = outcome.plan
@@ -121,7 +121,7 @@ class Ledger:
                                    f"{outcome.expected_version} to publish over it, got "
                                    f"{current} (published meanwhile)")
                 version = Store._activate(conn, plan_id, "publish", actor, pause)
-            report = {**report, "plan_id": plan_id, "version": version}
+            report = {**report, "run_id": run_id, "plan_id": plan_id, "version": version}
             closed = conn.execute(nightly_runs.update().where(
                 (nightly_runs.c.run_key == run_key) & (nightly_runs.c.worker == this_worker())
                 & (nightly_runs.c.status == NightlyStatus.RUNNING)
@@ -130,7 +130,7 @@ class Ledger:
             if closed.rowcount != 1:
                 raise Conflict(f"run key {run_key!r}: must still be held by this job, got it "
                                "taken over by another")
-        return plan_id, version
+        return run_id, plan_id, version
 
     def fail(self, run_key: str, exit_code: int, error: str, report: dict[str, Any]) -> None:
         with self.store._write() as conn:

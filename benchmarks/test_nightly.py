@@ -1,0 +1,85 @@
+"""The nightly re-solve: warm start from yesterday's plan against a cold solve, and what the
+stability settings cost. Both baselines are measured in the same run.
+
+A "night" is the shipped instance with new estimates (every take rate scaled by a random
+factor in [0.7, 1.3]) or with stock cut to 20%; yesterday's plan is the instance's own plan.
+Run: `python -m pytest benchmarks/test_nightly.py -s` (OFFEROPT_BENCH_TIME_LIMIT, default 30 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optimizer.model import Instance
+from optimizer.plan import plan_document
+from optimizer.plandiff import plan_diff
+from optimizer.solve import SolveOptions, solve
+from optimizer.stability import Stability, offers_of
+
+TIME_LIMIT = float(os.environ.get("OFFEROPT_BENCH_TIME_LIMIT", "30"))
+
+
+def _new_estimates(inst: Instance, seed: int = 1) -> Instance:
+    rng = np.random.default_rng(seed)
+    responses = inst.responses.copy()
+    responses["take_rate"] = np.clip(responses["take_rate"] * rng.uniform(0.7, 1.3, len(responses)),
+                                     1e-4, 0.95)
+    return dataclasses.replace(inst, responses=responses)
+
+
+def _stock_cut(inst: Instance) -> Instance:
+    items = inst.items.copy()
+    items["stock"] = items["stock"] * 0.2
+    return dataclasses.replace(inst, items=items)
+
+
+@pytest.fixture(scope="module")
+def yesterday(instances: dict[str, Instance]) -> dict[str, dict[str, Any]]:
+    return {name: plan_document(solve(inst, SolveOptions(time_limit=TIME_LIMIT, threads=1)))
+            for name, inst in instances.items()}
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+@pytest.mark.parametrize("night", ["new estimates", "stock cut"])
+def test_warm_start_against_cold(benchmark: Any, instances: dict[str, Instance],
+                                 yesterday: dict[str, dict[str, Any]], size: str,
+                                 night: str) -> None:
+    today = (_new_estimates if night == "new estimates" else _stock_cut)(instances[size])
+    options = SolveOptions(time_limit=TIME_LIMIT, threads=1, method="exact")
+    cold = solve(today, options)
+    warm = benchmark.pedantic(solve, args=(today, dataclasses.replace(
+        options, previous=offers_of(yesterday[size]))), rounds=1)
+    fallback = warm.extra["previous"]["fallback_objective"]
+    print(f"\n{size}, {night}, {TIME_LIMIT:.0f} s: cold {cold.status} {cold.objective} gap "
+          f"{cold.gap} in {cold.seconds:.1f} s | warm {warm.status} {warm.objective} gap "
+          f"{warm.gap} in {warm.seconds:.1f} s | fallback {fallback} | warm/cold objective "
+          f"{(warm.objective or 0) / (cold.objective or 1):.4f}")
+    assert warm.objective is not None
+    assert cold.objective is None or warm.objective >= min(cold.objective, fallback or 0) * 0.999
+
+
+@pytest.mark.parametrize("stability", [Stability(max_churn=0.2), Stability(max_churn=0.05),
+                                       Stability(change_penalty=1e4), Stability(change_penalty=1e5)],
+                         ids=["churn 20%", "churn 5%", "penalty 1e4", "penalty 1e5"])
+def test_stability_cost(benchmark: Any, instances: dict[str, Instance],
+                        yesterday: dict[str, dict[str, Any]], stability: Stability) -> None:
+    today = _new_estimates(instances["small"])
+    options = SolveOptions(time_limit=TIME_LIMIT, threads=1, method="exact",
+                           previous=offers_of(yesterday["small"]))
+    free = solve(today, options)
+    stable = benchmark.pedantic(solve, args=(today, dataclasses.replace(options,
+                                                                         stability=stability)),
+                                rounds=1)
+    changed = {name: plan_diff(yesterday["small"], plan_document(s))["segments_changed"]
+               for name, s in (("free", free), ("stable", stable))}
+    assert free.objective is not None and stable.objective is not None
+    cost = (free.objective - stable.objective) / free.objective
+    print(f"\nsmall, new estimates, {stability}: segments changed free {changed['free']} -> "
+          f"{changed['stable']}, objective cost {cost:.4%}, stable {stable.status} in "
+          f"{stable.seconds:.1f} s")
+    assert changed["stable"] <= changed["free"]
