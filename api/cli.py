@@ -126,9 +126,9 @@ def _nightly(args: argparse.Namespace) -> int:
     except SQLAlchemyError as exc:  # the store is unreachable or refused us
         log.error("store_error", error=str(exc).splitlines()[0])
         return NightlyExit.FAILED
-    print({0: "published" if args.publish else "guardrails passed (dry run)",
-           3: "kept the previous plan (a guardrail failed)"}.get(code, "failed"),
-          f"- report in {settings.report_dir}")
+    outcomes = {0: "published", 3: "kept the previous plan (a guardrail failed)"} if args.publish \
+        else {0: "dry run: every guardrail passed", 3: "dry run: a guardrail failed"}
+    print(outcomes.get(code, "failed"), f"- report in {settings.report_dir}")
     return code
 
 

@@ -27,7 +27,8 @@ border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text
 border-radius:.3rem;color:#fff}.published{background:#1a7f37}.kept_previous{background:#bf8700}
 .failed{background:#cf222e}.dry_run{background:#57606a}figure{margin:0 0 1.5rem}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(28rem,1fr));gap:1rem}
-figure svg{width:100%;height:auto}#guardrails td:last-child,#solver td:last-child{text-align:left}
+figure svg{width:100%;height:auto}
+#guardrails :is(td,th):last-child,#solver td:last-child{text-align:left}
 """
 
 
