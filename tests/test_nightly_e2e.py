@@ -136,8 +136,11 @@ def test_kill_9_never_leaves_a_partial_publication(tmp_path: Path) -> None:
         proc = nightly(tmp_path, catalog, "night-2", **pause)
         if where == "publishing":  # the guardrails are logged just before the transaction
             assert proc.stderr is not None
-            while '"event": "guardrail"' not in proc.stderr.readline():
-                pass
+            for line in iter(proc.stderr.readline, ""):
+                if '"event": "guardrail"' in line:
+                    break
+            else:
+                raise AssertionError("the job ended before its guardrails")
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
