@@ -16,14 +16,13 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from optimizer.cli import (
-    ExitCode,
-    build_parser,
+from optimizer.cli import ExitCode, build_parser, load, run
+from optimizer.cli_args import (
     fraction,
-    load,
+    gap_fraction,
+    non_negative_float,
     positive_float,
     positive_int,
-    run,
 )
 from optimizer.errors import InputError, Issue
 from optimizer.guardrails import Thresholds
@@ -66,11 +65,11 @@ def _nightly_commands(sub: Any) -> None:
     n.add_argument("--report-dir", type=Path, help="where the JSON and HTML reports go "
                    "(default: DATA_DIR/reports)")
     n.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto")
-    n.add_argument("--gap", type=fraction, default=1e-4, metavar="G")
+    n.add_argument("--gap", type=gap_fraction, default=1e-4, metavar="G")
     n.add_argument("--threads", type=positive_int)
-    n.add_argument("--max-churn", type=_fraction_closed, metavar="F",
+    n.add_argument("--max-churn", type=fraction, metavar="F",
                    help="share of segments whose offer set may change by choice")
-    n.add_argument("--change-penalty", type=_non_negative, default=0.0, metavar="X",
+    n.add_argument("--change-penalty", type=non_negative_float, default=0.0, metavar="X",
                    help="objective cost per changed offer")
     defaults = Thresholds()
     for name, help_text in (
@@ -81,7 +80,7 @@ def _nightly_commands(sub: Any) -> None:
         ("max_objective_ratio", "objective above this x yesterday's is suspect"),
         ("max_estimate_drift", "largest share of responses whose take rate moved beyond x2"),
     ):
-        n.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_non_negative,
+        n.add_argument(f"--{name.replace('_', '-')}", dest=name, type=non_negative_float,
                        default=getattr(defaults, name), help=help_text)
     n.set_defaults(run=_nightly)
 
@@ -89,20 +88,6 @@ def _nightly_commands(sub: Any) -> None:
     r.add_argument("--to", type=positive_int, metavar="VERSION", help="a publication version")
     r.add_argument("--store", metavar="URL", help="the service's store (default as for nightly)")
     r.set_defaults(run=_rollback)
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _fraction_closed(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def _nightly(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from optimizer.cli_args import gap_fraction, positive_float, positive_int
 from optimizer.errors import InputError, OfferOptError
 from optimizer.model import Instance
 
@@ -101,7 +102,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write the plan: .json (plan@1) or .csv (one row per offer)")
     p.add_argument("--time-limit", type=positive_float, metavar="S", help="seconds for the solver")
-    p.add_argument("--gap", type=fraction, default=1e-4, metavar="G",
+    p.add_argument("--gap", type=gap_fraction, default=1e-4, metavar="G",
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
     p.add_argument("--threads", type=positive_int, help="solver threads")
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
@@ -120,27 +121,6 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-check", action="store_true", help="skip the independent plan check")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when stderr is a terminal)")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def load(path: str) -> Instance:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from optimizer.cli_args import fraction, non_negative_int, open_fraction
 from optimizer.errors import InputError, Issue
 
 
@@ -24,14 +25,14 @@ def add_commands(sub: Any, load: Any) -> None:
     e.add_argument("--perk-lifts", metavar="FILE", help="perk lift estimates, .csv or .parquet")
     e.add_argument("--method", choices=("pooled", "naive"), default="pooled",
                    help="partial pooling (default) or per-cell maximum likelihood")
-    e.add_argument("--conservative", type=_open_fraction, metavar="Q",
+    e.add_argument("--conservative", type=open_fraction, metavar="Q",
                    help="write each cell's Q-quantile of incremental value, not the mean")
     e.set_defaults(run=lambda a: _estimate(a, load))
 
     s = sub.add_parser("simulate", help="draw experiment logs from an instance taken as the truth")
     s.add_argument("instance")
-    s.add_argument("--views-per-cell", type=_non_negative_int, required=True, metavar="N")
-    s.add_argument("--holdout", type=_fraction, default=0.1, metavar="F",
+    s.add_argument("--views-per-cell", type=non_negative_int, required=True, metavar="N")
+    s.add_argument("--holdout", type=fraction, default=0.1, metavar="F",
                    help="expected share of views in the holdout (default 0.1)")
     s.add_argument("--seed", type=int, default=0, metavar="K")
     s.add_argument("--row-level", action="store_true", help="one row per view")
@@ -159,22 +160,3 @@ def _numbers(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _open_fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value

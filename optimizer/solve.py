@@ -160,10 +160,7 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
                          **base)  # type: ignore[arg-type]
     if warm is None:
         return found
-    # the solver's bound is on value + penalty x (kept - new) = penalized + penalty x previous
-    constant = options.stability.change_penalty * float(warm.ref.previous.sum())
-    return _against_previous(found, warm, None if result.bound is None else
-                             result.bound - constant)
+    return _against_previous(found, warm, warm.penalized_bound(result.bound))
 
 
 def _against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
@@ -209,10 +206,8 @@ def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, ba
     penalty = options.stability.change_penalty
     true_plan = dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
     objective = None if found.objective is None else float(true_plan.value.sum())
-    penalized_bound = None if found.bound is None else \
-        found.bound - penalty * float(warm.ref.previous.sum())
     return _against_previous(dataclasses.replace(found, candidates=true_plan, objective=objective),
-                             warm, penalized_bound)
+                             warm, warm.penalized_bound(found.bound))
 
 
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class WarmStart:
     def problem(self, plain: MilpProblem) -> MilpProblem:
         """The MIP to solve: stabilized when asked, starting from the fallback."""
         if self.stability.constrains:
-            return stabilized(plain, self.cands, self.ref, self.stability, self.forced(),
+            return stabilized(plain, self.cands, self.ref, self.stability, self.forced,
                               self.start())
         return dataclasses.replace(plain, start=self.start())
 
@@ -55,6 +56,13 @@ class WarmStart:
                                 "method decompose")
         return self.cands.value + self.ref.penalty(self.cands, self.stability.change_penalty)
 
+    def penalized_bound(self, bound: float | None) -> float | None:
+        """A solver's bound on value + penalty x (kept - new), as a bound on the penalized
+        objective value - penalty x changes: the two differ by penalty x yesterday's offers."""
+        if bound is None:
+            return None
+        return bound - self.stability.change_penalty * float(self.ref.previous.sum())
+
     def penalized(self, plan: Candidates) -> float:
         """A plan's objective under the change penalty: value - penalty x changes."""
         return float(plan.value.sum() - self.stability.change_penalty *
@@ -63,6 +71,7 @@ class WarmStart:
     def fallback_plan(self) -> Candidates | None:
         return None if self.fallback is None else self.cands.subset(self.fallback)
 
+    @cached_property
     def forced(self) -> np.ndarray:
         """Per segment: changes without counting against max_churn (see optimizer.stability)."""
         forced = self.ref.forced(self.cands)
@@ -75,7 +84,7 @@ class WarmStart:
     def within_churn(self, plan: Candidates) -> bool:
         if self.stability.max_churn is None:
             return True
-        voluntary = (self.ref.changes(plan) > 0) & ~self.forced()
+        voluntary = (self.ref.changes(plan) > 0) & ~self.forced
         return int(voluntary.sum()) <= churn_budget(len(self.ref.previous),
                                                     self.stability.max_churn)
 
@@ -91,7 +100,7 @@ class WarmStart:
                 "fallback_objective": None if fallback is None else float(fallback.value.sum()),
                 "changed_segments": int((changes > 0).sum()),
                 "changed_offers": int(changes.sum()),
-                "forced_segments": int(self.forced().sum()),
+                "forced_segments": int(self.forced.sum()),
             },
         }
         if self.stability.constrains:

@@ -12,16 +12,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from optimizer.candidates import expand
 from optimizer.check import check_plan
 from optimizer.errors import InputError, OfferOptError
+from optimizer.formulation import live_coupling
 from optimizer.generate import generate
 from optimizer.io import instance_from_document
 from optimizer.io.json_form import instance_to_document
 from optimizer.model import Instance
 from optimizer.plan import plan_document
 from optimizer.plandiff import plan_diff
+from optimizer.segment_choice import SegmentChooser
 from optimizer.solve import Solution, SolveOptions, Status, solve
 from optimizer.stability import OFFER_KEY, Stability, churn_budget, offers_of
+from optimizer.warm import WarmStart
 from tests.bruteforce import best_stable, enumerate_plans
 from tests.strategies import tiny_instances
 
@@ -146,11 +150,6 @@ def test_fallback_always_passes_the_check(doc: dict[str, Any], pick: int, shrink
     if doc["policy"].get("promotion_budget") is not None:
         doc["policy"]["promotion_budget"] *= shrink
     today = instance_from_document(doc)
-    from optimizer.candidates import expand
-    from optimizer.formulation import live_coupling
-    from optimizer.segment_choice import SegmentChooser
-    from optimizer.warm import WarmStart
-
     cands = expand(today)
     warm = WarmStart.build(today, cands, live_coupling(today, cands), SegmentChooser(cands),
                            _offers(previous), Stability())
