@@ -4,12 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench lock clean
 
-$(STAMP): pyproject.toml
+# Exact versions with hashes from the lock; the project itself goes in editable, with no
+# dependency resolution of its own, so nothing newer than the lock can slip in.
+$(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)  ## solve the shipped demo catalog and print the plan
@@ -31,7 +34,15 @@ pytest: $(STAMP)  ## the report test photographs a page in Debian's Chromium
 bench: $(STAMP)  ## benchmarks/README.md records the figures
 	command -v wrk >/dev/null && command -v hey >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq wrk hey)
-	$(BIN)/python -m pytest benchmarks -s --benchmark-columns=min,median,max,rounds
+	OFFEROPT_BENCH_SIZE=full $(BIN)/python -m pytest benchmarks -s --benchmark-columns=min,median,max,rounds
+
+UV_VERSION := 0.13.9
+lock:  ## re-resolve requirements.lock from pyproject.toml's ranges (newest versions that fit)
+	$(PYTHON) -m venv .lock-tools
+	.lock-tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	.lock-tools/bin/uv pip compile pyproject.toml --extra dev --extra bench --generate-hashes \
+		--universal --python-version 3.11 --upgrade -o requirements.lock
+	rm -rf .lock-tools
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .benchmarks

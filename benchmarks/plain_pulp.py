@@ -78,7 +78,8 @@ def build(inst: Instance) -> tuple[pulp.LpProblem, dict[Key, pulp.LpVariable], d
         s, b = k[0], k[1]
         group = groups[b]
         by_pair[(s, b)].append(k)
-        by_slot[(s, group if group is not None else f"bundle:{b}")].append(k)
+        # no group (None, or <NA> in a loaded catalog's string column): the bundle is its own slot
+        by_slot[(s, f"bundle:{b}" if pd.isna(group) else group)].append(k)
         by_seg[s].append(k)
     for keys in [*by_slot.values(), *by_pair.values()]:
         prob += pulp.lpSum(x[k] for k in keys) <= 1

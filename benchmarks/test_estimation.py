@@ -2,7 +2,8 @@
 
 Decision quality is the number that matters: solve on estimated responses, evaluate the
 plan under the truth, and report its share of the true optimum, for pooled and naive
-(per-cell) estimates at sparse and rich data. Run with `make bench`.
+(per-cell) estimates at sparse and rich data. Run with `make bench` (OFFEROPT_BENCH_SIZE=full:
+instances/small.json); at smoke size (the test run) the truth is the generated smoke instance.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.conftest import record
+from benchmarks.conftest import SMOKE_INSTANCE, measure, sized
 from optimizer.check import evaluate_plan
 from optimizer.estimation.estimate import estimate
 from optimizer.estimation.exposures import Exposures, exposures_from_frame
@@ -25,7 +26,8 @@ from optimizer.plan import plan_document
 from optimizer.solve import SolveOptions, solve
 
 LOCATOR = Locator("logs", "csv")
-SOLVE = SolveOptions(gap=1e-3, method="exact", time_limit=120)
+SOLVE = SolveOptions(gap=1e-3, method="exact", time_limit=sized(20, 120))
+TRUTH = sized(SMOKE_INSTANCE, "small")
 
 
 def _logs(inst: Instance, views: int, seed: int = 1) -> tuple[pd.DataFrame, Exposures]:
@@ -34,16 +36,17 @@ def _logs(inst: Instance, views: int, seed: int = 1) -> tuple[pd.DataFrame, Expo
 
 
 def test_naive_fit_ours(benchmark: Any, instances: dict[str, Instance]) -> None:
-    inst = instances["small"]
+    inst = instances[TRUTH]
     _, logs = _logs(inst, 2000)
-    benchmark.pedantic(estimate, args=(inst, logs, "naive"), rounds=3, warmup_rounds=1)
-    record(benchmark, "per-cell MLE, small", "ours")
+    measure(benchmark, f"per-cell MLE, {TRUTH}", "ours", estimate, inst, logs, "naive", rounds=3,
+            warmup_rounds=1)
 
 
+@pytest.mark.filterwarnings("ignore:Perfect separation")  # cells with no or every view bought
 def test_naive_fit_statsmodels(benchmark: Any, instances: dict[str, Instance]) -> None:
     """One statsmodels GLM per cell, perk lifts held at our estimates as offsets."""
     sm = pytest.importorskip("statsmodels.api")
-    inst = instances["small"]
+    inst = instances[TRUTH]
     frame, logs = _logs(inst, 2000)
     lifts = estimate(inst, logs, "naive").perks.set_index(["bundle", "perk"])["lift"]
     shown = frame[(frame["shown"] == 1) & (frame["views"] > 0)]
@@ -56,16 +59,15 @@ def test_naive_fit_statsmodels(benchmark: Any, instances: dict[str, Instance]) -
             x = sm.add_constant(cell["discount"].to_numpy(), has_constant="add")
             sm.GLM(y, x, family=sm.families.Binomial(), offset=cell["offset"].to_numpy()).fit()
 
-    benchmark.pedantic(per_cell, rounds=1)
-    record(benchmark, "per-cell MLE, small", "baseline")
+    measure(benchmark, f"per-cell MLE, {TRUTH}", "baseline", per_cell)
 
 
 def test_recovery_and_decision_quality(instances: dict[str, Instance]) -> None:
-    inst = instances["small"]
+    inst = instances[TRUTH]
     best = solve(inst, SOLVE).objective
     assert best is not None
     truth = inst.responses
-    lines = [f"true optimum {best:,.0f} (small.json, gap <= 0.1%)",
+    lines = [f"true optimum {best:,.0f} ({TRUTH}, gap <= 0.1%)",
              f"{'views/cell':>10} {'method':>7} {'rmse logit take':>16} {'cover take':>10} "
              f"{'cover base':>10} {'cover sens':>10} {'share of optimum':>17} {'violations':>10}"]
     shares: dict[tuple[int, str], float] = {}

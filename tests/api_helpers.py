@@ -30,7 +30,7 @@ def solved_plan(client: FlaskClient, doc: dict[str, Any], **params: Any) -> dict
 
 
 def offers_at_version(client: FlaskClient, segment: str, version: int,
-                      timeout: float = 10.0) -> dict[str, Any]:
+                      timeout: float = 60.0) -> dict[str, Any]:
     """Offers once the worker's index has moved to `version` (rebuilds run in the background)."""
     from tests.conftest import STOREFRONT
 

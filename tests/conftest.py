@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from api import create_app
+from tests.server import Processes, kill_strays
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -57,6 +58,18 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     runner = app.extensions.get("offeropt.jobs")
     if runner is not None:
         runner.stop()
+    kill_strays(f"{tmp_path}{os.sep}")  # solve processes name the store under tmp_path
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Starts processes and servers (tests/server.py); every one still running when the test
+    ends, passed or failed, is stopped with its whole process group."""
+    started = Processes(tmp_path / "processes")
+    try:
+        yield started
+    finally:
+        started.stop_all()
 
 
 @pytest.fixture

@@ -102,7 +102,8 @@ def test_simulate_estimate_solve_evaluate_through_the_cli(tmp_path: Path) -> Non
     assert pd.read_csv(lifts)["source"].eq("data").all()
     assert main(["solve", str(new), "--method", "exact", "-o", str(plan), "--no-progress"]) == 0
     result = subprocess.run([sys.executable, "-m", "optimizer.cli", "evaluate", str(plan), "--truth",
-                             str(DEMO), "--json"], capture_output=True, text=True, check=True)
+                             str(DEMO), "--json"], capture_output=True, text=True, check=True,
+                            timeout=300)
     report = json.loads(result.stdout)
     assert report["expected_incremental_margin"] > 0
     assert set(report["kpis"]) >= {"expected_takes", "inventory", "discounted_share"}

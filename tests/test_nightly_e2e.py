@@ -11,8 +11,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,22 +31,30 @@ from tests.nightly_helpers import (
     stock_collapse,
     write,
 )
-from tests.server import STOREFRONT, Server
+from tests.server import (
+    STOREFRONT,
+    Child,
+    Processes,
+    Server,
+    wait_for_open_write_transaction,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def nightly(data_dir: Path, catalog: str, key: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def nightly(processes: Processes, data_dir: Path, catalog: str, key: str, **env: str) -> Child:
+    """The job as cron starts it; the `processes` fixture kills it if a test fails meanwhile.
+    The time limit is far beyond what the solves need: how fast the machine is must not
+    decide whether a night publishes (a stopped solve can fail the solver_status guardrail)."""
+    return processes.start(
         [sys.executable, "-m", "api.cli", "nightly", "--catalog", catalog, "--publish",
-         "--run-key", key, "--time-limit", "30"],
-        env={**os.environ, "OFFEROPT_DATA_DIR": str(data_dir), **env}, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+         "--run-key", key, "--time-limit", "300"], name=f"nightly-{key}",
+        env={**os.environ, "OFFEROPT_DATA_DIR": str(data_dir), **env}, cwd=ROOT)
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]]]:
-    _, err = proc.communicate(timeout=180)
-    return proc.returncode, json_lines(err)
+def finish(job: Child) -> tuple[int, list[dict[str, Any]]]:
+    code = job.wait(timeout=600)
+    return code, json_lines(job.stderr())
 
 
 class Storefront(threading.Thread):
@@ -66,7 +72,7 @@ class Storefront(threading.Thread):
                 r = self.server.get(f"/v1/offers?segment={segment}", headers=STOREFRONT)
                 self.served.append((r.status_code, r.json()))
 
-    def wait_for(self, version: int, timeout: float = 15.0) -> None:
+    def wait_for(self, version: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.served and self.served[-1][1].get("plan_version") == version:
@@ -82,25 +88,28 @@ def _plans_by_version(store: Store) -> dict[int, dict[str, Any]]:
     return {int(v): json.loads(doc) for v, doc in rows}
 
 
-def test_three_nights_against_a_running_service(tmp_path: Path) -> None:
+def test_three_nights_against_a_running_service(tmp_path: Path, processes: Processes) -> None:
     doc = base_catalog()
     collapsed = stock_collapse(doc)
-    server = Server(tmp_path).start()
+    server = processes.server(tmp_path)
     storefront = Storefront(server, [s["id"] for s in doc["segments"]][:8])
     try:
-        code, _ = finish(nightly(tmp_path, write(doc, tmp_path / "n1.json"), "night-1"))
-        assert code == 0
+        code, logs = finish(nightly(processes, tmp_path, write(doc, tmp_path / "n1.json"),
+                                    "night-1"))
+        assert code == 0, logs
         storefront.start()
         storefront.wait_for(1)
-        code, _ = finish(nightly(tmp_path, write(collapsed, tmp_path / "n2.json"), "night-2"))
-        assert code == 0
+        code, logs = finish(nightly(processes, tmp_path, write(collapsed, tmp_path / "n2.json"),
+                                    "night-2"))
+        assert code == 0, logs
         storefront.wait_for(2)
         active = server.get("/v1/plans/active", headers=STOREFRONT).json()
         assert active["version"] == 2
         assert check_plan(instance_from_document(collapsed), active["plan"]).ok  # new stock holds
         corrupt = corrupted_estimates(collapsed)
-        code, logs = finish(nightly(tmp_path, write(corrupt, tmp_path / "n3.json"), "night-3"))
-        assert code == 3
+        code, logs = finish(nightly(processes, tmp_path, write(corrupt, tmp_path / "n3.json"),
+                                    "night-3"))
+        assert code == 3, logs
         assert "estimate_drift" in next(x for x in logs if x["event"] == "finished")[
             "failed_guardrails"]
         time.sleep(1.0)  # several index polls: nothing new may appear
@@ -121,36 +130,31 @@ def test_three_nights_against_a_running_service(tmp_path: Path) -> None:
     assert {body["plan_version"] for _, body in storefront.served} == {1, 2}
 
 
-def test_kill_9_never_leaves_a_partial_publication(tmp_path: Path) -> None:
+def test_kill_9_never_leaves_a_partial_publication(tmp_path: Path, processes: Processes) -> None:
     doc = base_catalog()
-    assert finish(nightly(tmp_path, write(doc, tmp_path / "n1.json"), "night-1"))[0] == 0
+    assert finish(nightly(processes, tmp_path, write(doc, tmp_path / "n1.json"), "night-1"))[0] == 0
     store = Store.open(f"sqlite:///{tmp_path / 'offeropt.db'}")
     catalog = write(stock_collapse(doc), tmp_path / "n2.json")
     today = instance_from_document(stock_collapse(doc))
     rng = random.Random(20261123)
-    # inside the publish transaction (held open 3 s), then at random points of the whole run
-    kills = [("publishing", 1.0)] + [("anywhere", rng.uniform(0.2, 4.0)) for _ in range(6)]
+    # inside the publish transaction (held open far longer than it takes to see it open and
+    # kill the job, however slow the machine), then at random points of the whole run
+    kills = [("publishing", 0.0)] + [("anywhere", rng.uniform(0.2, 4.0)) for _ in range(6)]
     versions = []
     for where, delay in kills:
-        pause = {"OFFEROPT_PUBLISH_PAUSE_SECONDS": "3"} if where == "publishing" else {}
-        proc = nightly(tmp_path, catalog, "night-2", **pause)
-        if where == "publishing":  # the guardrails are logged just before the transaction
-            assert proc.stderr is not None
-            for line in iter(proc.stderr.readline, ""):
-                if '"event": "guardrail"' in line:
-                    break
-            else:
-                raise AssertionError("the job ended before its guardrails")
+        pause = {"OFFEROPT_PUBLISH_PAUSE_SECONDS": "600"} if where == "publishing" else {}
+        job = nightly(processes, tmp_path, catalog, "night-2", **pause)
+        if where == "publishing":
+            wait_for_open_write_transaction(tmp_path / "offeropt.db", job)
         time.sleep(delay)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        job.kill9()
         _assert_whole(store, today)
         versions.append(store.active()["version"])
         if versions[-1] == 2:
             break  # it finished before the kill: nothing left to interrupt
     assert versions[0] == 1  # killed mid-transaction: the publication rolled back whole
-    code, logs = finish(nightly(tmp_path, catalog, "night-2"))
-    assert code == 0
+    code, logs = finish(nightly(processes, tmp_path, catalog, "night-2"))
+    assert code == 0, logs
     _assert_whole(store, today)
     assert store.active()["version"] == 2 and len(store.history()) == 2  # published exactly once
     assert Ledger(store).row("night-2")["attempts"] >= 2 or logs[0]["event"] == "already_done"
@@ -173,15 +177,15 @@ def _assert_whole(store: Store, today: Any) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(tmp_path: Path, processes: Processes) -> None:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "Chromium is needed (apt-get install chromium; `make test` installs it)"
     doc = base_catalog()
-    assert finish(nightly(tmp_path, write(doc, tmp_path / "n1.json"), "night-1"))[0] == 0
+    assert finish(nightly(processes, tmp_path, write(doc, tmp_path / "n1.json"), "night-1"))[0] == 0
     catalog = write(stock_collapse(doc), tmp_path / "n2.json")
-    assert finish(nightly(tmp_path, catalog, "night-2"))[0] == 0
+    assert finish(nightly(processes, tmp_path, catalog, "night-2"))[0] == 0
     page_file = tmp_path / "reports" / "night-2.html"
     html = page_file.read_text()
     # nothing that loads from elsewhere (an SVG's url(#clip) points inside the page)

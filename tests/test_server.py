@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,21 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.server import MERCHANDISER, STOREFRONT, Server
+from api.store import Store
+from tests.server import (
+    MERCHANDISER,
+    STOREFRONT,
+    Processes,
+    Server,
+    wait_for_open_write_transaction,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    live = Server(tmp_path).start()
-    yield live
-    live.stop()
+def server(tmp_path: Path, processes: Processes) -> Server:
+    return processes.server(tmp_path)  # stopped by the `processes` fixture, also on failure
 
 
 def test_flow_over_http(server: Server, demo_doc: dict[str, Any]) -> None:
@@ -36,13 +40,7 @@ def test_flow_over_http(server: Server, demo_doc: dict[str, Any]) -> None:
                        headers=STOREFRONT).status_code == 403
     published = server.post(f"/v1/plans/{run['plan_id']}/publish", headers=MERCHANDISER)
     assert published.status_code == 200
-    deadline = time.monotonic() + 10
-    while True:  # each worker picks the new version up within its poll interval
-        body = server.get("/v1/offers?segment=champions-cart", headers=STOREFRONT).json()
-        if body["plan_version"] == 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert body["plan_version"] == 1 and body["offers"]
+    assert _served_version(server, "champions-cart", 1)["offers"]
     csv = server.get(f"/v1/runs/{run['id']}/plan", headers={**MERCHANDISER, "Accept": "text/csv"})
     assert csv.headers["Content-Type"].startswith("text/csv")
 
@@ -58,40 +56,50 @@ def test_ops_endpoints_answer_only_on_the_ops_port(server: Server) -> None:
     assert 'offeropt_http_requests_total{method="GET",route="/v1/offers",status="200"}' in metrics
 
 
-def test_kill_9_during_publish_leaves_a_whole_plan(tmp_path: Path,
+def test_kill_9_during_publish_leaves_a_whole_plan(tmp_path: Path, processes: Processes,
                                                    demo_doc: dict[str, Any]) -> None:
-    server = Server(tmp_path, OFFEROPT_PUBLISH_PAUSE_SECONDS="4").start()
-    try:
-        old = server.solve(demo_doc)
-        demo_doc["policy"]["max_offers_per_view"] = 1
-        new = server.solve(demo_doc)
-        server.env = {}  # the first publish must complete: no pause on restart below
-        assert server.post(f"/v1/plans/{old['plan_id']}/publish",
-                           headers=MERCHANDISER).status_code == 200
-        outcome: list[Any] = []
-        publishing = threading.Thread(target=lambda: outcome.append(_try_publish(server, new)))
-        publishing.start()
-        time.sleep(1.5)  # the publish transaction is now open, paused before the pointer moves
-        during = server.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).json()
-        assert during["plan_version"] == 1  # readers see the old, whole plan meanwhile
-        server.kill9()
-        publishing.join()
-        assert outcome == ["connection lost"]
-    finally:
-        server.stop()
+    # The pause holds the publish transaction open far longer than the test needs to see it
+    # open and kill the server: the kill lands inside it, however slow the machine.
+    server = processes.server(tmp_path, OFFEROPT_PUBLISH_PAUSE_SECONDS="600")
+    old = server.solve(demo_doc)
+    demo_doc["policy"]["max_offers_per_view"] = 1
+    new = server.solve(demo_doc)
+    database = tmp_path / "offeropt.db"
+    Store.open(f"sqlite:///{database}").publish(old["plan_id"], "test")  # no pause here
+    _served_version(server, "loyal-checkout", 1)
+    outcome: list[Any] = []
+    publishing = threading.Thread(target=lambda: outcome.append(_try_publish(server, new)),
+                                  daemon=True)
+    publishing.start()
+    assert server.child is not None
+    wait_for_open_write_transaction(database, server.child)  # the publish, paused mid-way
+    during = server.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).json()
+    assert during["plan_version"] == 1  # readers see the old, whole plan meanwhile
+    server.kill9()
+    publishing.join(timeout=60)
+    assert outcome == ["connection lost"]
 
-    restarted = Server(tmp_path).start()
-    try:
-        active = restarted.get("/v1/plans/active", headers=STOREFRONT).json()
-        assert active["plan_id"] == old["plan_id"] and active["version"] == 1
-        assert active["plan"]["offers"] and active["plan"]["kpis"]
-        for run in (old, new):  # the run history survived
-            assert restarted.get(f"/v1/runs/{run['id']}",
-                                 headers=MERCHANDISER).json()["status"] == "succeeded"
-        again = restarted.post(f"/v1/plans/{new['plan_id']}/publish", headers=MERCHANDISER)
-        assert again.status_code == 200 and again.json()["version"] == 2
-    finally:
-        restarted.stop()
+    restarted = processes.server(tmp_path)
+    active = restarted.get("/v1/plans/active", headers=STOREFRONT).json()
+    assert active["plan_id"] == old["plan_id"] and active["version"] == 1
+    assert active["plan"]["offers"] and active["plan"]["kpis"]
+    for run in (old, new):  # the run history survived
+        assert restarted.get(f"/v1/runs/{run['id']}",
+                             headers=MERCHANDISER).json()["status"] == "succeeded"
+    again = restarted.post(f"/v1/plans/{new['plan_id']}/publish", headers=MERCHANDISER)
+    assert again.status_code == 200 and again.json()["version"] == 2
+
+
+def _served_version(server: Server, segment: str, version: int,
+                    timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:  # each web worker picks the new version up within its poll interval
+        body: dict[str, Any] = server.get(f"/v1/offers?segment={segment}",
+                                          headers=STOREFRONT).json()
+        if body["plan_version"] == version:
+            return body
+        assert time.monotonic() < deadline, f"version {version} never served: {body}"
+        time.sleep(0.1)
 
 
 def _try_publish(server: Server, run: dict[str, Any]) -> str:

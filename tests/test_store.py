@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from typing import Any
 
@@ -10,16 +9,16 @@ import pytest
 
 from api.store import Conflict, RunStatus, Store
 from api.store.schema import MIGRATIONS
+from tests.server import Processes
 
 
-def test_concurrent_first_start_migrates_once(database_url: str) -> None:
+def test_concurrent_first_start_migrates_once(database_url: str, processes: Processes) -> None:
     url = database_url
     code = f"from api.store import Store; print(Store.open({url!r}).schema_version())"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
-    outcomes = [(p.wait(timeout=120), p.communicate()) for p in procs]
+    starts = [processes.start([sys.executable, "-c", code], name="migrate") for _ in range(6)]
+    outcomes = [(p.wait(timeout=300), p.stdout(), p.stderr()) for p in starts]
     assert all(code == 0 and out.strip() == str(len(MIGRATIONS))
-               for code, (out, _) in outcomes), outcomes
+               for code, out, _ in outcomes), outcomes
     assert Store.open(url).schema_version() == len(MIGRATIONS)
 
 
