@@ -71,6 +71,8 @@ def _nightly_commands(sub: Any) -> None:
                    help="share of segments whose offer set may change by choice")
     n.add_argument("--change-penalty", type=non_negative_float, default=0.0, metavar="X",
                    help="objective cost per changed offer")
+    n.add_argument("--split-traffic", action="store_true",
+                   help="let the plan split a segment's views between weighted offer sets")
     defaults = Thresholds()
     for name, help_text in (
         ("objective_tolerance", "new objective may be this much below yesterday's plan "
@@ -105,7 +107,7 @@ def _nightly(args: argparse.Namespace) -> int:
         report_dir=args.report_dir or Path(config["DATA_DIR"]) / "reports",
         stability=Stability(args.max_churn, args.change_penalty),
         thresholds=Thresholds(**{k: getattr(args, k) for k in asdict(Thresholds())}),
-        publish_pause=config["PUBLISH_PAUSE_SECONDS"])
+        publish_pause=config["PUBLISH_PAUSE_SECONDS"], split_traffic=args.split_traffic)
     try:
         code = run_nightly(settings, log)
     except SQLAlchemyError as exc:  # the store is unreachable or refused us

@@ -28,11 +28,12 @@ KILL_GRACE_SECONDS = 30.0
 def execute_run(database_url: str, run_id: str) -> None:
     """Body of a solve process: load, solve with progress, check, record the outcome."""
     from optimizer.backends import Progress
-    from optimizer.check import check_plan
     from optimizer.io import instance_from_document
     from optimizer.plan import plan_document
     from optimizer.solve import SolveOptions, solve
+    from optimizer.verify import solve_budget, verified
 
+    started = time.monotonic()
     store = Store(make_engine(database_url))
     store.update_run(run_id, worker=this_worker(), heartbeat_at=time.time())
     stop = threading.Event()
@@ -53,16 +54,20 @@ def execute_run(database_url: str, run_id: str) -> None:
                 cancelled[0] = store.cancel_requested(run_id)
             return cancelled[0]
 
-        solution = solve(instance, SolveOptions(
-            solver=options.get("solver", "highs"), time_limit=options["time_limit"],
-            gap=options.get("gap", 1e-4), threads=options.get("threads"), progress=progress))
+        # the run's limit covers loading, the solve and the check (storing is a few ms)
+        budget = solve_budget(instance, options["time_limit"] - (time.monotonic() - started))
+        solve_options = SolveOptions(
+            solver=options.get("solver", "highs"), time_limit=budget,
+            gap=options.get("gap", 1e-4), threads=options.get("threads"), progress=progress,
+            split_traffic=bool(options.get("split_traffic", False)))
+        solution = verified(solve(instance, solve_options), solve_options)
         plan = plan_document(solution)
-        report = check_plan(instance, plan) if solution.objective is not None else None
+        checked = str(solution.extra.get("check", "")).startswith("passed")
         status = RunStatus.CANCELLED if store.cancel_requested(run_id) else RunStatus.SUCCEEDED
         final = {"objective": solution.objective, "bound": solution.bound, "gap": solution.gap,
                  "elapsed": solution.seconds}
-        error = None if report is None or report.ok else "; ".join(report.violations[:5])
-        store.finish_run(run_id, status, plan, checked=report is not None and report.ok,
+        error = solution.message if solution.extra.get("check") == "failed" else None
+        store.finish_run(run_id, status, plan, checked=checked,
                          plan_status=solution.status.value, objective=solution.objective,
                          bound=solution.bound, progress=json.dumps(final), error=error,
                          log_tail="\n".join(solution.log_tail))

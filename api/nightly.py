@@ -53,6 +53,7 @@ class NightlySettings:
     stability: Stability = field(default_factory=Stability)
     thresholds: Thresholds = field(default_factory=Thresholds)
     publish_pause: float = 0.0  # fault injection for crash tests only
+    split_traffic: bool = False  # weighted offer sets per segment (spec section 7)
 
     def run_key_or_digest(self) -> str:
         """The given key, or one derived from the input files' bytes and the settings, so a
@@ -67,6 +68,8 @@ class NightlySettings:
                     digest.update(f.name.encode() + f.read_bytes())
         options = {k: v for k, v in dataclasses.asdict(self).items()
                    if k not in ("catalog", "exposures", "store_url", "report_dir", "publish")}
+        if not self.split_traffic:  # keys of runs without it stay what they were
+            del options["split_traffic"]
         digest.update(json.dumps(options, sort_keys=True, default=str).encode())
         return f"auto-{digest.hexdigest()[:16]}"
 
@@ -120,7 +123,9 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     from optimizer.check import check_plan
     from optimizer.io.json_form import instance_to_document
     from optimizer.plandiff import inventory_rows, kpi_table, plan_diff
+    from optimizer.verify import solve_budget
 
+    started = time.monotonic()  # the time limit covers loading, estimation, solves and check
     instance = _inputs(settings, report, log)
     active = store.active_bundle()
     yesterday_plan = None if active is None else json.loads(active["plan"])
@@ -128,7 +133,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     report["previous_version"] = None if active is None else int(active["version"])
     log.info("active_plan", version=report["previous_version"])
 
-    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, log)
+    budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started))
+    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log)
     report["solver"] = solver
     check = check_plan(instance, plan)
     fallback = (plan["solver"].get("previous") or {}).get("fallback_objective")
@@ -204,32 +210,35 @@ def _instance_of(catalog: str) -> Instance:
 def _options(settings: NightlySettings) -> dict[str, Any]:
     return {"time_limit": settings.time_limit, "gap": settings.gap, "method": settings.method,
             "threads": settings.threads, "solver": "highs", "nightly": True,
-            **dataclasses.asdict(settings.stability)}
+            "split_traffic": settings.split_traffic, **dataclasses.asdict(settings.stability)}
 
 
 def _solve(instance: Instance, yesterday: dict[str, Any] | None, settings: NightlySettings,
-           log: JobLog) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
+           budget: float, log: JobLog) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
     """Solve warm-started from yesterday's plan. With stability settings, also solve without
     them (half the time each): the difference is what stability cost, and that solve's bound
     is the plan's bound. Returns the plan, the gap of the problem solved, solver statistics."""
     from optimizer.plan import plan_document
     from optimizer.solve import SolveOptions, relative_gap, solve
     from optimizer.stability import offers_of
+    from optimizer.verify import verified
 
     previous = None if yesterday is None else offers_of(yesterday)
     stability = settings.stability if previous is not None else Stability()
     started = time.monotonic()
     base = SolveOptions(method=settings.method, gap=settings.gap, threads=settings.threads,
-                        previous=previous)
+                        previous=previous, split_traffic=settings.split_traffic)
     share = 0.5 if stability.constrains else 1.0
-    free = solve(instance, dataclasses.replace(base, time_limit=settings.time_limit * share))
+    options = dataclasses.replace(base, time_limit=budget * share)
+    free = verified(solve(instance, options), options)
     log.info("solved", run="free", status=free.status.value, objective=free.objective,
              bound=free.bound, gap=free.gap, seconds=round(free.seconds, 3))
     stats: dict[str, Any] = {"free": _stats(free)}
     if not stability.constrains:
         return plan_document(free), free.gap, stats
-    left = max(1.0, settings.time_limit - (time.monotonic() - started))
-    stable = solve(instance, dataclasses.replace(base, time_limit=left, stability=stability))
+    left = max(1.0, budget - (time.monotonic() - started))
+    options = dataclasses.replace(base, time_limit=left, stability=stability)
+    stable = verified(solve(instance, options), options)
     penalized: dict[str, Any] = stable.extra.get("stability") or {}  # type: ignore[assignment]
     objective, bound = penalized.get("penalized_objective"), penalized.get("penalized_bound")
     solved_gap = None if objective is None or bound is None else relative_gap(objective, bound)

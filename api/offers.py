@@ -3,26 +3,56 @@
 Each worker holds the index and checks the store's active version at most once per
 `INDEX_POLL_SECONDS`; a request never waits on a database query otherwise. The index is
 swapped in whole, so a request sees one complete plan, never a half-built one.
+
+Split traffic (spec section 7): when the plan has `offer_sets`, a view of a segment with
+several sets is served exactly one set, chosen by a stable hash of (salt, segment,
+customer id) against the sets' cumulative weights. The salt lives in the store and
+changes only when a merchandiser rotates it (`POST /v1/traffic-salt/rotate`).
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import json
+import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
 from api.openapi import Param, doc
-from api.schemas import Offers
+from api.schemas import Offers, TrafficSalt
 from api.store import Store
 
 offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
+CUSTOMER, REQUEST, SEGMENT = "customer", "request", "segment"  # how a view got its set
+EMPTY_SET = "the offer set served to this view is empty"
+
+
+@dataclass(frozen=True)
+class SegmentSets:
+    """A segment's offer sets, ready to serve: ids, cumulative weights, offers and answers."""
+
+    ids: tuple[str, ...]
+    cumulative: tuple[float, ...]  # running sum of the weights, normalized, the last 1.0
+    offers: tuple[tuple[dict[str, Any], ...], ...]  # per set
+    bodies: dict[str, tuple[tuple[bytes, str], ...]]  # assignment -> per set (body, ETag)
+
+    def pick(self, u: float) -> int:
+        """The set whose cumulative-weight interval holds u in [0, 1)."""
+        return min(bisect.bisect_right(self.cumulative, u), len(self.ids) - 1)
+
+
+def uniform(salt: str, segment: str, key: str) -> float:
+    """A stable draw in [0, 1): the first 64 bits of SHA-256 over (salt, segment, key)."""
+    digest = hashlib.sha256(f"{salt}\x1f{segment}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass(frozen=True)
@@ -33,6 +63,8 @@ class ActiveIndex:
     offers: dict[str, tuple[dict[str, Any], ...]]
     bundle_items: dict[str, frozenset[str]]
     bodies: dict[str, tuple[bytes, str]]  # segment -> (default response, its ETag, unquoted)
+    salt: str = ""  # the store's traffic salt, read with the plan
+    sets: dict[str, SegmentSets] = field(default_factory=dict)  # split plans' segments
 
     @classmethod
     def empty(cls) -> ActiveIndex:
@@ -61,7 +93,8 @@ class ActiveIndex:
         return cls(version, str(bundle["id"]),
                    float((catalog.get("policy") or {}).get("holdout_fraction", 0.0)), offers,
                    {b: frozenset(line["item"] for line in v["items"]) for b, v in bundles.items()},
-                   {s: _render(version, s, o, False) for s, o in offers.items()})
+                   {s: _render(version, s, o, False) for s, o in offers.items()},
+                   str(bundle.get("salt") or ""), _segment_sets(version, plan, offers))
 
     def render(self, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
                reason: str | None = None) -> tuple[bytes, str]:
@@ -74,15 +107,81 @@ class ActiveIndex:
         digest = hashlib.sha256(f"{self.plan_id}:{customer_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.holdout_fraction
 
+    def choose(self, segment: str, customer_id: str | None,
+               request_key: str | None = None) -> tuple[int, str]:
+        """A split segment's set for one view, and how it was assigned: by the customer id
+        (stable while the plan's sets and the salt stay), else by `request_key` (stable for
+        that key), else by a random draw; a segment with one set serves it to every view."""
+        sets = self.sets[segment]
+        if len(sets.ids) == 1:
+            return 0, SEGMENT
+        if customer_id is not None:
+            return sets.pick(uniform(self.salt, segment, "c:" + customer_id)), CUSTOMER
+        if request_key is not None:
+            return sets.pick(uniform(self.salt, segment, "r:" + request_key)), REQUEST
+        return sets.pick(random.random()), REQUEST
+
+    def answer(self, segment: str, customer_id: str | None, excluded: frozenset[str],
+               request_key: str | None = None) -> tuple[bytes, str]:
+        """The response body of one view and its (unquoted) ETag."""
+        if self.version is None:
+            return self.render(segment, (), False, "no plan is published yet")
+        if segment not in self.offers:
+            return self.render(segment, (), False, "unknown segment")
+        if customer_id is not None and self.in_holdout(customer_id):
+            return self.render(segment, (), True)
+        if segment in self.sets:
+            k, how = self.choose(segment, customer_id, request_key)
+            sets = self.sets[segment]
+            if not excluded:
+                return sets.bodies[how][k]
+            offers = sets.offers[k]
+            served = {"set": sets.ids[k], "assignment": how}
+        else:
+            offers, served = self.offers[segment], None
+            if not excluded:
+                return self.bodies[segment]
+        kept = tuple(o for o in offers if not self.bundle_items[o["bundle"]] & excluded)
+        reason = None if kept else EMPTY_SET if served and not offers else \
+            "every offer holds an item already in the cart"
+        return _render(self.version, segment, kept, False, reason, served)
+
 
 def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
-            reason: str | None = None) -> tuple[bytes, str]:
-    """The response body and its (unquoted) ETag."""
+            reason: str | None = None, served: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """The response body and its (unquoted) ETag; `served` names a split plan's set."""
     if reason is None and not offers:
         reason = "holdout" if holdout else "no offers for this segment in the active plan"
-    body = json.dumps({"segment": segment, "plan_version": version, "holdout": holdout,
-                       "offers": list(offers), "reason": reason}, separators=(",", ":")).encode()
+    answer = {"segment": segment, "plan_version": version, "holdout": holdout,
+              "offers": list(offers), "reason": reason, **(served or {})}
+    body = json.dumps(answer, separators=(",", ":")).encode()
     return body, f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
+
+
+def _segment_sets(version: int, plan: dict[str, Any],
+                  offers: dict[str, tuple[dict[str, Any], ...]]) -> dict[str, SegmentSets]:
+    """Per segment of a split plan: its sets in the plan's order, with their answers."""
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for entry in plan.get("offer_sets") or []:
+        entries.setdefault(entry["segment"], []).append(entry)
+    out = {}
+    for segment, sets in entries.items():
+        by_key = {(o["bundle"], round(o["discount"], 9), o["perk"]): o for o in offers[segment]}
+        held = tuple(tuple(by_key[(o["bundle"], round(o["discount"], 9), o["perk"])]
+                           for o in entry["offers"]) for entry in sets)
+        ids = tuple(str(entry["set"]) for entry in sets)
+        running, cumulative = 0.0, []
+        total = sum(float(entry["weight"]) for entry in sets)
+        for entry in sets:
+            running += float(entry["weight"])
+            cumulative.append(running / total)
+        cumulative[-1] = 1.0
+        ways = (SEGMENT,) if len(sets) == 1 else (CUSTOMER, REQUEST)
+        bodies = {how: tuple(_render(version, segment, o, False, None if o else EMPTY_SET,
+                                     {"set": i, "assignment": how})
+                             for i, o in zip(ids, held, strict=True)) for how in ways}
+        out[segment] = SegmentSets(ids, tuple(cumulative), held, bodies)
+    return out
 
 
 class IndexHolder:
@@ -107,8 +206,12 @@ class IndexHolder:
         return self.index
 
     def _refresh_if_moved(self) -> None:
-        active = self.store.active()  # one indexed single-row read per poll interval
-        if active is None or active["version"] == self.index.version:
+        active = self.store.serving()  # one indexed single-row read per poll interval
+        if active is None:
+            return
+        if active["version"] == self.index.version:
+            if active["salt"] != self.index.salt:  # answers do not depend on it: no rebuild
+                self.index = dataclasses.replace(self.index, salt=active["salt"])
             return
         with self._lock:
             if self._building:
@@ -132,8 +235,10 @@ class IndexHolder:
 @offers_api.get("/v1/offers")
 @doc("Offers for one page view, from the active plan", "storefront", {200: Offers, 304: "Not modified"},
      params=(Param("segment", "query", "the viewer's segment id", required=True),
-             Param("customer_id", "query", "for the stable holdout assignment"),
+             Param("customer_id", "query", "for the stable holdout and offer-set assignment"),
              Param("exclude_items", "query", "comma-separated items already in the cart"),
+             Param("X-Request-Id", "header", "without customer_id: a split segment's set is "
+                   "chosen by a hash of this id, else by a random draw"),
              Param("If-None-Match", "header", "an ETag from an earlier answer")))
 @requires(STOREFRONT, MERCHANDISER)
 def get_offers() -> Response:
@@ -145,21 +250,20 @@ def get_offers() -> Response:
     index: ActiveIndex = current_app.extensions["offeropt.index"].current()
     customer = request.args.get("customer_id")
     excluded = frozenset(i for i in request.args.get("exclude_items", "").split(",") if i)
-    if index.version is None:
-        body, etag = index.render(segment, (), False, "no plan is published yet")
-    elif segment not in index.offers:
-        body, etag = index.render(segment, (), False, "unknown segment")
-    elif customer is not None and index.in_holdout(customer):
-        body, etag = index.render(segment, (), True)
-    elif excluded:
-        kept = tuple(o for o in index.offers[segment]
-                     if not index.bundle_items[o["bundle"]] & excluded)
-        body, etag = index.render(segment, kept, False,
-                                  None if kept else "every offer holds an item already in the cart")
-    else:
-        body, etag = index.bodies[segment]
-    scope = "private" if customer is not None else "public"
+    body, etag = index.answer(segment, customer, excluded, request.headers.get("X-Request-Id"))
+    # a shared cache must not hand one view's set to every anonymous view of a split segment
+    split = segment in index.sets and len(index.sets[segment].ids) > 1
+    scope = "private" if customer is not None or split else "public"
     headers = {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     return Response(body, mimetype="application/json", headers=headers)
+
+
+@offers_api.post("/v1/traffic-salt/rotate")
+@doc("Rotate the traffic salt: customers of split segments are assigned to offer sets afresh",
+     "storefront", {200: TrafficSalt})
+@requires(MERCHANDISER)
+def rotate_traffic_salt() -> dict[str, Any]:
+    store: Store = current_app.extensions["offeropt.store"]
+    return store.rotate_salt(g.actor)

@@ -73,9 +73,13 @@ def _options() -> dict[str, Any]:
     solver = args.get("solver", "highs")
     if solver not in ("highs", "cbc"):
         issues.append(Issue("solver", "must be 'highs' or 'cbc'", solver))
+    split = args.get("split_traffic", "false")
+    if split not in ("true", "false"):
+        issues.append(Issue("split_traffic", "must be 'true' or 'false'", split))
     if issues:
         raise InputError(issues)
-    return {"time_limit": time_limit, "gap": gap, "solver": solver, "threads": 1}
+    return {"time_limit": time_limit, "gap": gap, "solver": solver, "threads": 1,
+            "split_traffic": split == "true"}
 
 
 @runs_api.post("/v1/catalog-plans")
@@ -84,7 +88,9 @@ def _options() -> dict[str, Any]:
      params=(Param("Idempotency-Key", "header", "retries with the same key return the same run"),
              Param("time_limit", "query", "solver seconds", "number"),
              Param("gap", "query", "relative gap at which to stop", "number"),
-             Param("solver", "query", "highs (default) or cbc")))
+             Param("solver", "query", "highs (default) or cbc"),
+             Param("split_traffic", "query", "true: the plan may split a segment's views "
+                   "between weighted offer sets (spec section 7); default false", "boolean")))
 @requires(MERCHANDISER)
 def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
     key = request.headers.get("Idempotency-Key")

@@ -67,6 +67,25 @@ class PlanOffer(BaseModel):
     expected_incremental_margin: float
 
 
+class SetOffer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bundle: str
+    discount: float
+    perk: str | None
+
+
+class OfferSet(BaseModel):
+    """One offer set of a split plan (spec section 7)."""
+
+    model_config = ConfigDict(extra="allow")
+    segment: str
+    set: str = Field(description="unique within the segment: a, b, ...")
+    weight: float = Field(gt=0, le=1, description="share of the segment's views; a segment's "
+                                                  "weights sum to 1")
+    explore: bool = False
+    offers: list[SetOffer] = Field(description="empty only where the segment may show nothing")
+
+
 class PlanDocument(BaseModel):
     """offeropt/plan@1 (spec section 4), with offeropt's documented additions."""
 
@@ -81,6 +100,8 @@ class PlanDocument(BaseModel):
     offers: list[PlanOffer]
     kpis: dict[str, Any] | None
     warnings: list[str]
+    offer_sets: list[OfferSet] | None = Field(
+        None, description="split traffic (spec section 7): absent in an integral plan")
 
 
 class Publication(BaseModel):
@@ -129,6 +150,17 @@ class Offers(BaseModel):
     holdout: bool
     offers: list[StorefrontOffer]
     reason: str | None = Field(None, description="why the list is empty, when it is")
+    set: str | None = Field(None, description="split plans only: the offer set served")
+    assignment: str | None = Field(
+        None, description="split plans only: how the view got its set: customer (a stable hash "
+                          "of segment, customer_id and the traffic salt), request (a hash of "
+                          "X-Request-Id, else a random draw) or segment (its only set)")
+
+
+class TrafficSalt(BaseModel):
+    salt_version: int = Field(description="1, then one more per rotation")
+    rotated_at: float
+    rotated_by: str
 
 
 class Health(BaseModel):

@@ -1,6 +1,8 @@
 """Candidate expansion, model build and solve: offeropt against a plain PuLP model.
 
-Run with `make bench`. Ratios are printed at the end; benchmarks/README.md records them.
+Run with `make bench` (OFFEROPT_BENCH_SIZE=full). Ratios are printed at the end;
+benchmarks/README.md records them. At smoke size (the test run) expansion and build run on
+small, the solve on the generated smoke instance, once each.
 """
 
 from __future__ import annotations
@@ -10,64 +12,66 @@ from typing import Any
 import pytest
 
 from benchmarks import plain_pulp
-from benchmarks.conftest import record
-from optimizer.backends.highs import _to_lp
+from benchmarks.conftest import SMOKE_INSTANCE, Instances, measure, sized
+from optimizer.backends.highs import new_highs, to_highs_lp
 from optimizer.candidates import expand
 from optimizer.formulation import formulate
 from optimizer.model import Instance
 from optimizer.solve import SolveOptions, milp_problem, solve
 
-SIZES = ["small", "medium"]
+SIZES = sized(["small"], ["small", "medium"])
+SOLVED = sized(SMOKE_INSTANCE, "small")  # solved end to end by both
+GAP = 1e-3
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_expand_ours(benchmark: Any, instances: dict[str, Instance], size: str) -> None:
-    cands = benchmark.pedantic(expand, args=(instances[size],), rounds=5, warmup_rounds=1)
-    record(benchmark, f"expand {size}", "ours")
+def test_expand_ours(benchmark: Any, instances: Instances, size: str) -> None:
+    cands = measure(benchmark, f"expand {size}", "ours", expand, instances[size], rounds=5,
+                    warmup_rounds=1)
     benchmark.extra_info["candidates"] = len(cands)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_expand_baseline(benchmark: Any, instances: dict[str, Instance], size: str) -> None:
-    value, _ = benchmark.pedantic(plain_pulp.variants, args=(instances[size],), rounds=2)
-    record(benchmark, f"expand {size}", "baseline")
+def test_expand_baseline(benchmark: Any, instances: Instances, size: str) -> None:
+    value, _ = measure(benchmark, f"expand {size}", "baseline", plain_pulp.variants,
+                       instances[size], rounds=2)
     assert len(value) == len(expand(instances[size]))
 
 
 def _build_ours(inst: Instance) -> Any:
-    import highspy
-
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
-    h.passModel(_to_lp(milp_problem(formulate(inst, expand(inst)))))
+    h.passModel(to_highs_lp(milp_problem(formulate(inst, expand(inst)))))
     return h
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_build_ours(benchmark: Any, instances: dict[str, Instance], size: str) -> None:
-    benchmark.pedantic(_build_ours, args=(instances[size],), rounds=3, warmup_rounds=1)
-    record(benchmark, f"build to HiGHS {size}", "ours")
+def test_build_ours(benchmark: Any, instances: Instances, size: str) -> None:
+    measure(benchmark, f"build to HiGHS {size}", "ours", _build_ours, instances[size], rounds=3,
+            warmup_rounds=1)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_build_baseline(benchmark: Any, instances: dict[str, Instance], size: str) -> None:
-    benchmark.pedantic(plain_pulp.build_for_highs, args=(instances[size],), rounds=1)
-    record(benchmark, f"build to HiGHS {size}", "baseline")
+def test_build_baseline(benchmark: Any, instances: Instances, size: str) -> None:
+    measure(benchmark, f"build to HiGHS {size}", "baseline", plain_pulp.build_for_highs,
+            instances[size])
 
 
-GAP = 1e-3
+OPTIONS = SolveOptions(gap=GAP, threads=1)
+OURS: dict[str, float] = {}  # our objective, for the baseline's check
 
 
-def test_solve_small_ours(benchmark: Any, instances: dict[str, Instance]) -> None:
-    options = SolveOptions(gap=GAP, threads=1)
-    solution = benchmark.pedantic(solve, args=(instances["small"], options), rounds=1)
-    record(benchmark, "solve small to 0.1%", "ours")
+def test_solve_ours(benchmark: Any, instances: Instances) -> None:
+    solution = measure(benchmark, f"solve {SOLVED} to 0.1%", "ours", solve, instances[SOLVED],
+                       OPTIONS)
+    assert solution.objective is not None
+    OURS[SOLVED] = solution.objective
     benchmark.extra_info["objective"] = solution.objective
     benchmark.extra_info["gap"] = solution.gap
 
 
-def test_solve_small_baseline(benchmark: Any, instances: dict[str, Instance]) -> None:
-    objective = benchmark.pedantic(plain_pulp.solve, args=(instances["small"], GAP), rounds=1)
-    record(benchmark, "solve small to 0.1%", "baseline")
-    ours = solve(instances["small"], SolveOptions(gap=GAP, threads=1)).objective
+def test_solve_baseline(benchmark: Any, instances: Instances) -> None:
+    objective = measure(benchmark, f"solve {SOLVED} to 0.1%", "baseline", plain_pulp.solve,
+                        instances[SOLVED], GAP)
+    ours = OURS.get(SOLVED) or solve(instances[SOLVED], OPTIONS).objective
     assert ours is not None and abs(objective - ours) <= 2 * GAP * abs(ours)

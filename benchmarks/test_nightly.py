@@ -3,25 +3,29 @@ stability settings cost. Both baselines are measured in the same run.
 
 A "night" is the shipped instance with new estimates (every take rate scaled by a random
 factor in [0.7, 1.3]) or with stock cut to 20%; yesterday's plan is the instance's own plan.
-Run: `python -m pytest benchmarks/test_nightly.py -s` (OFFEROPT_BENCH_TIME_LIMIT, default 30 s).
+Run: `OFFEROPT_BENCH_SIZE=full python -m pytest benchmarks/test_nightly.py -s` (small and medium;
+OFFEROPT_BENCH_TIME_LIMIT, default 30 s). At smoke size (the test run) the nights are made
+of the generated smoke instance, with a 20 s limit it does not reach.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from benchmarks.conftest import SMOKE_INSTANCE, knob, sized
 from optimizer.model import Instance
 from optimizer.plan import plan_document
 from optimizer.plandiff import plan_diff
-from optimizer.solve import SolveOptions, solve
+from optimizer.solve import Solution, SolveOptions, solve
 from optimizer.stability import Stability, offers_of
 
-TIME_LIMIT = float(os.environ.get("OFFEROPT_BENCH_TIME_LIMIT", "30"))
+TIME_LIMIT = float(knob("OFFEROPT_BENCH_TIME_LIMIT", "20", "30"))
+SIZES = sized([SMOKE_INSTANCE], ["small", "medium"])
+STABLE = sized(SMOKE_INSTANCE, "small")  # the instance of the stability rows
 
 
 def _new_estimates(inst: Instance, seed: int = 1) -> Instance:
@@ -36,6 +40,15 @@ def _stock_cut(inst: Instance) -> Instance:
     items = inst.items.copy()
     items["stock"] = items["stock"] * 0.2
     return dataclasses.replace(inst, items=items)
+
+
+def _extra(solution: Solution, key: str) -> dict[str, Any]:
+    """A report the solve put in `extra` (empty when the solve was stopped at its limit)."""
+    return cast(dict[str, Any], solution.extra.get(key) or {})
+
+
+def _percent(share: float | None) -> str:
+    return "None" if share is None else f"{share:.4%}"
 
 
 class Yesterday(dict[str, dict[str, Any]]):
@@ -57,7 +70,7 @@ def yesterday(instances: dict[str, Instance]) -> Yesterday:
     return Yesterday(instances)
 
 
-@pytest.mark.parametrize("size", ["small", "medium"])
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("night", ["new estimates", "stock cut"])
 def test_warm_start_against_cold(benchmark: Any, instances: dict[str, Instance],
                                  yesterday: Yesterday, size: str,
@@ -67,7 +80,7 @@ def test_warm_start_against_cold(benchmark: Any, instances: dict[str, Instance],
     cold = solve(today, options)
     warm = benchmark.pedantic(solve, args=(today, dataclasses.replace(
         options, previous=offers_of(yesterday[size]))), rounds=1)
-    fallback = warm.extra["previous"]["fallback_objective"]
+    fallback = _extra(warm, "previous").get("fallback_objective")
     print(f"\n{size}, {night}, {TIME_LIMIT:.0f} s: cold {cold.status} {cold.objective} gap "
           f"{cold.gap} in {cold.seconds:.1f} s | warm {warm.status} {warm.objective} gap "
           f"{warm.gap} in {warm.seconds:.1f} s | fallback {fallback} | warm/cold objective "
@@ -81,22 +94,22 @@ def test_warm_start_against_cold(benchmark: Any, instances: dict[str, Instance],
                          ids=["churn 20%", "churn 5%", "penalty 1e4", "penalty 1e5"])
 def test_stability_cost(benchmark: Any, instances: dict[str, Instance],
                         yesterday: Yesterday, stability: Stability) -> None:
-    today = _new_estimates(instances["small"])
+    today = _new_estimates(instances[STABLE])
     options = SolveOptions(time_limit=TIME_LIMIT, threads=1, method="exact",
-                           previous=offers_of(yesterday["small"]))
+                           previous=offers_of(yesterday[STABLE]))
     free = solve(today, options)
     stable = benchmark.pedantic(solve, args=(today, dataclasses.replace(options,
                                                                          stability=stability)),
                                 rounds=1)
-    changed = {name: plan_diff(yesterday["small"], plan_document(s))["segments_changed"]
+    changed = {name: plan_diff(yesterday[STABLE], plan_document(s))["segments_changed"]
                for name, s in (("free", free), ("stable", stable))}
     assert free.objective is not None and stable.objective is not None
     cost = (free.objective - stable.objective) / free.objective
-    penalized = stable.extra["stability"]
+    penalized = _extra(stable, "stability")
     gap = (penalized["penalized_bound"] - penalized["penalized_objective"]) / abs(
-        penalized["penalized_bound"]) if penalized["penalized_bound"] else None
-    print(f"\nsmall, new estimates, {stability}: segments changed free {changed['free']} -> "
-          f"{changed['stable']}, objective cost {cost:.4%} (free gap {free.gap:.4%}, stable gap "
-          f"{gap if gap is None else f'{gap:.4%}'}), stable {stable.status} in "
+        penalized["penalized_bound"]) if penalized.get("penalized_bound") else None
+    print(f"\n{STABLE}, new estimates, {stability}: segments changed free {changed['free']} -> "
+          f"{changed['stable']}, objective cost {cost:.4%} (free gap {_percent(free.gap)}, "
+          f"stable gap {_percent(gap)}), stable {stable.status} in "
           f"{stable.seconds:.1f} s")
     assert changed["stable"] <= changed["free"]

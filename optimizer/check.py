@@ -87,14 +87,19 @@ def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
     offers = plan.get("offers")
     if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
         return CheckReport((*bad, "offers: must be a list of objects"), None, {})
+    sets = plan.get("offer_sets")
     if status not in PLAN_STATUSES:
         if offers:
             bad.append(f"offers: a plan with status {status!r} must have no offers")
+        if sets:
+            bad.append(f"offer_sets: a plan with status {status!r} must have no offer sets")
         return CheckReport(tuple(bad), None, {})
 
     variants = _variants(inst)
     chosen = _match_offers(_offers_frame(offers), variants, bad)
     _check_constraints(inst, chosen, variants, bad)
+    if sets is not None:
+        _check_offer_sets(inst, sets, offers, variants, bad)
     kpis = _kpis(inst, chosen)
     objective = float(kpis["expected_incremental_margin"])
     _check_totals(plan, objective, kpis, bad)
@@ -168,16 +173,8 @@ def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFr
         bad.append(f"segment {s!r}, exclusion group {g!r}: at most one bundle, got {total}")
 
     pol = inst.policy
-    seg = inst.segments.set_index("id")
-    showable = variants[variants["candidate"]].groupby("segment")["slot"].nunique()
     shown = chosen.groupby("segment")["share"].sum()
-    for s, row in seg.iterrows():
-        silent = bool(row["silent"])
-        hi = 0 if silent else int(pol.max_offers_per_view if pd.isna(row["max_offers"])
-                                  else row["max_offers"])
-        lo = 0 if silent else int(pol.min_offers_per_view if pd.isna(row["min_offers"])
-                                  else row["min_offers"])
-        lo_eff = min(lo, hi, int(showable.get(s, 0)))
+    for s, (lo_eff, hi) in _offer_limits(inst, variants).items():
         n = float(shown.get(s, 0.0))
         if not lo_eff - tol <= n <= hi + tol:
             bad.append(f"segment {s!r}: must show between {lo_eff} and {hi} offers, got {n:g}")
@@ -204,6 +201,140 @@ def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFr
             t["margin"] < pol.min_aggregate_margin_rate * rev - tol * scale:
         bad.append(f"min_aggregate_margin_rate: must be >= {pol.min_aggregate_margin_rate}, got "
                    f"{t['margin'] / rev:.6g}")
+
+
+def _offer_limits(inst: Instance, variants: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per segment id: (lo_eff, hi) of constraint 3."""
+    pol = inst.policy
+    showable = variants[variants["candidate"]].groupby("segment")["slot"].nunique()
+    out = {}
+    for s, row in inst.segments.set_index("id").iterrows():
+        silent = bool(row["silent"])
+        hi = 0 if silent else int(pol.max_offers_per_view if pd.isna(row["max_offers"])
+                                  else row["max_offers"])
+        lo = 0 if silent else int(pol.min_offers_per_view if pd.isna(row["min_offers"])
+                                  else row["min_offers"])
+        out[str(s)] = (min(lo, hi, int(showable.get(s, 0))), hi)
+    return out
+
+
+def _id(value: Any) -> Any:
+    """An id as a join key: strings and None as they are, anything else (malformed) as text."""
+    return value if value is None or isinstance(value, str) else f"\0{value!r}"
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else math.nan
+
+
+def _offer_key(segment: Any, bundle: Any, discount: Any, perk: Any) -> tuple[Any, ...]:
+    """A hashable (segment, bundle, discount, perk); discounts compared to 1e-9."""
+    d = _number(discount)
+    return (_id(segment), _id(bundle), repr(discount) if math.isnan(d) else round(d, 9),
+            _NO_PERK if perk is None else _id(perk))
+
+
+def _check_offer_sets(inst: Instance, sets: Any, offers: list[dict[str, Any]],
+                      variants: pd.DataFrame, bad: list[str]) -> None:
+    """Spec section 7: every set meets constraints 1-3 on its own, a segment's weights sum to
+    1, and each offer's share is the total weight of the sets holding it."""
+    tol = 1e-6
+    if not isinstance(sets, list) or not all(isinstance(e, dict) for e in sets):
+        bad.append("offer_sets: must be a list of objects")
+        return
+    limits = _offer_limits(inst, variants)
+    group_of = dict(zip(inst.bundles["id"], inst.bundles["exclusion_group"], strict=True))
+    ids: dict[str, set[str]] = {}  # per segment with sets: its set ids
+    total: dict[str, float] = {}  # per segment: the sum of its sets' weights
+    rows = []  # (set, offer, segment, bundle, discount, perk, weight or None)
+    for i, entry in enumerate(sets):
+        where = f"offer_sets[{i}]"
+        s = entry.get("segment")
+        if not isinstance(s, str) or s not in limits:
+            bad.append(f"{where}.segment: must be a segment of the instance, got {s!r}")
+            continue
+        set_id = entry.get("set")
+        ids.setdefault(s, set())
+        if not isinstance(set_id, str) or not set_id:
+            bad.append(f"{where}.set: must be a non-empty string, got {set_id!r}")
+        elif set_id in ids[s]:
+            bad.append(f"{where}.set: must be unique within segment {s!r}, got {set_id!r} again")
+        else:
+            ids[s].add(set_id)
+        weight = entry.get("weight")
+        ok_weight = isinstance(weight, int | float) and not isinstance(weight, bool) \
+            and 0 < weight <= 1
+        if not ok_weight:
+            bad.append(f"{where}.weight: must be in (0, 1], got {weight!r}")
+            total[s] = math.nan  # the sum is not checked again: this is the error
+        else:
+            total[s] = total.get(s, 0.0) + float(weight)
+        if not isinstance(entry.get("explore", False), bool):
+            bad.append(f"{where}.explore: must be true or false, got {entry.get('explore')!r}")
+        held = entry.get("offers")
+        if not isinstance(held, list) or not all(isinstance(o, dict) for o in held):
+            bad.append(f"{where}.offers: must be a list of objects")
+            continue
+        lo, hi = limits[s]
+        if not lo <= len(held) <= hi:
+            bad.append(f"{where}: must hold between {lo} and {hi} offers, got {len(held)}")
+        bundles = [_id(o.get("bundle")) for o in held]
+        for b in sorted({b for b in bundles if bundles.count(b) > 1}, key=repr):
+            bad.append(f"{where}: at most one variant per bundle, got {bundles.count(b)} of "
+                       f"bundle {b!r}")
+        in_group: dict[str, set[str]] = {}
+        for b in bundles:
+            g = group_of.get(b)
+            if isinstance(g, str):
+                in_group.setdefault(g, set()).add(b)
+        for g, members in sorted(in_group.items()):
+            if len(members) > 1:
+                bad.append(f"{where}: at most one bundle per exclusion group, got "
+                           f"{len(members)} in group {g!r} ({', '.join(sorted(members))})")
+        for j, o in enumerate(held):
+            rows.append((i, j, s, o.get("bundle"), o.get("discount"), o.get("perk"),
+                         float(weight) if ok_weight else None))
+
+    for s, summed in total.items():
+        if not math.isnan(summed) and abs(summed - 1.0) > tol:
+            bad.append(f"segment {s!r}: offer set weights must sum to 1, got {summed!r}")
+    for s in sorted({_id(o.get("segment")) for o in offers} - set(ids), key=repr):
+        bad.append(f"segment {s!r}: has offers, so must have offer sets (the plan has offer_sets)")
+
+    f = pd.DataFrame({"segment": pd.Series([r[2] for r in rows], dtype=object),
+                      "bundle": pd.Series([_id(r[3]) for r in rows], dtype=object),
+                      "discount": pd.Series([_number(r[4]) for r in rows], dtype=np.float64),
+                      "perk": pd.Series([_NO_PERK if r[5] is None else _id(r[5]) for r in rows],
+                                        dtype=object)})
+    v = variants.loc[variants["candidate"], ["segment", "bundle", "discount", "perk"]]
+    v = v.assign(perk=v["perk"].fillna(_NO_PERK))
+    m = f.merge(v, on=["segment", "bundle", "discount", "perk"], how="left", indicator="matched")
+    # a left merge on unique right keys keeps the left rows, in order: one per set offer
+    for (i, j, s, b, d, p, _), matched in zip(rows, m["matched"], strict=True):
+        if matched != "both":
+            bad.append(f"offer_sets[{i}].offers[{j}]: must be a candidate of segment {s!r}, "
+                       f"got ({b!r}, {d!r}, {p!r})")
+    weight_of: dict[tuple[Any, ...], float] = {}
+    for _, _, s, b, d, p, w in rows:
+        if w is not None:
+            key = _offer_key(s, b, d, p)
+            weight_of[key] = weight_of.get(key, 0.0) + w
+
+    listed = set()
+    for k, o in enumerate(offers):
+        key = _offer_key(o.get("segment"), o.get("bundle"), o.get("discount"), o.get("perk"))
+        listed.add(key)
+        if _id(o.get("segment")) not in ids:
+            continue  # reported above
+        expected, share = weight_of.get(key, 0.0), o.get("share")
+        if not isinstance(share, int | float) or abs(float(share) - expected) > tol:
+            bad.append(f"offers[{k}].share: must be the total weight of the offer sets holding "
+                       f"it, {expected!r}, got {share!r}")
+    for i, j, s, b, d, p, _ in rows:
+        if _offer_key(s, b, d, p) not in listed:
+            bad.append(f"offer_sets[{i}].offers[{j}]: must be one of the plan's offers, got "
+                       f"({s!r}, {b!r}, {d!r}, {p!r})")
 
 
 def _totals(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from optimizer.cli_args import gap_fraction, positive_float, positive_int
 from optimizer.errors import InputError, OfferOptError
 from optimizer.model import Instance
+
+STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command
 
 
 class ExitCode(IntEnum):
@@ -58,7 +61,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     p = argparse.ArgumentParser(prog="offeropt", description="Offer optimization: which bundles, "
-                                "at what discount or perk, for every customer segment.")
+                                "at what discount or perk, for every customer segment.",
+                                epilog="File formats (instances, plans, exposures logs): "
+                                "docs/formats.md in the offeropt repository.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check an instance against every rule of the spec")
@@ -91,6 +96,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     g.add_argument("--name", help="instance name")
     g.add_argument("-o", "--output", required=True, help="a .json file, or a folder")
     g.add_argument("--to", choices=("json", "csv", "parquet"))
+    g.add_argument("--profile", choices=("default", "realistic"), default="default",
+                   help="default: the original generator (same output per seed); realistic: a "
+                        "hard catalog, with heavy-tailed views, tight stock on about half the "
+                        "items and every policy limit calibrated to bind")
     g.set_defaults(run=_generate)
 
     from optimizer.cli_estimation import add_commands
@@ -101,19 +110,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write the plan: .json (plan@1) or .csv (one row per offer)")
-    p.add_argument("--time-limit", type=positive_float, metavar="S", help="seconds for the solver")
+    p.add_argument("--time-limit", type=positive_float, metavar="S",
+                   help="seconds for the whole command: loading, solving, checking and writing")
     p.add_argument("--gap", type=gap_fraction, default=1e-4, metavar="G",
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
     p.add_argument("--threads", type=positive_int, help="solver threads")
     p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
-    p.add_argument("--method", choices=("exact", "decompose", "auto"), default="auto",
-                   help="one MIP, Lagrangian decomposition, or pick by size (default)")
+    p.add_argument("--method", choices=("auto", "lp", "exact", "decompose"), default="auto",
+                   help="LP-guided (lp), one MIP (exact), Lagrangian decomposition, or pick by "
+                        "size (auto, the default: lp up to 3M candidates, decompose above)")
     p.add_argument("--backend", choices=("local", "dask"), default="local",
                    help="where the decomposition's per-segment step runs (default: here)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     p.add_argument("--partitions", type=positive_int, metavar="N",
                    help="Dask partitions of the segments (default: two per worker)")
+    p.add_argument("--split-traffic", action="store_true",
+                   help="let the plan split a segment's views between weighted offer sets (the "
+                        "LP optimum; -o PLAN.csv then also writes PLAN.sets.csv)")
     p.add_argument("--top", type=int, default=3, help="offers shown per segment in the summary")
     p.add_argument("--segments-shown", type=int, default=12,
                    help="segments shown in the summary, by value")
@@ -143,33 +157,42 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
-    from optimizer.check import check_plan
     from optimizer.plan import plan_document
     from optimizer.progress import ProgressBar
     from optimizer.report import summary
     from optimizer.solve import SolveOptions, Status, solve
+    from optimizer.verify import solve_budget, verified
 
     show = sys.stderr.isatty() if args.progress is None else args.progress
+    # the limit bounds the whole command: what loading took, and the check and the
+    # writing still to come, are taken off what the solver gets
+    budget = None if args.time_limit is None else \
+        solve_budget(inst, args.time_limit - (time.monotonic() - STARTED))
     with ProgressBar(args.time_limit, enabled=show) as bar:
-        options = SolveOptions(solver=args.solver, method=args.method, time_limit=args.time_limit,
+        options = SolveOptions(solver=args.solver, method=args.method, time_limit=budget,
                                gap=args.gap, threads=args.threads, progress=bar.update,
                                backend=args.backend, scheduler=args.scheduler,
-                               partitions=args.partitions)
+                               partitions=args.partitions, split_traffic=args.split_traffic)
         solution = solve(inst, options)
+    if not args.no_check:
+        solution = verified(solution, options)
     doc = plan_document(solution)
-    check = None if args.no_check or solution.objective is None else check_plan(inst, doc)
     if args.output:
         _write_plan(doc, Path(args.output))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(summary(inst, doc, top=args.top, segments=args.segments_shown))
-        if check is not None:
-            print("check: plan independently verified" if check.ok
-                  else "check: FAILED\n  " + "\n  ".join(check.violations))
+        checked = solution.extra.get("check")
+        if checked is not None:
+            print(f"check: {checked}" if checked != "passed" else
+                  "check: plan independently verified")
         if args.output:
-            print(f"plan written to {args.output}")
-    if check is not None and not check.ok:
+            sets = sets_csv_path(Path(args.output))
+            also = f" (offer sets in {sets})" if doc.get("offer_sets") is not None and \
+                Path(args.output).suffix.lower() == ".csv" else ""
+            print(f"plan written to {args.output}{also}")
+    if solution.extra.get("check") == "failed":
         return ExitCode.CHECK_FAILED
     return {
         Status.OPTIMAL: ExitCode.OK, Status.FEASIBLE: ExitCode.OK,
@@ -180,12 +203,19 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
 
 def _write_plan(doc: dict[str, Any], path: Path) -> None:
     from optimizer.io.tables import write_json, write_text
-    from optimizer.plan import plan_csv
+    from optimizer.plan import plan_csv, plan_sets_csv
 
     if path.suffix.lower() == ".csv":
         write_text(path, plan_csv(doc))
+        if doc.get("offer_sets") is not None:
+            write_text(sets_csv_path(path), plan_sets_csv(doc))
     else:
         write_json(path, doc)
+
+
+def sets_csv_path(path: Path) -> Path:
+    """Where `-o PLAN.csv` writes a split plan's offer sets: PLAN.sets.csv beside it."""
+    return path.with_suffix(".sets.csv")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -219,7 +249,7 @@ def _generate(args: argparse.Namespace) -> int:
     from optimizer.io import write_instance
 
     inst = generate(args.segments, args.seed, args.responses_per_segment, args.items,
-                    args.bundles, args.name)
+                    args.bundles, args.name, profile=args.profile)
     write_instance(inst, args.output, args.to)
     print(f"{inst.name}: {len(inst.items)} items, {len(inst.bundles)} bundles, "
           f"{len(inst.segments)} segments, {len(inst.responses)} responses -> {args.output}")

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.backends import Progress
+from optimizer.backends.highs import new_highs
 from optimizer.coupling import VariantRows
 from optimizer.oracle import Oracle
 
@@ -243,7 +244,7 @@ def _master(cuts_f: list[float], cuts_g: list[np.ndarray], lower: np.ndarray,
     lp.a_matrix_.value_ = csc.data
     lp.row_lower_ = np.asarray(cuts_f, dtype=np.float64)
     lp.row_upper_ = np.full(m, highspy.kHighsInf)
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     h.passModel(lp)
     h.run()

@@ -6,6 +6,7 @@ from enum import IntEnum
 
 
 class Family(IntEnum):
+    TAKES = 0  # a model row: a variant's expected takes, linking candidates to coupling rows
     BUNDLE_ONCE = 1
     EXCLUSION_GROUP = 2
     OFFERS_PER_VIEW = 3
@@ -21,6 +22,7 @@ class Family(IntEnum):
 
 
 _LABELS = {
+    Family.TAKES: "expected takes per variant",
     Family.BUNDLE_ONCE: "one variant per bundle",
     Family.EXCLUSION_GROUP: "one bundle per exclusion group",
     Family.OFFERS_PER_VIEW: "offers per view",

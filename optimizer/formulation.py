@@ -69,13 +69,38 @@ class Formulation:
     candidates: Candidates
     objective: np.ndarray
     structure: Rows
-    coupling: Rows
-    per_take: VariantRows  # the same coupling rows, per unit of takes of each variant
+    per_take: VariantRows  # the coupling rows per unit of takes of each variant
+    fixed_usage: np.ndarray  # per coupling row: what candidates held fixed elsewhere use
+
+    @property
+    def coupling_lower(self) -> np.ndarray:
+        out: np.ndarray = self.per_take.lower - self.fixed_usage
+        return out
+
+    @property
+    def coupling_upper(self) -> np.ndarray:
+        out: np.ndarray = self.per_take.upper - self.fixed_usage
+        return out
 
     @cached_property
-    def rows(self) -> Rows:
-        """Every row, coupling rows normalized: what the MIP backends are given (built once)."""
-        return Rows.stack([self.structure, self.coupling.normalized()], len(self.objective))
+    def coupling(self) -> Rows:
+        """The coupling rows on the candidates themselves (row x candidate), for diagnosis."""
+        c, rows = self.candidates, self.per_take
+        G = sp.csr_matrix(rows.K[:, c.variant] @ sp.diags(c.takes))
+        return Rows(G, self.coupling_lower, self.coupling_upper, rows.family, rows.subject)
+
+    @cached_property
+    def takes_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The variants the candidates use, and each candidate's position among them."""
+        used, position = np.unique(self.candidates.variant, return_inverse=True)
+        return used, position.astype(np.int64)
+
+    def start(self, x: np.ndarray) -> np.ndarray:
+        """A point over the candidates, completed with the takes columns of `milp_problem`."""
+        used, position = self.takes_columns
+        takes = np.bincount(position, self.candidates.takes * x, minlength=len(used))
+        out: np.ndarray = np.r_[x, takes]
+        return out
 
 
 def formulate(instance: Instance, cands: Candidates) -> Formulation:
@@ -88,11 +113,8 @@ def formulate_rows(cands: Candidates, per_take: VariantRows,
     lose `fixed_usage`, what the candidates held fixed outside `cands` already use."""
     n = len(cands)
     structure = Rows.stack([_slot_rows(cands), _offer_rows(cands)], n)
-    G = sp.csr_matrix(per_take.K[:, cands.variant] @ sp.diags(cands.takes))
     used = np.zeros(len(per_take)) if fixed_usage is None else fixed_usage
-    coupling = Rows(G, per_take.lower - used, per_take.upper - used, per_take.family,
-                    per_take.subject)
-    return Formulation(cands, cands.value, structure, coupling, per_take)
+    return Formulation(cands, cands.value, structure, per_take, used)
 
 
 def live_coupling(instance: Instance, cands: Candidates) -> VariantRows:
@@ -137,12 +159,41 @@ def _offer_rows(c: Candidates) -> Rows:
 
 
 def milp_problem(form: Formulation) -> MilpProblem:
-    """The arrays a backend solves. Rows without coefficients (a coupling row whose
-    candidates all have zero takes) are dropped when 0 meets them: some solvers crash on
-    empty rows (CBC's clique strengthening does)."""
-    rows = form.rows
-    n = len(form.objective)
-    empty = np.diff(rows.matrix.indptr) == 0
-    keep = ~(empty & (rows.lower <= 0) & (rows.upper >= 0))
-    return MilpProblem(form.objective, rows.matrix[keep], rows.lower[keep], rows.upper[keep],
-                       np.ones(n), np.ones(n, dtype=bool))
+    """The arrays a backend solves: a binary column per candidate, then a continuous column
+    per variant in use holding its expected takes (`t_v = sum of takes x` over its
+    candidates, one linking row each); the coupling rows are written on those columns,
+    `K t` within the limits, each scaled to a largest coefficient of 1.
+
+    Written this way every candidate enters one linking row instead of every coupling row
+    it touches, and no row is dense: HiGHS's LP on a realistic 2,000-segment catalog solves
+    about 7x faster than with the coupling rows on the candidates. Coupling rows with no
+    coefficient are dropped when 0 meets them (some solvers crash on empty rows).
+    """
+    c, rows, structure = form.candidates, form.per_take, form.structure
+    n = len(c)
+    used, position = form.takes_columns
+    k = len(used)
+    link = sp.hstack([sp.csr_matrix((-c.takes, (position, np.arange(n))), shape=(k, n)),
+                      sp.identity(k, format="csr")], format="csr")
+    K = sp.csr_matrix(rows.K[:, used])
+    peak = np.asarray(abs(K).max(axis=1).todense()).ravel() if K.shape[0] and k else \
+        np.zeros(K.shape[0])
+    scale = np.where(peak > 0, peak, 1.0)
+    K.data = K.data / np.repeat(scale, np.diff(K.indptr))  # divide: denormal rows stay finite
+    with np.errstate(over="ignore"):  # a finite limit far beyond the row's reach becomes inf
+        lower, upper = form.coupling_lower / scale, form.coupling_upper / scale
+    keep = ~((peak == 0) & (lower <= 0) & (upper >= 0))
+    matrix = sp.vstack([
+        sp.hstack([structure.matrix, sp.csr_matrix((len(structure), k))]),
+        link,
+        sp.hstack([sp.csr_matrix((int(keep.sum()), n)), K[keep]]),
+    ], format="csr")
+    return MilpProblem(
+        objective=np.r_[form.objective, np.zeros(k)], matrix=matrix,
+        row_lower=np.r_[structure.lower, np.zeros(k), lower[keep]],
+        row_upper=np.r_[structure.upper, np.zeros(k), upper[keep]],
+        col_upper=np.r_[np.ones(n), np.full(k, np.inf)],
+        integer=np.r_[np.ones(n, dtype=bool), np.zeros(k, dtype=bool)],
+        row_family=np.r_[structure.family, np.full(k, Family.TAKES, np.int8),
+                         rows.family[keep]].astype(np.int8),
+    )

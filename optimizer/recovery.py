@@ -142,12 +142,12 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
         fixed = anchor.subset(np.flatnonzero(~free_mask[anchor.segment]))
         form = formulate_rows(sub, rows, rows.K @ takes_by_variant(fixed, oracle.n_variants))
         last = len(free) >= n_segments or not grow
-        result = backend(milp_problem(form), Limits(slice_, limits.gap, limits.threads,
-                                                    limits.progress))
+        # no progress callback: a MIP over some segments reports bounds on those alone
+        result = backend(milp_problem(form), Limits(slice_, limits.gap, limits.threads))
         if len(free) >= n_segments and result.bound is not None:
             whole_bound = result.bound  # nothing fixed: a bound on the whole problem
         if result.x is not None:
-            plan = fixed.join(sub.subset(np.flatnonzero(result.x > 0.5)))
+            plan = fixed.join(sub.subset(np.flatnonzero(result.x[: len(sub)] > 0.5)))
             value = float(plan.value.sum())
             if value > best_value:
                 best, best_value = plan, value

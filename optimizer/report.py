@@ -40,6 +40,7 @@ def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 1
     gap = "n/a" if doc["gap"] is None else f"{100 * doc['gap']:.4f}%"
     out.append(f"  expected incremental margin {_money(doc['objective'])}{cur} "
                f"(bound {bound}, gap {gap}); {timing}")
+    out += _split_lines(doc, cur)
     out += _kpi_lines(doc["kpis"], inst, cur)
     out += _offer_lines(doc["offers"], top, segments)
     binding = doc.get("binding") or []
@@ -64,6 +65,22 @@ def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 1
         if len(doc["warnings"]) > 20:
             out.append(f"  ... {len(doc['warnings']) - 20} more in the plan file")
     return "\n".join(out)
+
+
+def _split_lines(doc: dict[str, Any], cur: str) -> list[str]:
+    """A split plan: how many segments split, and the gain over the best integral plan."""
+    if doc.get("offer_sets") is None:
+        return []
+    split = doc["solver"].get("split") or {}
+    out = [f"  split traffic: {split.get('segments_split', 0)} segments split between "
+           f"{split.get('sets', len(doc['offer_sets']))} offer sets"]
+    integral = doc["solver"].get("integral_objective")
+    if isinstance(integral, int | float):
+        gain = doc["objective"] - integral
+        pct = f"{100 * gain / abs(integral):+.2f}%" if integral else "n/a"
+        out.append(f"  split traffic: {'+' if gain >= 0 else '-'}{_money(abs(gain))}{cur} "
+                   f"({pct}) over the best integral plan")
+    return out
 
 
 def _conflict_line(c: dict[str, Any]) -> str:
@@ -120,6 +137,8 @@ def _offer_lines(offers: list[dict[str, Any]], top: int, segments: int) -> list[
         lines.append(f"  {seg}")
         for o in seg_offers[:top]:
             perk = f" + {o['perk']}" if o["perk"] else ""
+            if o.get("share", 1.0) < 1.0:  # split traffic: seen by part of the views
+                perk += f" ({100 * o['share']:.0f}% of views)"
             deal = f"{o['discount'] * 100:.0f}% off" if o["discount"] > 0 else "list price"
             lines.append(f"    {o['bundle']:<26}{deal:>11}{perk:<24} {_money(o['price']):>10}"
                          f"  {o['expected_takes']:>9,.1f} takes  +{_money(o['expected_incremental_margin'])}")

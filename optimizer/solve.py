@@ -19,17 +19,20 @@ from optimizer.backends import (
     Termination,
     get_backend,
 )
+from optimizer.backends.highs import after_fork
 from optimizer.candidates import Candidates, expand
 from optimizer.coupling import VariantRows
-from optimizer.decompose import decompose, gap_of
+from optimizer.decompose import DUAL_SHARE, Decomposition, decompose, gap_of
 from optimizer.diagnose import Diagnosis, diagnose
 from optimizer.errors import OfferOptError
 from optimizer.families import Family
-from optimizer.formulation import formulate, live_coupling, milp_problem
+from optimizer.formulation import Formulation, formulate, formulate_rows, live_coupling, milp_problem
 from optimizer.model import Instance
+from optimizer.offer_sets import OfferSets
 from optimizer.oracle import LocalOracle, Oracle
 from optimizer.segment_choice import SegmentChooser
 from optimizer.stability import Stability
+from optimizer.supervise import Channel, Collector, PlanMessage, Sink, Supervised, supervise
 from optimizer.warm import WarmStart
 
 
@@ -43,7 +46,16 @@ class Status(StrEnum):
     ERROR = "error"
 
 
-AUTO_EXACT_MAX_CANDIDATES = 400_000  # above this, `auto` decomposes instead of one MIP
+AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes above this
+# above this, `auto` decomposes (its LP step then runs over the candidates chosen near the
+# best multipliers) instead of solving the whole LP
+LP_MAX_CANDIDATES = 400_000
+SPLIT_MAX_CANDIDATES = 5_000_000  # the split plan solves the whole LP
+QUICK_SHARE, QUICK_MAX_SECONDS = 0.1, 10.0  # of a time limit, for a first plan before the LP
+RESTRICTED_PRICE_FACTORS = (0.0, 0.8, 1.0, 1.25)  # multiples of the best multipliers
+RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips its LP step
+RESTRICTED_MAX_CANDIDATES = 2_000_000
+DUAL_SHARE_BEFORE_LP = 0.2  # of the time limit for the multipliers, when the LP step follows
 MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that size
 
 
@@ -61,6 +73,7 @@ class SolveOptions:
     partitions: int | None = None  # Dask partitions (default: two per worker)
     previous: pd.DataFrame | None = None  # yesterday's offers: warm start, fallback, stability
     stability: Stability = field(default_factory=Stability)
+    split_traffic: bool = False  # the LP optimum as weighted offer sets (spec section 7)
 
     @property
     def limits(self) -> Limits:
@@ -85,6 +98,17 @@ class Solution:
     diagnosis: Diagnosis | None = None
     message: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # split traffic: weighted sets per segment over `candidates`; None for an integral plan
+    offer_sets: OfferSets | None = None
+    # the solve's earlier plans, best first: what a caller falls back on when a check fails
+    earlier: tuple[PlanMessage, ...] = ()
+
+    @property
+    def share(self) -> np.ndarray:
+        """Per candidate: the share of its segment's views that see it (spec section 7)."""
+        if self.offer_sets is None:
+            return self.selected.astype(np.float64)
+        return self.offer_sets.shares(len(self.candidates))
 
     @property
     def gap(self) -> float | None:
@@ -98,14 +122,20 @@ class Solution:
 
 
 def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
-    """Solve with the chosen method (exact MIP or decomposition); map the result to candidates."""
+    """Solve with the chosen method; map the result to candidates.
+
+    Local solves with a time limit run in a supervised child process (`optimizer.supervise`)
+    that is stopped at `time_limit` (counted from this call), so the limit holds whatever the
+    solver does; the best plan found by then is the result.
+    """
     options = options or SolveOptions()
     backend = get_backend(options.solver)
     start = time.perf_counter()
     if options.backend == "dask":
-        if options.method == "exact":
-            raise OfferOptError("--backend dask: must be used with --method decompose or auto "
-                                "(the exact MIP runs in one process), got --method exact")
+        if options.method in ("exact", "lp"):
+            raise OfferOptError(f"--backend dask: must be used with --method decompose or auto "
+                                f"(the {options.method} method runs in one process), "
+                                f"got --method {options.method}")
         if options.previous is not None:
             raise OfferOptError("--backend dask: yesterday's plan (warm start, stability) must "
                                 "be used with --backend local, got --backend dask")
@@ -113,21 +143,207 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
 
         return solve_on_dask(instance, options, backend, start)
     cands = expand(instance)
-    method = options.method
-    if method == "auto":
-        method = "exact" if len(cands) <= AUTO_EXACT_MAX_CANDIDATES else "decompose"
+    method = _method(options, len(cands))
+    if not len(cands) or options.time_limit is None:  # no deadline to hold: solve here
+        here = Collector(options.progress)
+        found = _solve_here(instance, cands, method, options, backend, start, here)
+        earlier = sorted(here.plans, key=lambda p: -p.objective)
+        return dataclasses.replace(found.solution_for(instance, cands), earlier=tuple(earlier))
+    deadline = start + options.time_limit
+
+    def work(channel: Channel) -> Final:
+        after_fork()
+        return _solve_here(instance, cands, method, options, backend, start, channel)
+
+    run = supervise(work, deadline, options.progress)
+    return _assemble(instance, cands, method, options, run, start)
+
+
+def _method(options: SolveOptions, n_candidates: int) -> str:
+    if options.method not in ("auto", "exact", "lp", "decompose"):
+        raise OfferOptError(f"method: must be one of auto, exact, lp, decompose, got "
+                            f"{options.method!r}")
+    if options.split_traffic and options.stability.constrains:
+        raise OfferOptError("split_traffic: must be used without max_churn and change_penalty "
+                            "(the split plan is the LP optimum, which they do not shape), "
+                            "got stability settings")
+    if options.split_traffic and options.method not in ("auto", "lp"):
+        raise OfferOptError(f"split_traffic: must be used with --method lp or auto (the LP "
+                            f"optimum is the split plan), got --method {options.method}")
+    if options.split_traffic and n_candidates > SPLIT_MAX_CANDIDATES:
+        raise OfferOptError(f"split_traffic: must be used on instances of at most "
+                            f"{SPLIT_MAX_CANDIDATES:,} candidate variants (the whole LP is "
+                            f"solved), got {n_candidates:,}")
+    if options.split_traffic:
+        return "lp"
+    if options.method != "auto":
+        return options.method
+    if options.previous is not None:  # the warm start and stability rows live in the exact MIP
+        return "exact" if n_candidates <= AUTO_EXACT_MAX_CANDIDATES else "decompose"
+    return "lp" if n_candidates <= LP_MAX_CANDIDATES else "decompose"
+
+
+@dataclass(frozen=True)
+class Final:
+    """What a finished solve hands back across the process boundary: the Solution without
+    the instance (the parent has it) and with its plan as compact arrays."""
+
+    solution: Solution
+    plan: PlanMessage | None
+
+    @classmethod
+    def of(cls, solution: Solution) -> Final:
+        how = str(solution.extra.get("recovery", solution.method))
+        plan = _plan_message(solution, how) if solution.objective is not None else None
+        # the parent has the instance and the candidates: only the plan's rows travel
+        light = dataclasses.replace(solution, instance=None, candidates=None,  # type: ignore[arg-type]
+                                    selected=None, offer_sets=None)  # type: ignore[arg-type]
+        return cls(light, plan)
+
+    def solution_for(self, instance: Instance, cands: Candidates) -> Solution:
+        if self.plan is None:
+            return dataclasses.replace(self.solution, instance=instance,
+                                       candidates=cands.subset(np.zeros(0, np.int64)),
+                                       selected=np.zeros(0, dtype=bool))
+        return dataclasses.replace(self.solution, instance=instance,
+                                   candidates=_plan_candidates(cands, self.plan),
+                                   selected=np.ones(len(self.plan.value), dtype=bool),
+                                   offer_sets=self.plan.sets)
+
+
+def _plan_message(solution: Solution, how: str) -> PlanMessage:
+    c = solution.candidates
+    pick = np.flatnonzero(solution.selected)
+    sets = None
+    if solution.offer_sets is not None:
+        sets = dataclasses.replace(solution.offer_sets,
+                                   member=np.searchsorted(pick, solution.offer_sets.member))
+    return PlanMessage(c.segment[pick], c.variant[pick], c.take_prob[pick], c.value[pick], how, sets)
+
+
+def _solve_here(instance: Instance, cands: Candidates, method: str, options: SolveOptions,
+                backend: Backend, start: float, channel: Sink) -> Final:
+    """The solve itself, in this process or the supervised child; plans go to `channel`."""
+    history: list[list[float | None]] = []
+
+    def progress(snapshot: Progress) -> bool:
+        point = [round(time.perf_counter() - start, 3), snapshot.objective, snapshot.bound]
+        if not history or history[-1][1:] != point[1:]:
+            history.append(point)
+        return channel.progress(snapshot)
+
+    options = dataclasses.replace(options, progress=progress)
+
+    def on_plan(plan: Candidates, how: str) -> None:
+        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how))
+
     if method == "decompose" and len(cands):
-        return _decomposed(instance, cands, options, backend, start)
+        solution = _decomposed(instance, cands, options, backend, start, on_plan)
+    elif method == "lp" and len(cands):
+        solution = _lp_guided(instance, cands, options, backend, start, channel)
+    else:
+        solution = _exact(instance, cands, options, backend, start, on_plan)
+    if "history" not in solution.extra:  # the objective-and-bound curve, for every method
+        end = [round(time.perf_counter() - start, 3), solution.objective, solution.bound]
+        solution = dataclasses.replace(solution, extra={**solution.extra,
+                                                        "history": _thin([*history, end])})
+    return Final.of(solution)
+
+
+def _thin(points: list[list[float | None]], most: int = 200) -> list[list[float | None]]:
+    step = max(1, len(points) // most)
+    return [*points[:-1][::step], points[-1]]
+
+
+def _lp_guided(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
+               start: float, channel: Sink) -> Solution:
+    from optimizer.lp_guided import Found, lp_guided
+
+    form = formulate(instance, cands)
+    built = time.perf_counter()
+    best: list[Found] = []
+
+    def on_plan(found: Found) -> None:
+        best[:] = [found]
+        plan = cands.subset(found.positions)
+        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
+                                 found.how, found.sets))
+
+    quick = None
+    if options.time_limit is not None and not options.split_traffic:
+        quick = _quick_plan(instance, cands, form, options, backend, start, channel)
+    limits = dataclasses.replace(options.limits, time_limit=_remaining(options.time_limit, start))
+    outcome = lp_guided(cands, form, backend, limits, on_plan, options.split_traffic)
+    base = dict(instance=instance, coupling=form.per_take, solver=options.solver, method="lp",
+                build_seconds=built - start, solve_seconds=time.perf_counter() - built,
+                termination=outcome.termination.value)
+    extra: dict[str, object] = {"steps": outcome.steps,
+                                "history": _thin([list(h) for h in outcome.history] or [[0.0, None, None]])}
+    if outcome.lp_objective is not None:
+        extra["lp_bound"] = outcome.lp_objective
+    if outcome.integral_objective is not None:
+        extra["integral_objective"] = outcome.integral_objective
+    if outcome.infeasible or not best:
+        status = Status.INFEASIBLE if outcome.infeasible else (
+            Status.TIME_LIMIT if outcome.termination == Termination.TIME_LIMIT else Status.ERROR)
+        diagnosis = diagnose(instance, form, options.limits, backend) \
+            if status == Status.INFEASIBLE and options.diagnose else None
+        return Solution(candidates=cands, status=status, selected=np.zeros(len(cands), dtype=bool),
+                        objective=None, bound=None if outcome.infeasible else outcome.bound,
+                        diagnosis=diagnosis, extra=extra, **base)  # type: ignore[arg-type]
+    found = best[0]
+    if quick is not None and quick.objective is not None and quick.objective > found.objective:
+        return dataclasses.replace(quick, bound=None if outcome.bound is None else
+                                   max(outcome.bound, quick.objective), method="lp")
+    objective = found.objective
+    bound = None if outcome.bound is None else max(outcome.bound, objective)
+    proved = outcome.termination == Termination.OPTIMAL or (
+        bound is not None and relative_gap(objective, bound) <= options.gap)
+    status = Status.OPTIMAL if proved else Status.FEASIBLE
+    extra["recovery"] = found.how
+    return Solution(candidates=cands.subset(found.positions), status=status,
+                    selected=np.ones(len(found.positions), dtype=bool), objective=objective,
+                    bound=bound, offer_sets=found.sets, extra=extra, **base)  # type: ignore[arg-type]
+
+
+def _quick_plan(instance: Instance, cands: Candidates, form: Formulation, options: SolveOptions,
+                backend: Backend, start: float, channel: Sink) -> Solution | None:
+    """A plan within seconds, before the LP: a short decomposition and its greedy repair, so
+    that a deadline that comes before the LP is solved still ends with a plan."""
+    seconds = min(QUICK_MAX_SECONDS, QUICK_SHARE * float(options.time_limit or 0.0))
+    quick_options = dataclasses.replace(options, time_limit=time.perf_counter() - start + seconds,
+                                        diagnose=False)
+
+    def on_plan(plan: Candidates, how: str) -> None:
+        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
+                                 f"quick plan: {how}"))
+
+    found = decomposed_solution(instance, LocalOracle(cands), form.per_take, len(cands),
+                                quick_options, backend, start, time.perf_counter(), on_plan)
+    return found if found.objective is not None else None
+
+
+def _exact(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
+           start: float, on_plan: Callable[[Candidates, str], None]) -> Solution:
     form = formulate(instance, cands)
     problem = milp_problem(form)
     warm = None
     if options.previous is not None:
         warm = WarmStart.build(instance, cands, form.per_take, SegmentChooser(cands),
                                options.previous, options.stability)
-        problem = warm.problem(problem)
+        problem = warm.problem(problem, form.start)
+        fallback = warm.fallback_plan()
+        if fallback is not None and warm.within_churn(fallback):
+            on_plan(fallback, "yesterday's plan, made feasible")
     built = time.perf_counter()
+
+    def on_solution(x: np.ndarray) -> None:
+        on_plan(cands.subset(np.flatnonzero(x[: len(cands)] > 0.5)), "the exact MIP's incumbent")
+
+    limits = dataclasses.replace(options.limits, time_limit=_remaining(options.time_limit, start),
+                                 on_solution=on_solution)
     # No candidates means every lo_eff is 0: showing nothing is the one plan, and optimal.
-    result = backend(problem, options.limits) if len(cands) else \
+    result = backend(problem, limits) if len(cands) else \
         MilpSolution(Termination.OPTIMAL, np.zeros(0), 0.0)
     solved = time.perf_counter()
     timing = {"build_seconds": built - start, "solve_seconds": solved - built}
@@ -187,16 +403,52 @@ def _against_previous(found: Solution, warm: WarmStart, penalized_bound: float |
     return dataclasses.replace(found, extra=extra)
 
 
+def _assemble(instance: Instance, cands: Candidates, method: str, options: SolveOptions,
+              run: Supervised, start: float) -> Solution:
+    """The Solution from what the supervised child sent: its own result when it finished,
+    else (stopped at the deadline or cancelled) its best plan so far."""
+    earlier = run.best_first()
+    if run.result is not None:
+        final: Final = run.result
+        return dataclasses.replace(final.solution_for(instance, cands), earlier=tuple(earlier))
+    rows = live_coupling(instance, cands)
+    stopped = "stopped at the time limit" if run.stopped == "deadline" else "cancelled"
+    base = dict(instance=instance, coupling=rows, solver=options.solver, method=method,
+                build_seconds=0.0, solve_seconds=time.perf_counter() - start,
+                termination=Termination.TIME_LIMIT.value)
+    if not earlier:
+        return Solution(candidates=cands.subset(np.zeros(0, np.int64)), status=Status.TIME_LIMIT,
+                        selected=np.zeros(0, dtype=bool), objective=None, bound=None,
+                        message=f"{stopped} before any plan was found",
+                        **base)  # type: ignore[arg-type]
+    best = earlier[0]
+    # the last bound reported is on the whole problem, except under stability settings
+    seen = None if run.last_progress is None or options.previous is not None else \
+        run.last_progress.bound
+    bound = seen if seen is not None and seen >= best.objective else None
+    return Solution(candidates=_plan_candidates(cands, best), status=Status.FEASIBLE,
+                    selected=np.ones(len(best.value), dtype=bool), objective=best.objective,
+                    bound=bound, offer_sets=best.sets,
+                    message=f"{stopped}: the best plan found so far ({best.how})",
+                    extra={"recovery": best.how}, earlier=tuple(earlier[1:]),
+                    **base)  # type: ignore[arg-type]
+
+
+def _plan_candidates(cands: Candidates, plan: PlanMessage) -> Candidates:
+    return dataclasses.replace(cands, segment=plan.segment, variant=plan.variant,
+                               take_prob=plan.take_prob, value=plan.value)
+
+
 def _remaining(time_limit: float | None, start: float) -> float | None:
     return None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - start))
 
 
 def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
-                start: float) -> Solution:
+                start: float, on_plan: Callable[[Candidates, str], None]) -> Solution:
     rows = live_coupling(instance, cands)
     if options.previous is None:
         return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
-                                   backend, start, time.perf_counter())
+                                   backend, start, time.perf_counter(), on_plan)
     chooser = SegmentChooser(cands)  # the segments' structure: the same for adjusted values
     warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
     adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
@@ -212,15 +464,25 @@ def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, ba
 
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
                         options: SolveOptions, backend: Backend, start: float,
-                        built: float) -> Solution:
+                        built: float, on_plan: Callable[[Candidates, str], None] | None = None
+                        ) -> Solution:
     """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
-    the contested-segment MIP (growing to every segment on instances a MIP can take)."""
+    the contested-segment MIP (growing to every segment on instances a MIP can take).
+    Each plan found is handed to `on_plan` as soon as it is known."""
     from optimizer.recovery import recover, repair
 
+    small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
+    # with the restricted LP step to follow (its columns are a few per segment, about a
+    # tenth of all candidates), the multipliers need not be exact
+    lp_step = isinstance(oracle, LocalOracle) and not small and \
+        n_candidates <= 10 * RESTRICTED_MAX_CANDIDATES
+    share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     d = decompose(oracle, rows, _remaining(options.time_limit, start), options.gap,
-                  on_progress=options.progress)
+                  dual_share=share, on_progress=options.progress)
     plan = None if d.price is None else oracle.chosen(d.price)
     objective = None if plan is None else float(plan.value.sum())
+    if plan is not None and on_plan is not None:
+        on_plan(plan, d.recovery)
     how, infeasible = d.recovery, d.infeasible
     bound_seen = d.bound  # the Lagrangian bound, or a MIP's over every segment if lower
     moved = np.zeros(0, dtype=np.int64)
@@ -229,7 +491,15 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         if repaired.value.sum() > float(objective or 0.0):
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
-    small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
+            if on_plan is not None:
+                on_plan(plan, how)
+    left = _remaining(options.time_limit, start)
+    if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
+            (objective is None or gap_of(objective, d.bound) > options.gap) and \
+            (left is None or left > RESTRICTED_MIN_SECONDS):
+        found_lp = _restricted_lp(oracle, rows, d, options, backend, start, on_plan)
+        if found_lp is not None and (objective is None or found_lp[0].value.sum() > objective):
+            plan, objective, how = found_lp[0], float(found_lp[0].value.sum()), found_lp[1]
     left = _remaining(options.time_limit, start)
     if not infeasible and (objective is None or gap_of(objective, d.bound) > options.gap) and \
             (left is None or left > 1.0):
@@ -272,13 +542,42 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
                "history": _thinned(d.history, time.perf_counter() - start, objective, bound)})
 
 
+def _restricted_lp(oracle: LocalOracle, rows: VariantRows, d: Decomposition,
+                   options: SolveOptions, backend: Backend, start: float,
+                   on_plan: Callable[[Candidates, str], None] | None
+                   ) -> tuple[Candidates, str] | None:
+    """The LP-guided method over the candidates the segments choose near the best
+    multipliers: a restricted LP a few times the plan's size, whose plans are plans of the
+    whole problem (the bound stays the Lagrangian one)."""
+    from optimizer.lp_guided import Found, lp_guided
+
+    prices = [d.bound_price * f for f in RESTRICTED_PRICE_FACTORS]
+    if d.price is not None:
+        prices.append(d.price)
+    positions = np.unique(np.concatenate([oracle.choose(p) for p in prices]))
+    if len(positions) > RESTRICTED_MAX_CANDIDATES:  # its LP would not fit beside the solve
+        return None
+    restricted = oracle.cands.subset(positions)
+    best: list[Found] = []
+
+    def found(f: Found) -> None:
+        best[:] = [f]
+        if on_plan is not None:
+            on_plan(restricted.subset(f.positions), f"restricted LP: {f.how}")
+
+    limits = Limits(_remaining(options.time_limit, start), options.gap, options.threads)
+    lp_guided(restricted, formulate_rows(restricted, rows), backend, limits, found)
+    if not best:
+        return None
+    return restricted.subset(best[0].positions), (
+        f"LP-guided over {len(positions):,} candidates chosen near the best multipliers: "
+        f"{best[0].how}")
+
+
 def _thinned(history: list[tuple[float, float | None, float]], total: float,
-             objective: float | None, bound: float, points: int = 200) -> list[list[float | None]]:
-    """[seconds, objective, bound] along the multiplier search, at most `points` of them,
-    ending with the final plan (the gap-over-time curve)."""
-    step = max(1, len(history) // points)
-    out: list[list[float | None]] = [[round(t, 3), o, b] for t, o, b in history[::step]]
-    return [*out, [round(total, 3), objective, bound]]
+             objective: float | None, bound: float) -> list[list[float | None]]:
+    """[seconds, objective, bound] along the multiplier search, ending with the final plan."""
+    return _thin([*([round(t, 3), o, b] for t, o, b in history), [round(total, 3), objective, bound]])
 
 
 def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> list[dict[str, object]]:

@@ -137,9 +137,11 @@ def churn_budget(n_segments: int, max_churn: float) -> int:
 def stabilized(problem: MilpProblem, cands: Candidates, ref: Reference, stability: Stability,
                forced: np.ndarray, start: np.ndarray | None) -> MilpProblem:
     """The MIP with the change penalty in its objective and, with `max_churn`, one binary
-    `changed_s` per segment not `forced` to change, and the budget row over them."""
-    n = len(cands)
-    objective = problem.objective + ref.penalty(cands, stability.change_penalty)
+    `changed_s` per segment not `forced` to change, and the budget row over them. The
+    problem's first columns are the candidates'; any after them (takes) are left as they are."""
+    n = problem.matrix.shape[1]
+    penalty = ref.penalty(cands, stability.change_penalty)
+    objective = problem.objective + np.r_[penalty, np.zeros(n - len(penalty))]
     x0 = start
     if stability.max_churn is None:
         return MilpProblem(objective, problem.matrix, problem.row_lower, problem.row_upper,
@@ -158,7 +160,7 @@ def stabilized(problem: MilpProblem, cands: Candidates, ref: Reference, stabilit
     budget = sp.hstack([sp.csr_matrix((1, n)), sp.csr_matrix(np.ones((1, len(free))))])
     widened = sp.hstack([problem.matrix, sp.csr_matrix((problem.matrix.shape[0], len(free)))])
     if start is not None:
-        chosen = cands.subset(np.flatnonzero(start > 0.5))
+        chosen = cands.subset(np.flatnonzero(start[: len(cands)] > 0.5))
         x0 = np.r_[start, ref.changes(chosen)[free] > 0].astype(np.float64)
     limit = churn_budget(len(forced), stability.max_churn)
     return MilpProblem(

@@ -4,6 +4,7 @@ warm start and always a candidate), and the stability settings' objective and ro
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -41,12 +42,15 @@ class WarmStart:
         x[self.fallback] = 1.0
         return x
 
-    def problem(self, plain: MilpProblem) -> MilpProblem:
-        """The MIP to solve: stabilized when asked, starting from the fallback."""
+    def problem(self, plain: MilpProblem, complete: Callable[[np.ndarray], np.ndarray]
+                ) -> MilpProblem:
+        """The MIP to solve: stabilized when asked, starting from the fallback (`complete`
+        adds the problem's columns beyond the candidates to a start)."""
+        start = self.start()
+        full = None if start is None else complete(start)
         if self.stability.constrains:
-            return stabilized(plain, self.cands, self.ref, self.stability, self.forced,
-                              self.start())
-        return dataclasses.replace(plain, start=self.start())
+            return stabilized(plain, self.cands, self.ref, self.stability, self.forced, full)
+        return dataclasses.replace(plain, start=full)
 
     def adjusted_values(self) -> np.ndarray:
         """Candidate values with the change penalty (the decomposition's objective)."""

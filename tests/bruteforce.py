@@ -191,3 +191,41 @@ def _aggregate(plan: tuple[Variant, ...], stocked: list[str]) -> list[float]:
     margin = sum(v.takes * v.margin for v in plan)
     usage = [sum(v.takes * v.qty.get(i, 0) for v in plan) for i in stocked]
     return [value, rev, disc_rev, listed, disc_val, spend, margin, *usage]
+
+
+def lp_optimum(doc: dict[str, Any]) -> float | None:
+    """The LP relaxation's optimum, from the enumeration: each segment mixes its own plans
+    (weights summing to 1) and the coupling rows hold on the mix. None if infeasible."""
+    from scipy.optimize import linprog
+
+    pol = doc.get("policy") or {}
+    variants = variants_of(doc)
+    stocked = [i["id"] for i in doc["items"] if i.get("stock") is not None]
+    stock = [float(i["stock"]) for i in doc["items"] if i.get("stock") is not None]
+    columns, owner = [], []
+    for k, seg in enumerate(doc["segments"]):
+        for plan in segment_plans(doc, seg, variants[seg["id"]]):
+            columns.append(_aggregate(plan, stocked))
+            owner.append(k)
+    agg = np.array(columns).T  # aggregates x columns
+    value, rev, disc_rev, listed, disc_val, spend, margin = agg[:7]
+    rows, limits = [*agg[7:7 + len(stocked)]], [*stock]
+    if pol.get("max_discounted_share") is not None:
+        rows.append(disc_rev - pol["max_discounted_share"] * rev)
+        limits.append(0.0)
+    if pol.get("max_avg_discount") is not None:
+        rows.append(disc_val - pol["max_avg_discount"] * listed)
+        limits.append(0.0)
+    if pol.get("promotion_budget") is not None:
+        rows.append(spend)
+        limits.append(pol["promotion_budget"])
+    if pol.get("min_aggregate_margin_rate") is not None:
+        rows.append(pol["min_aggregate_margin_rate"] * rev - margin)
+        limits.append(0.0)
+    segments = len(doc["segments"])
+    eq = np.zeros((segments, len(owner)))
+    eq[owner, np.arange(len(owner))] = 1.0
+    result = linprog(-value, A_ub=np.array(rows) if rows else None,
+                     b_ub=np.array(limits) if rows else None, A_eq=eq, b_eq=np.ones(segments),
+                     bounds=(0, None), method="highs")
+    return float(-result.fun) if result.status == 0 else None

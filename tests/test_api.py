@@ -65,6 +65,7 @@ def test_openapi_documents_every_route(app: Flask, client: FlaskClient) -> None:
     ("post", "/v1/catalog-plans"), ("get", "/v1/runs/x"), ("delete", "/v1/runs/x"),
     ("get", "/v1/runs/x/plan"), ("post", "/v1/plans/x/publish"), ("post", "/v1/plans/rollback"),
     ("get", "/v1/plans/active"), ("get", "/v1/offers?segment=a"),
+    ("post", "/v1/traffic-salt/rotate"),
 ])
 def test_every_protected_call_refuses_missing_and_unknown_tokens(client: FlaskClient, method: str,
                                                                  path: str) -> None:
@@ -77,6 +78,7 @@ def test_every_protected_call_refuses_missing_and_unknown_tokens(client: FlaskCl
 @pytest.mark.parametrize(("method", "path"), [
     ("post", "/v1/catalog-plans"), ("get", "/v1/runs/x"), ("delete", "/v1/runs/x"),
     ("post", "/v1/plans/x/publish"), ("post", "/v1/plans/rollback"),
+    ("post", "/v1/traffic-salt/rotate"),
 ])
 def test_storefront_may_not_write(client: FlaskClient, method: str, path: str) -> None:
     response = getattr(client, method)(path, headers=STOREFRONT)
@@ -90,7 +92,7 @@ def test_submit_solve_publish_and_serve(client: FlaskClient, demo_doc: dict[str,
     assert response.headers["Location"] == f"/v1/runs/{response.get_json()['run_id']}"
     run = wait_for_run(client, response.get_json()["run_id"])
     assert run["status"] == "succeeded" and run["plan_status"] == "optimal"
-    assert run["progress"]["gap"] == 0.0 and run["started_at"] <= run["finished_at"]
+    assert 0 <= run["progress"]["gap"] <= 1e-4 and run["started_at"] <= run["finished_at"]
     plan = client.get(f"/v1/runs/{run['id']}/plan", headers=MERCHANDISER)
     assert plan.get_json()["format"] == "offeropt/plan@1"
     csv = client.get(f"/v1/runs/{run['id']}/plan", headers={**MERCHANDISER, "Accept": "text/csv"})
@@ -100,7 +102,8 @@ def test_submit_solve_publish_and_serve(client: FlaskClient, demo_doc: dict[str,
     published = client.post(f"/v1/plans/{run['plan_id']}/publish", headers=MERCHANDISER)
     assert published.status_code == 200 and published.get_json()["version"] == 1
     active = client.get("/v1/plans/active", headers=STOREFRONT).get_json()
-    assert active["plan_id"] == run["plan_id"] and active["plan"]["objective"] == run["objective"]
+    assert active["plan_id"] == run["plan_id"]
+    assert active["plan"]["objective"] == pytest.approx(run["objective"], rel=1e-12)
 
     offers = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT)
     body = offers.get_json()
@@ -224,26 +227,29 @@ def test_cancel_a_running_solve(client: FlaskClient) -> None:
     assert running["status"] == "running"
     time.sleep(2)
     assert client.delete(f"/v1/runs/{run_id}", headers=MERCHANDISER).status_code == 202
-    done = wait_for_run(client, run_id, timeout=60)
+    done = wait_for_run(client, run_id, timeout=180)
     assert done["status"] == "cancelled"
-    assert done["finished_at"] - done["started_at"] < 120
+    assert done["finished_at"] - done["started_at"] < 300  # far from its 600 s limit
 
 
 def test_progress_is_reported_while_running(client: FlaskClient) -> None:
+    """A gap of 0 on this instance is out of reach in any time a test allows, so the solve is
+    still running when progress shows, on a fast machine as on a loaded one; the test then
+    cancels it instead of waiting for a time limit (whose outcome depends on the machine)."""
     doc = json.loads((ROOT / "instances" / "small.json").read_text())
-    run_id = client.post("/v1/catalog-plans?time_limit=8&gap=0", json=doc,
+    run_id = client.post("/v1/catalog-plans?time_limit=600&gap=0", json=doc,
                          headers=MERCHANDISER).get_json()["run_id"]
-    seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while True:
         body = client.get(f"/v1/runs/{run_id}", headers=MERCHANDISER).get_json()
-        if body["status"] == "running" and body["progress"]:
-            seen.append(body["progress"])
-        if body["status"] in ("succeeded", "failed"):
+        if (body["status"] != "queued" and body["progress"]) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert seen and {"objective", "bound", "gap", "elapsed"} <= set(seen[-1])
-    assert body["status"] == "succeeded" and body["plan_status"] == "feasible"
+    assert body["status"] == "running", body
+    assert {"objective", "bound", "gap", "elapsed"} <= set(body["progress"])
+    assert client.delete(f"/v1/runs/{run_id}", headers=MERCHANDISER).status_code == 202
+    done = wait_for_run(client, run_id, timeout=180)
+    assert done["status"] == "cancelled", done
 
 
 def test_publish_rules_and_rollback(client: FlaskClient, demo_doc: dict[str, Any]) -> None:
@@ -331,17 +337,20 @@ def test_a_new_plan_is_built_off_the_request_path(app: Flask, client: FlaskClien
     from api import offers as offers_module
 
     real_build = offers_module.ActiveIndex.build
-    release = __import__("threading").Event()
+    building, release = __import__("threading").Event(), __import__("threading").Event()
 
     def slow_build(bundle: dict[str, Any]) -> Any:
-        release.wait(10)  # a large plan takes seconds to index
+        building.set()
+        release.wait(60)  # a large plan takes seconds to index
         return real_build(bundle)
 
     monkeypatch.setattr(offers_module.ActiveIndex, "build", staticmethod(slow_build))
     client.post(f"/v1/plans/{second['plan_id']}/publish", headers=MERCHANDISER)
-    started = time.monotonic()
+    client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT)  # notices version 2
+    assert building.wait(60), "the new version's index was never built"
+    # Answered while the new index is still being built, so from the old one: had the request
+    # waited for the build, it would have taken the 60 s and answered version 2.
     during = client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT).get_json()
-    assert time.monotonic() - started < 1.0  # answered from the old index, not blocked
-    assert during["plan_version"] == 1 and during["offers"]
+    assert not release.is_set() and during["plan_version"] == 1 and during["offers"]
     release.set()
     assert offers_at_version(client, "loyal-checkout", 2)["plan_version"] == 2

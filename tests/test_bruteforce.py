@@ -12,16 +12,16 @@ from optimizer.check import check_plan
 from optimizer.io import instance_from_document
 from optimizer.plan import plan_document
 from optimizer.solve import SolveOptions, Status, solve
-from tests.bruteforce import best_objective
+from tests.bruteforce import best_objective, lp_optimum
 from tests.conftest import DATA
 from tests.strategies import tiny_instances
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _assert_matches_bruteforce(doc: dict[str, Any], solver: str) -> None:
+def _assert_matches_bruteforce(doc: dict[str, Any], solver: str, method: str = "auto") -> None:
     inst = instance_from_document(doc)
-    solution = solve(inst, SolveOptions(solver=solver, gap=0.0))
+    solution = solve(inst, SolveOptions(solver=solver, gap=0.0, method=method))
     # Solvers accept plans within feasibility tolerances: bracket by a strict and a loose oracle.
     strict, loose = best_objective(doc, rel_tol=1e-9), best_objective(doc, rel_tol=1e-5)
     if loose is None:
@@ -42,7 +42,36 @@ def _assert_matches_bruteforce(doc: dict[str, Any], solver: str) -> None:
 @SETTINGS
 @given(tiny_instances())
 def test_highs_equals_bruteforce(doc: dict[str, Any]) -> None:
-    _assert_matches_bruteforce(doc, "highs")
+    _assert_matches_bruteforce(doc, "highs", "exact")
+
+
+@SETTINGS
+@given(tiny_instances())
+def test_lp_guided_equals_bruteforce(doc: dict[str, Any]) -> None:
+    """The LP-guided path (relaxation, dive, closing MIP, full MIP) reaches the optimum."""
+    _assert_matches_bruteforce(doc, "highs", "lp")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_instances())
+def test_split_traffic_earns_the_lp_optimum(doc: dict[str, Any]) -> None:
+    """Every set is valid, each segment's weights sum to 1, and the value is the LP optimum
+    of the instance, computed from the enumeration of every segment's plans."""
+    inst = instance_from_document(doc)
+    solution = solve(inst, SolveOptions(split_traffic=True, method="lp"))
+    optimum = lp_optimum(doc)
+    if optimum is None:
+        assert solution.status == Status.INFEASIBLE
+        return
+    assert solution.status == Status.OPTIMAL and solution.objective is not None
+    assert solution.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
+    plan = plan_document(solution)
+    report = check_plan(inst, plan)  # validates every set, the weights and the marginals
+    assert report.ok, report.violations
+    weights: dict[str, float] = {}
+    for offer_set in plan.get("offer_sets") or []:
+        weights[offer_set["segment"]] = weights.get(offer_set["segment"], 0.0) + offer_set["weight"]
+    assert all(w == pytest.approx(1.0, abs=1e-9) for w in weights.values())
 
 
 @pytest.mark.slow

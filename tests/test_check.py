@@ -85,3 +85,133 @@ def _doc_with_stock(inst: Any, item: str, stock: float) -> dict[str, Any]:
         if entry["id"] == item:
             entry["stock"] = stock
     return doc
+
+
+# -- split traffic (spec section 7): offer sets ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[Any, Plan]:
+    from tests.split_helpers import split_solution, tight_demo
+
+    inst = tight_demo()
+    return inst, plan_document(split_solution(inst))
+
+
+def _set_index(plan: Plan, segment: str, set_id: str) -> int:
+    return next(i for i, e in enumerate(plan["offer_sets"])
+                if e["segment"] == segment and e["set"] == set_id)
+
+
+def test_split_plan_passes(split: tuple[Any, Plan]) -> None:
+    inst, plan = split
+    assert any(e["weight"] < 1 for e in plan["offer_sets"])  # the fixture does split traffic
+    report = check_plan(inst, plan)
+    assert report.ok, report.violations
+    assert report.objective == pytest.approx(plan["objective"])
+
+
+def test_split_plan_with_an_empty_set_passes() -> None:
+    """An empty set is a valid set where the segment may show nothing (lo_eff = 0)."""
+    from tests.split_helpers import split_solution, tight_demo_document
+
+    doc = tight_demo_document()
+    doc["policy"]["min_offers_per_view"] = 0
+    inst = instance_from_document(doc)
+    plan = plan_document(split_solution(inst))
+    assert any(not e["offers"] for e in plan["offer_sets"])
+    report = check_plan(inst, plan)
+    assert report.ok, report.violations
+
+
+def _in_set(segment: str, set_id: str, change: Callable[[dict[str, Any]], None]
+            ) -> Callable[[Plan], int]:
+    def tamper(plan: Plan) -> int:
+        i = _set_index(plan, segment, set_id)
+        change(plan["offer_sets"][i])
+        return i
+    return tamper
+
+
+def _weights(segment: str, **weights: float) -> Callable[[Plan], int]:
+    def tamper(plan: Plan) -> int:
+        for set_id, w in weights.items():
+            plan["offer_sets"][_set_index(plan, segment, set_id)]["weight"] = w
+        return -1
+    return tamper
+
+
+def _add(offers: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    return lambda entry: entry["offers"].extend(offers)
+
+
+def _plan_level(change: Callable[[Plan], None]) -> Callable[[Plan], int]:
+    def tamper(plan: Plan) -> int:
+        change(plan)
+        return -1
+    return tamper
+
+
+SAAS_10 = {"bundle": "saas-pro-upgrade", "discount": 0.1, "perk": None}
+SPLIT_TAMPERING: list[tuple[str, Callable[[Plan], int], str]] = [
+    ("weight above 1", _in_set("new-customers-product", "a", lambda e: e.update(weight=1.2)),
+     "offer_sets[{i}].weight: must be in (0, 1], got 1.2"),
+    ("weight zero", _in_set("champions-cart", "b", lambda e: e.update(weight=0)),
+     "offer_sets[{i}].weight: must be in (0, 1], got 0"),
+    ("weights sum below 1", _weights("champions-cart", b=0.05),
+     "segment 'champions-cart': offer set weights must sum to 1, got 0.957"),
+    ("weights moved between sets", _weights("champions-cart", a=0.8, b=0.2),
+     "share: must be the total weight of the offer sets holding it, 0.8, got 0.907"),
+    ("set id twice", _in_set("champions-cart", "b", lambda e: e.update(set="a")),
+     "offer_sets[{i}].set: must be unique within segment 'champions-cart', got 'a' again"),
+    ("set id empty", _in_set("champions-cart", "b", lambda e: e.update(set="")),
+     "offer_sets[{i}].set: must be a non-empty string, got ''"),
+    ("unknown segment", _in_set("champions-cart", "b", lambda e: e.update(segment="nobody")),
+     "offer_sets[{i}].segment: must be a segment of the instance, got 'nobody'"),
+    ("explore not a boolean", _in_set("champions-cart", "a", lambda e: e.update(explore="no")),
+     "offer_sets[{i}].explore: must be true or false, got 'no'"),
+    ("offers not a list", _in_set("champions-cart", "a", lambda e: e.update(offers="x")),
+     "offer_sets[{i}].offers: must be a list of objects"),
+    ("not a candidate", _in_set("hibernating-email", "a",
+                                lambda e: e["offers"][0].update(discount=0.33)),
+     "offer_sets[{i}].offers[0]: must be a candidate of segment 'hibernating-email', got "
+     "('hair-duo', 0.33, None)"),
+    ("not one of the plan's offers", _in_set("loyal-checkout", "a",
+                                             lambda e: e["offers"][1].update(discount=0.1)),
+     "offer_sets[{i}].offers[1]: must be one of the plan's offers, got ('loyal-checkout', "
+     "'hair-duo', 0.1, None)"),
+    ("two variants of a bundle", _in_set("loyal-checkout", "a",
+                                         lambda e: e["offers"].__setitem__(0, SAAS_10)),
+     "offer_sets[{i}]: at most one variant per bundle, got 2 of bundle 'saas-pro-upgrade'"),
+    ("two bundles of an exclusion group", _in_set("champions-product", "a", _add([
+        {"bundle": "camera-a7-upgrade", "discount": 0.0, "perk": None},
+        {"bundle": "camera-lens-kit", "discount": 0.0, "perk": None}])),
+     "offer_sets[{i}]: at most one bundle per exclusion group, got 2 in group 'camera-tier' "
+     "(camera-a7-upgrade, camera-lens-kit)"),
+    ("empty set where an offer is required", _in_set("new-customers-product", "a",
+                                                     lambda e: e.update(offers=[])),
+     "offer_sets[{i}]: must hold between 1 and 2 offers, got 0"),
+    ("too many offers in a set", _in_set("at-risk-account", "a", _add([
+        {"bundle": "lens-and-card", "discount": 0.0, "perk": None}])),
+     "offer_sets[{i}]: must hold between 1 and 3 offers, got 4"),
+    ("segment with offers but no sets", _plan_level(lambda p: p.update(offer_sets=[
+        e for e in p["offer_sets"] if e["segment"] != "saas-trial-account"])),
+     "segment 'saas-trial-account': has offers, so must have offer sets"),
+    ("offer_sets not a list", _plan_level(lambda p: p.update(offer_sets={})),
+     "offer_sets: must be a list of objects"),
+    ("sets on a plan without offers", _plan_level(lambda p: p.update(status="infeasible",
+                                                                     offers=[])),
+     "offer_sets: a plan with status 'infeasible' must have no offer sets"),
+]
+
+
+@pytest.mark.parametrize(("name", "tamper", "message"), SPLIT_TAMPERING,
+                         ids=[t[0] for t in SPLIT_TAMPERING])
+def test_tampered_split_plan_fails(split: tuple[Any, Plan], name: str,
+                                   tamper: Callable[[Plan], int], message: str) -> None:
+    inst, plan = split
+    plan = copy.deepcopy(plan)
+    i = tamper(plan)
+    expected = message.format(i=i)
+    report = check_plan(inst, plan)
+    assert any(expected in v for v in report.violations), report.violations

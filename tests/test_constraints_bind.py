@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from optimizer.candidates import expand
 from optimizer.check import check_plan
 from optimizer.io import instance_from_document
 from optimizer.plan import plan_document
@@ -63,7 +64,7 @@ def test_one_variant_per_bundle_binds() -> None:
     solution, plan = run(base())
     pairs = [(o["segment"], o["bundle"]) for o in plan["offers"]]
     assert len(pairs) == len(set(pairs)) == 6  # three variants of each pair had positive value
-    per_pair_positive = (solution.candidates.value > 0).sum() / 6
+    per_pair_positive = (expand(solution.instance).value > 0).sum() / 6
     assert per_pair_positive > 1
 
 
@@ -125,7 +126,7 @@ def test_aggregate_margin_binds() -> None:
 
 def test_margin_floor_excludes_deep_discounts() -> None:
     solution = assert_binds(base(), with_policy(min_margin_rate=0.4), "must be a candidate")
-    kept = solution.candidates
+    kept = expand(solution.instance)
     assert ((kept.margin - 0.4 * kept.revenue) >= 0).all()
 
 
@@ -156,7 +157,7 @@ def test_negative_uplift_is_excluded_by_default() -> None:
     allowed = copy.deepcopy(doc)
     allowed["policy"]["allow_negative_uplift"] = True
     allowed_solution, _ = run(allowed)
-    assert len(allowed_solution.candidates) > len(solution.candidates)
+    assert len(expand(allowed_solution.instance)) > len(expand(solution.instance))
 
 
 def test_unfilled_slots_are_warned_and_lo_is_capped() -> None:

@@ -21,10 +21,12 @@ from api.store.schema import (
     MIGRATIONS,
     active,
     catalog_plans,
+    new_salt,
     plans,
     publications,
     runs,
     schema_version,
+    traffic_salt,
 )
 
 
@@ -299,13 +301,36 @@ class Store:
             row = conn.execute(sa.select(active.c.plan_id, active.c.version)).mappings().first()
         return None if row is None else dict(row)
 
+    def serving(self) -> dict[str, Any] | None:
+        """The active plan's id and version, and the traffic salt (one cheap query, polled
+        by the offer index: a new version or a rotated salt makes it move)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(active.c.plan_id, active.c.version,
+                                         _salt_now())).mappings().first()
+        return None if row is None else dict(row)
+
+    def rotate_salt(self, actor: str) -> dict[str, Any]:
+        """A new traffic salt: split segments' customers are assigned to offer sets afresh."""
+        values = {"salt": new_salt(), "rotated_at": time.time(), "rotated_by": actor}
+        with self._write() as conn:
+            current = conn.execute(sa.select(traffic_salt.c.version)
+                                   .where(traffic_salt.c.id == 1)).scalar()
+            version = 1 if current is None else int(current) + 1
+            if current is None:
+                conn.execute(traffic_salt.insert().values(id=1, version=version, **values))
+            else:
+                conn.execute(traffic_salt.update().where(traffic_salt.c.id == 1)
+                             .values(version=version, **values))
+        return {"salt_version": version, "rotated_at": values["rotated_at"], "rotated_by": actor}
+
     def active_bundle(self) -> dict[str, Any] | None:
-        """The active plan with its version and the catalog it was solved from."""
+        """The active plan with its version and the catalog it was solved from, and the
+        traffic salt read with them."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(active.c.version, plans.c.id, plans.c.document.label("plan"),
                           catalog_plans.c.document.label("catalog"), publications.c.created_at,
-                          publications.c.actor)
+                          publications.c.actor, _salt_now())
                 .join(plans, plans.c.id == active.c.plan_id)
                 .join(runs, runs.c.id == plans.c.run_id)
                 .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
@@ -317,6 +342,12 @@ class Store:
             rows = conn.execute(sa.select(publications).order_by(publications.c.version.desc())
                                 .limit(limit)).mappings().all()
         return [dict(r) for r in rows]
+
+
+def _salt_now() -> sa.Label[Any]:
+    """The traffic salt as a column of any query ("" if its row is missing)."""
+    salt = sa.select(traffic_salt.c.salt).where(traffic_salt.c.id == 1).scalar_subquery()
+    return sa.func.coalesce(salt, "").label("salt")
 
 
 def _pid_alive(pid: int) -> bool:

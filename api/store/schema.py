@@ -6,6 +6,8 @@ the applied version recorded in `schema_version`; a new schema change appends a 
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -96,6 +98,22 @@ nightly_runs = sa.Table(
 )
 
 
+# Exactly one row (id = 1): the salt of the storefront's split-traffic assignment (spec
+# section 7). It changes only when a merchandiser rotates it, never with a plan.
+traffic_salt = sa.Table(
+    "traffic_salt", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # 1, then one more per rotation
+    sa.Column("rotated_at", sa.Float, nullable=False),
+    sa.Column("rotated_by", sa.String(64), nullable=False),
+)
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
 def _v1(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[catalog_plans, runs, plans, publications, active])
 
@@ -104,4 +122,10 @@ def _v2(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[nightly_runs])
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+def _v3(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[traffic_salt])
+    conn.execute(traffic_salt.insert().values(id=1, salt=new_salt(), version=1,
+                                              rotated_at=time.time(), rotated_by="migration"))
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]

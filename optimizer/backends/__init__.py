@@ -27,6 +27,7 @@ class MilpProblem:
     integer: np.ndarray  # bool per column
     maximize: bool = True
     start: np.ndarray | None = None  # a feasible point to start from (a warm start), if known
+    row_family: np.ndarray | None = None  # int8 Family per row, where the builder knows it
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Limits:
     threads: int | None = None
     # Called while the solve runs (by backends that can); returning True stops it.
     progress: Callable[[Progress], bool] | None = None
+    # Called with each improved solution vector (by backends that can).
+    on_solution: Callable[[np.ndarray], None] | None = None
 
 
 @dataclass(frozen=True)

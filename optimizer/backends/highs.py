@@ -6,6 +6,8 @@ the run time on large models; `passModel` with CSC arrays does not.
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,18 +27,65 @@ _STOPPED = {
 }
 _INFEASIBLE = {highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible}
 _FEASIBLE_POINT = 2  # HiGHS solution status "feasible"
+MIP_FEASIBILITY_TOLERANCE = 1e-8
+
+
+# HiGHS runs one thread pool per process, sized at its first run: None (no pool yet), 0 (its
+# default size) or a thread count. A run that asks for another count fails, so the pool is
+# restarted when the count changes.
+_pool: list[int | None] = [None]
+
+
+def after_fork() -> None:
+    """In a forked child: the inherited pool has no threads (a run would deadlock); drop it."""
+    highspy.Highs.resetGlobalScheduler(False)
+    _pool[0] = None
+
+
+def _use_threads(h: highspy.Highs, threads: int | None) -> None:
+    wanted = 0 if threads is None else int(threads)
+    current = _pool[0]
+    if wanted and current is not None and current != wanted:
+        highspy.Highs.resetGlobalScheduler(True)
+        current = None
+    if wanted:
+        h.setOptionValue("threads", wanted)
+    _pool[0] = wanted if current is None else current
+
+
+def new_highs(threads: int | None = None) -> highspy.Highs:
+    """A HiGHS instance that writes nothing to the console, on `threads` threads (None: any).
+
+    Since HiGHS 1.16 the constructor prints its banner on standard output before any option
+    can be set, which would corrupt `--json` output; file descriptor 1 points at /dev/null
+    for the construction only.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("log_to_console", False)
+    _use_threads(h, threads)
+    return h
 
 
 def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
-    h = highspy.Highs()
+    h = new_highs(limits.threads)
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "highs.log"
         _configure(h, limits, log_path)
-        h.passModel(_to_lp(problem))
+        h.passModel(to_highs_lp(problem))
         if problem.start is not None:
             start = highspy.HighsSolution()
             start.col_value = np.asarray(problem.start, dtype=np.float64).tolist()
             h.setSolution(start)  # HiGHS ignores a start that breaks a row
+        if limits.on_solution is not None:  # first: a plan is known before its progress line
+            _report_solutions(h, limits.on_solution)
         if limits.progress is not None:
             _report_progress(h, limits.progress)
         h.run()
@@ -70,17 +119,25 @@ def _report_progress(h: highspy.Highs, progress: Callable[[Progress], bool]) -> 
     h.cbMipImprovingSolution.subscribe(on_event)
 
 
+def _report_solutions(h: highspy.Highs, on_solution: Callable[[np.ndarray], None]) -> None:
+    def on_event(event: Any) -> None:
+        on_solution(np.asarray(event.data_out.mip_solution, dtype=np.float64))
+
+    h.cbMipImprovingSolution.subscribe(on_event)
+
+
 def _configure(h: highspy.Highs, limits: Limits, log_path: Path) -> None:
     h.setOptionValue("log_to_console", False)
     h.setOptionValue("log_file", str(log_path))
     h.setOptionValue("mip_rel_gap", float(limits.gap))
+    # The default (1e-6 on rows scaled to a unit coefficient) lets a plan overdraw a tight
+    # limit by more than the independent check accepts.
+    h.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
     if limits.time_limit is not None:
         h.setOptionValue("time_limit", float(limits.time_limit))
-    if limits.threads is not None:
-        h.setOptionValue("threads", int(limits.threads))
 
 
-def _to_lp(problem: MilpProblem) -> highspy.HighsLp:
+def to_highs_lp(problem: MilpProblem) -> highspy.HighsLp:
     csc = problem.matrix.tocsc()
     lp = highspy.HighsLp()
     lp.num_col_ = len(problem.objective)
