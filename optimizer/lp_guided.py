@@ -414,9 +414,13 @@ def _full_mip(run: _Run, lp_value: float) -> tuple[float, Termination]:
         start = np.zeros(len(run.cands))
         start[run.best.positions] = 1.0
         problem = dataclasses.replace(problem, start=run.form.start(start))
-    # the whole problem: its progress (objective, bound) is the method's
+    # the whole problem: its progress (objective, bound) is the method's, and each incumbent
+    # is a plan to keep should a deadline stop it
+    def incumbent(x: np.ndarray) -> None:
+        run.offer(np.flatnonzero(x[: len(run.cands)] > 0.5), "the whole MIP's incumbent")
+
     result = run.backend(problem, Limits(run.left(), run.limits.gap, run.limits.threads,
-                                         run.limits.progress))
+                                         run.limits.progress, incumbent))
     if result.x is not None:
         run.offer(np.flatnonzero(result.x[: len(run.cands)] > 0.5), "the whole MIP, after the LP")
     if result.termination == Termination.INFEASIBLE:

@@ -269,8 +269,11 @@ def _lp_guided(instance: Instance, cands: Candidates, options: SolveOptions, bac
         channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
                                  found.how, found.sets))
 
-    quick = None
-    if options.time_limit is not None and not options.split_traffic:
+    from optimizer.lp_guided import FULL_MIP_MAX_CANDIDATES
+
+    quick = None  # small instances: the LP takes a second, the MIP's incumbents come early
+    if options.time_limit is not None and not options.split_traffic and \
+            len(cands) > FULL_MIP_MAX_CANDIDATES:
         quick = _quick_plan(instance, cands, form, options, backend, start, channel)
     limits = dataclasses.replace(options.limits, time_limit=_remaining(options.time_limit, start))
     outcome = lp_guided(cands, form, backend, limits, on_plan, options.split_traffic)
