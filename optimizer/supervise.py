@@ -90,7 +90,6 @@ class Supervised:
     plans: list[PlanMessage] = field(default_factory=list)  # in the order found
     result: Any = None  # what the work returned; None when it was stopped
     stopped: str | None = None  # "deadline" or "cancelled" when the child was killed
-    seconds: float = 0.0
     last_progress: Progress | None = None
 
     def best_first(self) -> list[PlanMessage]:
@@ -100,7 +99,6 @@ class Supervised:
 def supervise(work: Callable[[Channel], Any], deadline: float | None,
               progress: Callable[[Progress], bool] | None = None) -> Supervised:
     """Run `work(channel)` in a forked child until it returns or `deadline` (perf_counter)."""
-    started = time.perf_counter()
     sys.stdout.flush()  # what the parent buffered must not be written twice
     sys.stderr.flush()
     context = mp.get_context("fork")
@@ -116,7 +114,6 @@ def supervise(work: Callable[[Channel], Any], deadline: float | None,
             os.kill(child.pid or 0, signal.SIGKILL)  # HiGHS's threads go with it
         child.join()
         receive.close()
-    out.seconds = time.perf_counter() - started
     return out
 
 
