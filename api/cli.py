@@ -96,13 +96,16 @@ def _nightly(args: argparse.Namespace) -> int:
     from api.joblog import JobLog
     from api.nightly import NightlyExit, NightlySettings, run_nightly
     from api.settings import from_environment
+    from api.store import make_engine
     from optimizer.stability import Stability
 
     config = from_environment()
+    url, create_folder, name = _store_url(args)
+    make_engine(url, create_folder, name).dispose()  # a bad URL or folder is refused first
     log = JobLog("nightly")
     settings = NightlySettings(
         catalog=args.catalog, exposures=args.exposures, time_limit=args.time_limit,
-        store_url=args.store or config["DATABASE_URL"], publish=args.publish,
+        store_url=url, publish=args.publish,
         run_key=args.run_key, method=args.method, gap=args.gap, threads=args.threads,
         report_dir=args.report_dir or Path(config["DATA_DIR"]) / "reports",
         stability=Stability(args.max_churn, args.change_penalty),
@@ -119,15 +122,30 @@ def _nightly(args: argparse.Namespace) -> int:
     return code
 
 
-def _rollback(args: argparse.Namespace) -> int:
+def _store_url(args: argparse.Namespace) -> tuple[str, bool, str]:
+    """The store's URL, whether its SQLite folder may be created (only the default store's),
+    and what messages call it."""
     from api.settings import from_environment
+
+    if args.store is not None:
+        return args.store, False, "--store"
+    explicit = bool(os.environ.get("OFFEROPT_DATABASE_URL"))
+    return from_environment()["DATABASE_URL"], not explicit, \
+        "OFFEROPT_DATABASE_URL" if explicit else "OFFEROPT_DATA_DIR"
+
+
+def _rollback(args: argparse.Namespace) -> int:
     from api.store import Conflict, NotFound, Store
 
-    store = Store.open(args.store or from_environment()["DATABASE_URL"])
+    store = Store.open(*_store_url(args))
     try:
-        version = store.rollback(f"cli:{getpass.getuser()}", args.to)
+        version = store.rollback(f"cli:{getpass.getuser()}", args.to, field="--to")
     except (Conflict, NotFound) as exc:
         print(f"error: rollback: {exc}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except SQLAlchemyError as exc:  # the store went away or refused the write
+        print(f"error: rollback: the store refused the change: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
         return ExitCode.INPUT_ERROR
     entry = next(p for p in store.history(limit=5) if p["version"] == version)
     print(f"plan {entry['plan_id']} active again as version {version} (rolled back by "

@@ -8,6 +8,7 @@ process died (a crash, a restart) as failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -22,7 +23,11 @@ from api.store import RunStatus, Store, make_engine, this_worker
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
 PROGRESS_SECONDS = 1.0
-KILL_GRACE_SECONDS = 30.0
+KILL_GRACE_SECONDS = 30.0  # past its time limit, before a run's process is killed
+# After a cancel, before the dispatcher kills a process that has not stopped by itself
+# (the solve itself sees a cancel within about PROGRESS_SECONDS; loading a large catalog
+# or checking its plan does not look).
+CANCEL_GRACE_SECONDS = 10.0
 
 
 def execute_run(database_url: str, run_id: str) -> None:
@@ -40,17 +45,25 @@ def execute_run(database_url: str, run_id: str) -> None:
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop), daemon=True)
     beat.start()
     try:
+        store.update_run(run_id, progress=json.dumps(asdict(Progress(None, None, None, 0.0))))
         options = json.loads(store.run(run_id)["options"])
         instance = instance_from_document(json.loads(store.catalog_document(run_id)),
                                           origin="catalog")
+        if store.cancel_requested(run_id):  # cancelled while the catalog loaded
+            store.finish_run(run_id, RunStatus.CANCELLED, None, checked=False,
+                             error="cancelled before the solve started")
+            return
         last = [0.0]
         cancelled = [False]
 
         def progress(p: Progress) -> bool:
+            """Called by the solve at least every second (`optimizer.supervise`): records
+            the snapshot, on the run's own clock, and looks for a cancel."""
             now = time.monotonic()
-            if now - last[0] >= PROGRESS_SECONDS:
+            if now - last[0] >= PROGRESS_SECONDS - 0.05:  # ticks a second apart all count
                 last[0] = now
-                store.update_run(run_id, progress=json.dumps(asdict(p)))
+                snapshot = dataclasses.replace(p, elapsed=round(now - started, 3))
+                store.update_run(run_id, progress=json.dumps(asdict(snapshot)))
                 cancelled[0] = store.cancel_requested(run_id)
             return cancelled[0]
 
@@ -164,7 +177,7 @@ class JobRunner:
             if child.cancel_seen is None and self.store.cancel_requested(run_id):
                 child.cancel_seen = now
             ignored_cancel = child.cancel_seen is not None and \
-                now - child.cancel_seen > KILL_GRACE_SECONDS
+                now - child.cancel_seen > CANCEL_GRACE_SECONDS
             if overdue or ignored_cancel:
                 child.process.kill()
                 child.process.wait()

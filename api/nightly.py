@@ -193,10 +193,11 @@ def _inputs(settings: NightlySettings, report: dict[str, Any], log: JobLog) -> I
     from optimizer.estimation.exposures import load_exposures
 
     est = estimate(instance, load_exposures(settings.exposures, instance))
-    from_data = int((est.responses["take_source"] == "data").sum())
+    source = est.responses["take_source"]
+    from_data, kept = int((source == "data").sum()), int((source == "instance").sum())
     report["estimation"] = {"responses": len(est.responses), "from_data": from_data,
-                            "pooled": len(est.responses) - from_data,
-                            "warnings": list(est.warnings)}
+                            "pooled": len(est.responses) - from_data - kept,
+                            "kept_from_instance": kept, "warnings": list(est.warnings)}
     log.info("estimated", **{k: v for k, v in report["estimation"].items() if k != "warnings"})
     return est.to_instance(instance)
 

@@ -1,8 +1,9 @@
 """The storefront call: offers for a segment from an in-memory index of the active plan.
 
-Each worker holds the index and checks the store's active version at most once per
-`INDEX_POLL_SECONDS`; a request never waits on a database query otherwise. The index is
-swapped in whole, so a request sees one complete plan, never a half-built one.
+Each worker holds the index and reads the store's active version on every request (one
+single-row query; at most once per `INDEX_POLL_SECONDS` when that is set). The index is
+swapped in whole, so a request sees one complete plan, never a half-built one, and only
+forward: a worker never answers an older plan version than one it has answered.
 
 Split traffic (spec section 7): when the plan has `offer_sets`, a view of a segment with
 several sets is served exactly one set, chosen by a stable hash of (salt, segment,
@@ -16,6 +17,7 @@ import bisect
 import dataclasses
 import hashlib
 import json
+import logging
 import random
 import threading
 import time
@@ -31,6 +33,9 @@ from api.store import Store
 
 offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
+BUILD_WAIT_SECONDS = 0.5  # how long a request waits for a new version's index
+FIRST_LOAD_SECONDS = 60.0  # how long a request waits for a worker's first index
+log = logging.getLogger(__name__)
 CUSTOMER, REQUEST, SEGMENT = "customer", "request", "segment"  # how a view got its set
 EMPTY_SET = "the offer set served to this view is empty"
 
@@ -187,8 +192,13 @@ def _segment_sets(version: int, plan: dict[str, Any],
 class IndexHolder:
     """Per process: the current index, rebuilt when the store's active version moves.
 
-    A rebuild (seconds for a large plan) runs on a background thread while requests keep
-    the old index; only a worker's very first load happens on the request that needs it.
+    Every request (or one per `poll_seconds`, when set) reads the store's active version:
+    one single-row query. When it moved, the new index is built on a background thread
+    while requests keep the old one, waiting at most BUILD_WAIT_SECONDS for it: a plan
+    that indexes in that time (most do) is already served by the first request after its
+    publication; a larger one is served as soon as it is built. A worker's very first
+    load happens on the request that needs it. The index only ever moves forward: a worker
+    never answers an older version than one it has answered.
     """
 
     def __init__(self, store: Store, poll_seconds: float) -> None:
@@ -196,7 +206,7 @@ class IndexHolder:
         self.index = ActiveIndex.empty()
         self._checked = -float("inf")
         self._lock = threading.Lock()
-        self._building = False
+        self._building: threading.Event | None = None  # set when the running build ends
 
     def current(self) -> ActiveIndex:
         now = time.monotonic()
@@ -206,30 +216,47 @@ class IndexHolder:
         return self.index
 
     def _refresh_if_moved(self) -> None:
-        active = self.store.serving()  # one indexed single-row read per poll interval
+        try:
+            active = self.store.serving()  # one indexed single-row read
+        except Exception:  # the store blinked: keep serving the plan in memory, if any
+            if self.index.version is None:
+                raise
+            log.warning("the store's active version could not be read", exc_info=True)
+            return
         if active is None:
             return
-        if active["version"] == self.index.version:
-            if active["salt"] != self.index.salt:  # answers do not depend on it: no rebuild
-                self.index = dataclasses.replace(self.index, salt=active["salt"])
+        known = self.index.version
+        if known is not None and active["version"] <= known:
+            with self._lock:  # answers do not depend on the salt: no rebuild
+                if self.index.version == active["version"] and self.index.salt != active["salt"]:
+                    self.index = dataclasses.replace(self.index, salt=active["salt"])
             return
         with self._lock:
-            if self._building:
-                return
-            self._building = True
-        if self.index.version is None:
-            self._build()
-        else:
-            threading.Thread(target=self._build, name="offeropt-index", daemon=True).start()
+            done, start = self._building, self._building is None
+            if done is None:
+                done = self._building = threading.Event()
+        if start and known is None:
+            self._build(done)
+        elif start:
+            threading.Thread(target=self._build, args=(done,), name="offeropt-index",
+                             daemon=True).start()
+        # a worker with nothing loaded yet waits for its first index (the first request
+        # builds it): "no plan is published" would be wrong while one is
+        done.wait(FIRST_LOAD_SECONDS if known is None else BUILD_WAIT_SECONDS)
 
-    def _build(self) -> None:
+    def _build(self, done: threading.Event) -> None:
         try:
             bundle = self.store.active_bundle()
             if bundle is not None:
-                self.index = ActiveIndex.build(bundle)  # one reference swap
+                built = ActiveIndex.build(bundle)
+                with self._lock:  # one reference swap, never to an older version
+                    if self.index.version is None or built.version is None or \
+                            built.version >= self.index.version:
+                        self.index = built
         finally:
             with self._lock:
-                self._building = False
+                self._building = None
+            done.set()
 
 
 @offers_api.get("/v1/offers")

@@ -8,10 +8,13 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
+from api.body import read_body
 from api.openapi import doc
 from api.problems import Problem
 from api.schemas import ActivePlan, Publication
 from api.store import Store
+from optimizer.errors import InputError
+from optimizer.io.safe_json import parse_json
 
 plans_api = Blueprint("plans", __name__)
 
@@ -39,7 +42,11 @@ def publish(plan_id: str) -> dict[str, Any]:
      {200: Publication, 409: "Nothing to roll back to"}, body={"application/json": "RollbackRequest"})
 @requires(MERCHANDISER)
 def rollback() -> dict[str, Any]:
-    body = request.get_json(silent=True) if request.get_data() else {}
+    data = read_body()
+    try:
+        body = (parse_json(data, "body") if request.is_json else None) if data else {}
+    except InputError:  # not JSON, or past a limit (too deep, a lone surrogate)
+        body = None
     if not isinstance(body, dict):
         raise Problem(400, "Bad Request", "body: must be a JSON object or empty")
     to_version = body.get("to_version")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
 from api.store import Conflict, NotFound
-from optimizer.errors import InputError
+from optimizer.errors import InputError, show_value
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -51,7 +52,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
-        return problem_response(404, "Not found", f"{exc.args[0]}: no such id")
+        return problem_response(404, "Not found", str(exc))
 
     @app.errorhandler(Conflict)
     def _conflict(exc: Conflict) -> Response:
@@ -76,11 +77,44 @@ def register(app: Flask) -> None:
 
 
 def _plain(issue: Any) -> Any:
+    """The issue's value as JSON: scalars as they are, anything large or odd as its text."""
     value = issue.value_text if issue.value_text is not None else issue.value
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return "nan"
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and inf are not JSON
+        return repr(value)
+    if isinstance(value, str) and not _encodable(value):  # a lone surrogate
+        return ascii(value)
+    if isinstance(value, list | tuple | dict) and not _small(value):
+        return show_value(value)
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return repr(value)
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _small(value: object, most: int = 100) -> bool:
+    """At most `most` scalars, all finite numbers or valid text, in all (value's nesting is
+    at most 64 levels: the readers refuse deeper documents)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > most:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif (isinstance(item, float) and not math.isfinite(item)) or (
+                isinstance(item, str) and not _encodable(item)):
+            return False
+    return True

@@ -12,13 +12,15 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request, url_for
 
 from api.auth import MERCHANDISER, requires
+from api.body import read_body, save_body
 from api.openapi import Param, doc
 from api.problems import Problem
 from api.schemas import PlanDocument, Run, RunCreated
 from api.store import Store
 from optimizer.errors import InputError, Issue
-from optimizer.io import instance_from_document, load_instance
+from optimizer.io import ZipLimits, instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
+from optimizer.io.safe_json import JsonSyntaxError, parse_json
 from optimizer.model import Instance
 from optimizer.plan import plan_csv
 
@@ -34,17 +36,20 @@ def _store() -> Store:
 def _parse_instance() -> Instance:
     ctype = (request.mimetype or "").lower()
     if ctype in ZIP_TYPES:
+        cfg = current_app.config
+        limits = ZipLimits(cfg["MAX_ZIP_ENTRIES"], cfg["MAX_UNZIPPED_BYTES"])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "catalog.zip"
-            path.write_bytes(request.get_data())
-            return load_instance(path)
+            save_body(path)
+            return load_instance(path, limits)
     if ctype != "application/json":
         raise Problem(415, "Unsupported Media Type",
                       f"Content-Type: must be application/json or application/zip, got {ctype!r}")
+    data = read_body()
     try:
-        doc_ = json.loads(request.get_data() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad Request", f"body: must be valid JSON, got {exc}") from exc
+        doc_ = parse_json(data, "body") if data else None
+    except JsonSyntaxError as exc:
+        raise Problem(400, "Bad Request", exc.describe()) from None
     return instance_from_document(doc_, origin="catalog")
 
 

@@ -12,10 +12,12 @@ DEFAULTS: dict[str, Any] = {
     "MERCHANDISER_TOKENS": "",  # comma-separated bearer tokens
     "STOREFRONT_TOKENS": "",
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,  # larger request bodies get 413
+    "MAX_UNZIPPED_BYTES": 512 * 1024 * 1024,  # a zip body's entries, inflated, all together
+    "MAX_ZIP_ENTRIES": 1000,  # entries in a zip body
     "SOLVE_WORKERS": 1,  # solve processes per app process
     "SOLVE_TIME_LIMIT": 300.0,  # default seconds per run
     "MAX_SOLVE_TIME_LIMIT": 3600.0,
-    "INDEX_POLL_SECONDS": 1.0,  # how often a worker checks for a newly published plan
+    "INDEX_POLL_SECONDS": 0.0,  # 0: a worker checks for a newly published plan on every request
     "OPS_PORT": None,  # when set, /healthz /readyz /metrics answer only on this port
     "RUN_JOBS": True,  # False: this process serves but never starts solves
     "PUBLISH_PAUSE_SECONDS": 0.0,  # fault injection for crash tests only
@@ -35,7 +37,8 @@ def finalize(config: dict[str, Any]) -> None:
                 "PUBLISH_PAUSE_SECONDS"):
         config[key] = float(config[key])
     config["SOLVE_WORKERS"] = int(config["SOLVE_WORKERS"])
-    config["MAX_CONTENT_LENGTH"] = int(config["MAX_CONTENT_LENGTH"])
+    for key in ("MAX_CONTENT_LENGTH", "MAX_UNZIPPED_BYTES", "MAX_ZIP_ENTRIES"):
+        config[key] = int(config[key])
     if config.get("OPS_PORT") is not None:
         config["OPS_PORT"] = int(config["OPS_PORT"])
 

@@ -85,3 +85,27 @@ def test_auto_against_plain_highs(tmp_path: Path, segments: int) -> None:
     if integral:
         print(f"  split traffic earns {lp_bound - integral:,.0f} "
               f"({(lp_bound - integral) / abs(integral):.3%}) over its integral plan")
+
+
+@pytest.mark.parametrize("segments", SEGMENTS)
+def test_split_by_columns_against_the_whole_lp(tmp_path: Path, segments: int) -> None:
+    """Split traffic by column generation from the multipliers (what catalogs above 5M
+    candidates get) against the whole LP solved at once (the baseline): the same value,
+    and the wall time of each."""
+    catalog = _catalog(tmp_path, segments)
+    whole, whole_s = _solve(catalog, "--split-traffic", "--method", "lp", "--time-limit",
+                            str(LIMIT))
+    columns, columns_s = _solve(catalog, "--split-traffic", "--method", "decompose",
+                                "--time-limit", str(LIMIT))
+    assert whole["status"] == "optimal"
+    if columns["status"] in ("optimal", "feasible"):
+        assert columns["solver"]["check"].startswith("passed")
+        assert columns["objective"] <= whole["objective"] * (1 + 1e-6)
+    print(f"\nrealistic {segments} segments, split traffic (limit {LIMIT:g} s)")
+    for name, plan, seconds in (("whole LP", whole, whole_s), ("column generation", columns,
+                                                                columns_s)):
+        objective = "-" if plan.get("objective") is None else f"{plan['objective']:,.0f}"
+        print(f"  {name:<18} {plan['status']:<10} objective {objective:>16}  below the whole "
+              f"LP {_below(plan, whole['objective']):>8}  wall {seconds:7.1f} s")
+    print(f"  wall ratio (columns / whole LP) {columns_s / whole_s:.2f}; "
+          f"{columns['solver'].get('recovery', '')}")

@@ -1,8 +1,12 @@
 """Independent re-verification of a plan against spec sections 3 and 4.
 
-Deliberately shares no code with `candidates`/`formulation`: it re-derives the
-semantics from the instance tables with its own joins, so a bug in the solver path
-cannot hide itself here.
+Deliberately shares no code with the solver path (`candidates`, `formulation`, `coupling`,
+`oracle`, `segment_choice`, ...): it re-derives the semantics from the instance tables with its
+own lookups, so a bug in the solver path cannot hide itself here. It derives only what the plan
+names, whatever the size of the instance: each offer is found by key in the tables
+(`optimizer.check_catalog`), the rules and claims of single offers are checked column-wise
+(`optimizer.check_offers`), offer sets likewise (`optimizer.check_sets`); this module holds the
+rules over the whole plan (constraints 1-7), the KPIs and the plan's own figures.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optimizer.check_catalog import Catalog
+from optimizer.check_offers import REL_TOL, Columns, match_offers, plan_issues, read_offers
+from optimizer.check_sets import check_offer_sets
 from optimizer.model import Instance
 
-REL_TOL = 1e-6
+__all__ = ["REL_TOL", "CheckReport", "check_plan", "evaluate_plan", "plan_issues"]
+
 STATUSES = {"optimal", "feasible", "infeasible", "time_limit", "error"}
 PLAN_STATUSES = {"optimal", "feasible"}
-_NO_PERK = "\0none"  # a join key for "no perk" that no perk id can equal
 
 
 @dataclass(frozen=True)
@@ -34,44 +41,8 @@ class CheckReport:
 
 
 def _close(a: float, b: float, scale: float = 1.0) -> bool:
-    return abs(a - b) <= REL_TOL * max(1.0, abs(a), abs(b), scale)
-
-
-def _variants(inst: Instance) -> pd.DataFrame:
-    """Every (segment, bundle, discount, perk) of a response, with its economics and verdict."""
-    pol = inst.policy
-    items = inst.items.set_index("id")
-    lines = inst.bundle_items.join(items[["price", "cost"]], on="item")
-    lines = lines.assign(p=lines["price"] * lines["qty"], c=lines["cost"] * lines["qty"])
-    econ = lines.groupby("bundle")[["p", "c"]].sum().rename(columns={"p": "ref", "c": "C"})
-    bundles = inst.bundles.set_index("id").join(econ)
-    bundles["P"] = bundles["price"].fillna(bundles["ref"])
-    bundles["floor"] = bundles["min_margin_rate"].fillna(pol.min_margin_rate)
-    ladder = [(b, float(d)) for b, own in zip(bundles.index, bundles["discounts"], strict=True)
-              for d in (pol.discount_ladder if own is None else own)]
-    ladders = pd.DataFrame(ladder, columns=["bundle", "discount"])
-    none = pd.DataFrame({"bundle": bundles.index, "perk": None, "perk_cost": 0.0, "lift": 0.0})
-    perks = inst.perks.rename(columns={"id": "perk", "cost": "perk_cost"})
-    options = pd.concat([none, perks[["bundle", "perk", "perk_cost", "lift"]]], ignore_index=True)
-    seg = inst.segments.set_index("id")
-    v = (inst.responses.merge(ladders, on="bundle").merge(options, on="bundle")
-         .join(bundles[["P", "C", "ref", "floor", "exclusion_group"]], on="bundle")
-         .join(seg[["views", "silent"]], on="segment"))
-    z = np.log(v["take_rate"] / (1 - v["take_rate"])) + v["price_sensitivity"] * v["discount"] \
-        + v["lift"]
-    v["prob"] = 1.0 / (1.0 + np.exp(-z))
-    v["r"] = v["P"] * (1 - v["discount"])
-    v["m"] = v["r"] - v["C"] - v["perk_cost"]
-    v["value"] = v["views"] * (v["prob"] * v["m"] - v["baseline_rate"] * (v["P"] - v["C"]))
-    ok = ~v["silent"] & (v["r"] > 0) & (v["m"] >= v["floor"] * v["r"] - 1e-9 * v["r"].abs())
-    if pol.max_discount is not None:
-        ok &= v["discount"] <= pol.max_discount
-    if not pol.allow_negative_uplift:
-        ok &= v["value"] >= -1e-9 * (v["views"] * v["P"]).abs()
-    v["candidate"] = ok
-    v["slot"] = np.where(v["exclusion_group"].isna(), "bundle:" + v["bundle"],
-                         "group:" + v["exclusion_group"].fillna(""))
-    return v
+    """Equal within REL_TOL; an infinite claim is equal to nothing (inf - inf is no number)."""
+    return math.isfinite(a - b) and abs(a - b) <= REL_TOL * max(1.0, abs(a), abs(b), scale)
 
 
 def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
@@ -82,25 +53,27 @@ def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
     if plan.get("instance") != inst.name:
         bad.append(f"instance: must be {inst.name!r}, got {plan.get('instance')!r}")
     status = plan.get("status")
+    status = status if isinstance(status, str) else repr(status)  # a list is not hashable
     if status not in STATUSES:
         bad.append(f"status: must be one of {sorted(STATUSES)}, got {status!r}")
-    offers = plan.get("offers")
-    if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
-        return CheckReport((*bad, "offers: must be a list of objects"), None, {})
+    malformed, offers = read_offers(plan)
+    if malformed:  # no rule can be evaluated on fields of the wrong type
+        return CheckReport((*bad, *(str(i) for i in malformed)), None, {})
     sets = plan.get("offer_sets")
     if status not in PLAN_STATUSES:
-        if offers:
+        if plan["offers"]:
             bad.append(f"offers: a plan with status {status!r} must have no offers")
         if sets:
             bad.append(f"offer_sets: a plan with status {status!r} must have no offer sets")
         return CheckReport(tuple(bad), None, {})
 
-    variants = _variants(inst)
-    chosen = _match_offers(_offers_frame(offers), variants, bad)
-    _check_constraints(inst, chosen, variants, bad)
+    cat, columns = Catalog(inst), Columns(offers)
+    chosen = match_offers(cat, columns, bad)
+    totals = _totals(cat, chosen)
+    _check_constraints(cat, chosen, totals, bad)
     if sets is not None:
-        _check_offer_sets(inst, sets, offers, variants, bad)
-    kpis = _kpis(inst, chosen)
+        check_offer_sets(cat, sets, columns, bad)
+    kpis = _kpis(inst, chosen, totals)
     objective = float(kpis["expected_incremental_margin"])
     _check_totals(plan, objective, kpis, bad)
     return CheckReport(tuple(bad), objective, kpis)
@@ -112,78 +85,50 @@ def evaluate_plan(truth: Instance, plan: dict[str, Any]) -> CheckReport:
     Unlike `check_plan` the plan's own figures are not compared (they came from other
     estimates); offers that are no variant of `truth` count as violations and add nothing.
     """
-    offers = plan.get("offers")
-    if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
-        return CheckReport(("offers: must be a list of objects",), None, {})
+    malformed, offers = read_offers(plan)
+    if malformed:
+        return CheckReport(tuple(str(i) for i in malformed), None, {})
     bad: list[str] = []
-    variants = _variants(truth)
-    chosen = _match_offers(_offers_frame(offers), variants, bad, compare_claims=False)
-    _check_constraints(truth, chosen, variants, bad)
-    kpis = _kpis(truth, chosen)
+    cat = Catalog(truth)
+    chosen = match_offers(cat, Columns(offers), bad, compare_claims=False)
+    totals = _totals(cat, chosen)
+    _check_constraints(cat, chosen, totals, bad)
+    kpis = _kpis(truth, chosen, totals)
     return CheckReport(tuple(bad), float(kpis["expected_incremental_margin"]), kpis)
 
 
-def _offers_frame(offers: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(offers, columns=["segment", "bundle", "discount", "perk", "share",
-                                         "reference_price", "price", "expected_takes",
-                                         "expected_incremental_margin"])
-
-
-def _match_offers(frame: pd.DataFrame, variants: pd.DataFrame, bad: list[str],
-                  compare_claims: bool = True) -> pd.DataFrame:
-    frame = frame.assign(perk=frame["perk"].where(frame["perk"].notna(), None), pos=range(len(frame)))
-    for i, share in enumerate(frame["share"]):
-        if not isinstance(share, int | float) or not 0 < share <= 1:
-            bad.append(f"offers[{i}].share: must be in (0, 1], got {share!r}")
-    key = ["segment", "bundle", "discount", "perk"]
-    v = variants.assign(perk=variants["perk"].fillna(_NO_PERK))
-    f = frame.assign(perk=frame["perk"].astype(object).fillna(_NO_PERK),
-                     discount=pd.to_numeric(frame["discount"], errors="coerce"))
-    m = f.merge(v, on=key, how="left", suffixes=("", "_v"), indicator="matched")
-    for row in m.itertuples():
-        where = f"offers[{row.pos}]"
-        if row.matched != "both":
-            perk = None if row.perk == _NO_PERK else row.perk
-            bad.append(f"{where}: must be a variant of a (segment, bundle) response with a discount"
-                       f" of the bundle's ladder and one of its perks, got ({row.segment!r}, "
-                       f"{row.bundle!r}, {row.discount!r}, {perk!r})")
-        elif not row.candidate:
-            bad.append(f"{where}: must be a candidate (segment not silent, r > 0, margin floor, "
-                       f"max_discount, non-negative uplift), got ({row.segment!r}, {row.bundle!r}, "
-                       f"discount {row.discount})")
-        elif compare_claims:
-            for field, truth in (("reference_price", row.ref), ("price", row.r),
-                                 ("expected_takes", row.share * row.views * row.prob),
-                                 ("expected_incremental_margin", row.share * row.value)):
-                got = getattr(row, field)
-                if not isinstance(got, int | float) or not _close(float(got), float(truth)):
-                    bad.append(f"{where}.{field}: must be {truth!r}, got {got!r}")
-    return m[m["matched"] == "both"].drop(columns="matched")
-
-
-def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFrame,
-                       bad: list[str]) -> None:
+def _check_constraints(cat: Catalog, chosen: pd.DataFrame, t: dict[str, Any], bad: list[str]) -> None:
+    """Constraints 1-7 over the offers that are variants, every figure weighted by `share`."""
     tol = 1e-6
-    per_pair = chosen.groupby(["segment", "bundle"])["share"].sum()
-    for (s, b), total in per_pair[per_pair > 1 + tol].items():
-        bad.append(f"segment {s!r}, bundle {b!r}: at most one variant, got shares summing to {total}")
-    grouped = chosen[chosen["exclusion_group"].notna()]
-    per_group = grouped.groupby(["segment", "exclusion_group"])["share"].sum()
-    for (s, g), total in per_group[per_group > 1 + tol].items():
-        bad.append(f"segment {s!r}, exclusion group {g!r}: at most one bundle, got {total}")
+    segments, bundles = cat.segment_ids, cat.bundle_ids
+    per_pair = chosen.groupby(["segment", "bundle"], sort=False)["share"].sum()
+    over = sorted((segments.iloc[s], bundles.iloc[b], total)
+                  for (s, b), total in per_pair[per_pair > 1 + tol].items())
+    bad += [f"segment {s!r}, bundle {b!r}: at most one variant, got shares summing to {total}"
+            for s, b, total in over]
+    grouped = chosen[chosen["group"] >= 0]
+    per_group = grouped.groupby(["segment", "group"], sort=False)["share"].sum()
+    over = sorted((segments.iloc[s], cat.group_names[g], total)
+                  for (s, g), total in per_group[per_group > 1 + tol].items())
+    bad += [f"segment {s!r}, exclusion group {g!r}: at most one bundle, got {total}"
+            for s, g, total in over]
 
-    pol = inst.policy
     shown = chosen.groupby("segment")["share"].sum()
-    for s, (lo_eff, hi) in _offer_limits(inst, variants).items():
-        n = float(shown.get(s, 0.0))
-        if not lo_eff - tol <= n <= hi + tol:
-            bad.append(f"segment {s!r}: must show between {lo_eff} and {hi} offers, got {n:g}")
+    n = np.zeros(len(segments))
+    n[shown.index.to_numpy(dtype=np.int64)] = shown.to_numpy(dtype=np.float64)
+    hi, lo = cat.hi, np.minimum(cat.lo, cat.hi)
+    short = np.flatnonzero(n < lo - tol)  # only these need lo_eff = min(lo, hi, slots)
+    lo[short] = np.minimum(lo[short], cat.slots(short))
+    wrong = np.flatnonzero(~((lo - tol <= n) & (n <= hi + tol)))
+    bad += [f"segment {s!r}: must show between {a} and {b} offers, got {k:g}"
+            for s, a, b, k in zip(segments.iloc[wrong].tolist(), lo[wrong].tolist(),
+                                  hi[wrong].tolist(), n[wrong].tolist(), strict=True)]
 
-    t = _totals(inst, chosen)
-    stock = inst.items.set_index("id")["stock"]
-    for item, u in t["used"].items():
-        if np.isfinite(stock[item]) and u > stock[item] + tol * max(1.0, stock[item]):
-            bad.append(f"inventory of {item!r}: must be <= stock {stock[item]:g}, got {u:.6g}")
+    pol, stock, used = cat.inst.policy, cat.inst.items["stock"].to_numpy(dtype=np.float64), t["used"]
+    over_stock = np.flatnonzero(np.isfinite(stock) & (used > stock + tol * np.maximum(1.0, stock)))
+    bad += [f"inventory of {i!r}: must be <= stock {s:g}, got {u:.6g}" for i, s, u in
+            sorted(zip(cat.inst.items["id"].iloc[over_stock].tolist(), stock[over_stock].tolist(),
+                       used[over_stock].tolist(), strict=True))]
 
     rev, listed, scale = t["revenue"], t["listed"], max(1.0, t["listed"])
     if pol.max_discounted_share is not None and \
@@ -203,165 +148,43 @@ def _check_constraints(inst: Instance, chosen: pd.DataFrame, variants: pd.DataFr
                    f"{t['margin'] / rev:.6g}")
 
 
-def _offer_limits(inst: Instance, variants: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """Per segment id: (lo_eff, hi) of constraint 3."""
-    pol = inst.policy
-    showable = variants[variants["candidate"]].groupby("segment")["slot"].nunique()
-    out = {}
-    for s, row in inst.segments.set_index("id").iterrows():
-        silent = bool(row["silent"])
-        hi = 0 if silent else int(pol.max_offers_per_view if pd.isna(row["max_offers"])
-                                  else row["max_offers"])
-        lo = 0 if silent else int(pol.min_offers_per_view if pd.isna(row["min_offers"])
-                                  else row["min_offers"])
-        out[str(s)] = (min(lo, hi, int(showable.get(s, 0))), hi)
-    return out
+def _totals(cat: Catalog, chosen: pd.DataFrame) -> dict[str, Any]:
+    """The plan's sums over offers, with w = share * V * p (spec section 4); a missing share
+    (NaN) adds nothing to a sum."""
+    c = {name: chosen[name].to_numpy(dtype=np.float64)
+         for name in ("share", "views", "prob", "value", "r", "P", "m", "discount", "perk_cost")}
+    w = c["share"] * c["views"] * c["prob"]
+    inst = cat.inst
+    lines = pd.DataFrame({"bundle": pd.Index(cat.bundle_ids).get_indexer(inst.bundle_items["bundle"]),
+                          "item": pd.Index(inst.items["id"]).get_indexer(inst.bundle_items["item"]),
+                          "qty": inst.bundle_items["qty"].to_numpy()})
+    lines = lines.merge(pd.DataFrame({"bundle": chosen["bundle"].to_numpy(), "w": w}), on="bundle")
+    per_item = (lines["w"] * lines["qty"]).groupby(lines["item"]).sum()
+    used = np.zeros(len(inst.items))
+    used[per_item.index.to_numpy()] = per_item.to_numpy(dtype=np.float64)
 
+    def total(x: np.ndarray) -> float:
+        return float(np.nansum(x))
 
-def _id(value: Any) -> Any:
-    """An id as a join key: strings and None as they are, anything else (malformed) as text."""
-    return value if value is None or isinstance(value, str) else f"\0{value!r}"
-
-
-def _number(value: Any) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if ok else math.nan
-
-
-def _offer_key(segment: Any, bundle: Any, discount: Any, perk: Any) -> tuple[Any, ...]:
-    """A hashable (segment, bundle, discount, perk); discounts compared to 1e-9."""
-    d = _number(discount)
-    return (_id(segment), _id(bundle), repr(discount) if math.isnan(d) else round(d, 9),
-            _NO_PERK if perk is None else _id(perk))
-
-
-def _check_offer_sets(inst: Instance, sets: Any, offers: list[dict[str, Any]],
-                      variants: pd.DataFrame, bad: list[str]) -> None:
-    """Spec section 7: every set meets constraints 1-3 on its own, a segment's weights sum to
-    1, and each offer's share is the total weight of the sets holding it."""
-    tol = 1e-6
-    if not isinstance(sets, list) or not all(isinstance(e, dict) for e in sets):
-        bad.append("offer_sets: must be a list of objects")
-        return
-    limits = _offer_limits(inst, variants)
-    group_of = dict(zip(inst.bundles["id"], inst.bundles["exclusion_group"], strict=True))
-    ids: dict[str, set[str]] = {}  # per segment with sets: its set ids
-    total: dict[str, float] = {}  # per segment: the sum of its sets' weights
-    rows = []  # (set, offer, segment, bundle, discount, perk, weight or None)
-    for i, entry in enumerate(sets):
-        where = f"offer_sets[{i}]"
-        s = entry.get("segment")
-        if not isinstance(s, str) or s not in limits:
-            bad.append(f"{where}.segment: must be a segment of the instance, got {s!r}")
-            continue
-        set_id = entry.get("set")
-        ids.setdefault(s, set())
-        if not isinstance(set_id, str) or not set_id:
-            bad.append(f"{where}.set: must be a non-empty string, got {set_id!r}")
-        elif set_id in ids[s]:
-            bad.append(f"{where}.set: must be unique within segment {s!r}, got {set_id!r} again")
-        else:
-            ids[s].add(set_id)
-        weight = entry.get("weight")
-        ok_weight = isinstance(weight, int | float) and not isinstance(weight, bool) \
-            and 0 < weight <= 1
-        if not ok_weight:
-            bad.append(f"{where}.weight: must be in (0, 1], got {weight!r}")
-            total[s] = math.nan  # the sum is not checked again: this is the error
-        else:
-            total[s] = total.get(s, 0.0) + float(weight)
-        if not isinstance(entry.get("explore", False), bool):
-            bad.append(f"{where}.explore: must be true or false, got {entry.get('explore')!r}")
-        held = entry.get("offers")
-        if not isinstance(held, list) or not all(isinstance(o, dict) for o in held):
-            bad.append(f"{where}.offers: must be a list of objects")
-            continue
-        lo, hi = limits[s]
-        if not lo <= len(held) <= hi:
-            bad.append(f"{where}: must hold between {lo} and {hi} offers, got {len(held)}")
-        bundles = [_id(o.get("bundle")) for o in held]
-        for b in sorted({b for b in bundles if bundles.count(b) > 1}, key=repr):
-            bad.append(f"{where}: at most one variant per bundle, got {bundles.count(b)} of "
-                       f"bundle {b!r}")
-        in_group: dict[str, set[str]] = {}
-        for b in bundles:
-            g = group_of.get(b)
-            if isinstance(g, str):
-                in_group.setdefault(g, set()).add(b)
-        for g, members in sorted(in_group.items()):
-            if len(members) > 1:
-                bad.append(f"{where}: at most one bundle per exclusion group, got "
-                           f"{len(members)} in group {g!r} ({', '.join(sorted(members))})")
-        for j, o in enumerate(held):
-            rows.append((i, j, s, o.get("bundle"), o.get("discount"), o.get("perk"),
-                         float(weight) if ok_weight else None))
-
-    for s, summed in total.items():
-        if not math.isnan(summed) and abs(summed - 1.0) > tol:
-            bad.append(f"segment {s!r}: offer set weights must sum to 1, got {summed!r}")
-    for s in sorted({_id(o.get("segment")) for o in offers} - set(ids), key=repr):
-        bad.append(f"segment {s!r}: has offers, so must have offer sets (the plan has offer_sets)")
-
-    f = pd.DataFrame({"segment": pd.Series([r[2] for r in rows], dtype=object),
-                      "bundle": pd.Series([_id(r[3]) for r in rows], dtype=object),
-                      "discount": pd.Series([_number(r[4]) for r in rows], dtype=np.float64),
-                      "perk": pd.Series([_NO_PERK if r[5] is None else _id(r[5]) for r in rows],
-                                        dtype=object)})
-    v = variants.loc[variants["candidate"], ["segment", "bundle", "discount", "perk"]]
-    v = v.assign(perk=v["perk"].fillna(_NO_PERK))
-    m = f.merge(v, on=["segment", "bundle", "discount", "perk"], how="left", indicator="matched")
-    # a left merge on unique right keys keeps the left rows, in order: one per set offer
-    for (i, j, s, b, d, p, _), matched in zip(rows, m["matched"], strict=True):
-        if matched != "both":
-            bad.append(f"offer_sets[{i}].offers[{j}]: must be a candidate of segment {s!r}, "
-                       f"got ({b!r}, {d!r}, {p!r})")
-    weight_of: dict[tuple[Any, ...], float] = {}
-    for _, _, s, b, d, p, w in rows:
-        if w is not None:
-            key = _offer_key(s, b, d, p)
-            weight_of[key] = weight_of.get(key, 0.0) + w
-
-    listed = set()
-    for k, o in enumerate(offers):
-        key = _offer_key(o.get("segment"), o.get("bundle"), o.get("discount"), o.get("perk"))
-        listed.add(key)
-        if _id(o.get("segment")) not in ids:
-            continue  # reported above
-        expected, share = weight_of.get(key, 0.0), o.get("share")
-        if not isinstance(share, int | float) or abs(float(share) - expected) > tol:
-            bad.append(f"offers[{k}].share: must be the total weight of the offer sets holding "
-                       f"it, {expected!r}, got {share!r}")
-    for i, j, s, b, d, p, _ in rows:
-        if _offer_key(s, b, d, p) not in listed:
-            bad.append(f"offer_sets[{i}].offers[{j}]: must be one of the plan's offers, got "
-                       f"({s!r}, {b!r}, {d!r}, {p!r})")
-
-
-def _totals(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
-    """The plan's sums over offers, with w = share * V * p (spec section 4)."""
-    w = chosen["share"] * chosen["views"] * chosen["prob"]
-    lines = inst.bundle_items.merge(chosen.assign(w=w)[["bundle", "w"]], on="bundle")
     return {
-        "takes": float(w.sum()),
-        "impressions": float((chosen["share"] * chosen["views"]).sum()),
-        "value": float((chosen["share"] * chosen["value"]).sum()),
-        "revenue": float((w * chosen["r"]).sum()),
-        "listed": float((w * chosen["P"]).sum()),
-        "margin": float((w * chosen["m"]).sum()),
-        "discounted_revenue": float((w * chosen["r"] * (chosen["discount"] > 0)).sum()),
-        "discount_value": float((w * chosen["P"] * chosen["discount"]).sum()),
-        "spend": float((w * (chosen["P"] * chosen["discount"] + chosen["perk_cost"])).sum()),
-        "used": (lines["w"] * lines["qty"]).groupby(lines["item"]).sum(),
+        "takes": total(w),
+        "impressions": total(c["share"] * c["views"]),
+        "value": total(c["share"] * c["value"]),
+        "revenue": total(w * c["r"]),
+        "listed": total(w * c["P"]),
+        "margin": total(w * c["m"]),
+        "discounted_revenue": total(w * c["r"] * (c["discount"] > 0)),
+        "discount_value": total(w * c["P"] * c["discount"]),
+        "spend": total(w * (c["P"] * c["discount"] + c["perk_cost"])),
+        "used": used,
     }
 
 
-def _kpis(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
-    t = _totals(inst, chosen)
-
+def _kpis(inst: Instance, chosen: pd.DataFrame, t: dict[str, Any]) -> dict[str, Any]:
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else 0.0
 
-    stocked = inst.items[inst.items["stock"].notna()]
+    stocked = np.flatnonzero(inst.items["stock"].notna().to_numpy())
     return {
         "expected_incremental_margin": t["value"],
         "expected_offer_revenue": t["revenue"],
@@ -375,8 +198,9 @@ def _kpis(inst: Instance, chosen: pd.DataFrame) -> dict[str, Any]:
         "promotion_spend": t["spend"],
         "aggregate_margin_rate": ratio(t["margin"], t["revenue"]),
         "segments_with_offers": int(chosen.loc[chosen["share"] > 0, "segment"].nunique()),
-        "inventory": {str(i): {"used": float(t["used"].get(i, 0.0)), "stock": float(s)}
-                      for i, s in zip(stocked["id"], stocked["stock"], strict=True)},
+        "inventory": {str(i): {"used": float(u), "stock": float(s)} for i, u, s in zip(
+            inst.items["id"].iloc[stocked].tolist(), t["used"][stocked].tolist(),
+            inst.items["stock"].iloc[stocked].tolist(), strict=True)},
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizer.cli_args import gap_fraction, positive_float, positive_int
-from optimizer.errors import InputError, OfferOptError
+from optimizer.errors import InputError, Issue, OfferOptError, file_error, file_issue
 from optimizer.model import Instance
 
 STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command
@@ -57,6 +57,10 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except BrokenPipeError:  # the reader (`| head`) has gone: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+    except OSError as exc:  # a file the readers and writers did not name themselves
+        issue = file_issue(exc.filename or "file", exc, "must be accessible")
+        print(f"input error (1 issue):\n{issue}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
@@ -163,6 +167,8 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     from optimizer.solve import SolveOptions, Status, solve
     from optimizer.verify import solve_budget, verified
 
+    if args.output:  # refused now, not after a solve of many minutes
+        writable(Path(args.output))
     show = sys.stderr.isatty() if args.progress is None else args.progress
     # the limit bounds the whole command: what loading took, and the check and the
     # writing still to come, are taken off what the solver gets
@@ -213,17 +219,36 @@ def _write_plan(doc: dict[str, Any], path: Path) -> None:
         write_json(path, doc)
 
 
+def writable(path: Path) -> None:
+    """Refuse an output file that could not be written, before any work is done for it."""
+    import tempfile
+
+    if path.is_dir():
+        raise InputError([Issue(str(path), "must be a file path (or a new one)",
+                                value_text="an existing folder")])
+    try:  # the file is written beside itself and renamed: its folder must take new files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise file_error(path, exc, "must be in a folder that can be written") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
 def sets_csv_path(path: Path) -> Path:
     """Where `-o PLAN.csv` writes a split plan's offer sets: PLAN.sets.csv beside it."""
     return path.with_suffix(".sets.csv")
 
 
 def _check(args: argparse.Namespace) -> int:
-    from optimizer.check import check_plan
+    from optimizer.check import check_plan, plan_issues
     from optimizer.io import load_plan
 
     inst = load(args.instance)
     plan = load_plan(args.plan)
+    malformed = plan_issues(plan)
+    if malformed:  # not a plan the rules can be checked on: an input error, not a failed check
+        raise InputError(malformed)
     report = check_plan(inst, plan)
     if not report.ok:
         print(f"plan FAILS the check ({len(report.violations)} violations):")

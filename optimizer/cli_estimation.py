@@ -76,12 +76,14 @@ def _estimate(args: argparse.Namespace, load: Any) -> int:
         write_instance(est.to_instance(inst), args.write_instance)
     r = est.responses
     data = int((r["take_source"] == "data").sum())
-    print(f"{len(r)} responses estimated ({args.method}): {data} from their own data, "
-          f"{len(r) - data} from pooled estimates; {int((est.perks['source'] == 'data').sum())} "
-          f"perk lifts from data", file=sys.stderr)
+    kept = int((r["take_source"] == "instance").sum())
+    print(f"{len(r)} responses ({args.method}): {data} estimated from their own data, "
+          f"{len(r) - data - kept} from pooled estimates, {kept} kept from the instance; "
+          f"{int((est.perks['source'] == 'data').sum())} perk lifts from data", file=sys.stderr)
     if args.method == "pooled":
-        print("pooling: between-cell sd " + ", ".join(f"{k} {v:.3g}" for k, v in est.pooling.items()),
-              file=sys.stderr)
+        print("pooling: between-cell sd " + ", ".join(
+            f"{k} {v:.3g}" if v == v else f"{k} n/a (no data)" for k, v in est.pooling.items()),
+            file=sys.stderr)
     for warning in est.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -98,11 +100,14 @@ def _simulate(args: argparse.Namespace, load: Any) -> int:
 
 
 def _evaluate(args: argparse.Namespace, load: Any) -> int:
-    from optimizer.check import evaluate_plan
+    from optimizer.check import evaluate_plan, plan_issues
     from optimizer.io import load_plan
 
     truth = load(args.truth)
     plan = load_plan(args.plan)
+    malformed = plan_issues(plan)
+    if malformed:
+        raise InputError(malformed)
     report = evaluate_plan(truth, plan)
     if args.json:
         print(json.dumps({"truth": truth.name, "expected_incremental_margin": report.objective,

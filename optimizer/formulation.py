@@ -158,6 +158,43 @@ def _offer_rows(c: Candidates) -> Rows:
                                                                   np.int8), segs.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class CouplingScaling:
+    """How `milp_problem` writes the coupling rows: each divided by `scale` (its largest
+    coefficient over the variants in use), and only the rows in `keep` (a row with no
+    coefficient that 0 meets is dropped). The inverse data for the rows' duals."""
+
+    rows: VariantRows
+    scale: np.ndarray
+    keep: np.ndarray  # bool per coupling row
+    lower: np.ndarray  # scaled limits, less the fixed usage
+    upper: np.ndarray
+
+    def scaled(self, variants: np.ndarray | None = None) -> sp.csr_matrix:
+        """The kept rows, scaled, over the given variants (default: every variant)."""
+        K = sp.csr_matrix(self.rows.K if variants is None else self.rows.K[:, variants])
+        K.data = K.data / np.repeat(self.scale, np.diff(K.indptr))  # divide: denormals stay finite
+        return sp.csr_matrix(K[self.keep])
+
+    def unscaled_duals(self, duals: np.ndarray) -> np.ndarray:
+        """Duals of the kept scaled rows as duals of every row in its own units."""
+        out = np.zeros(len(self.rows))
+        out[self.keep] = duals / self.scale[self.keep]
+        return out
+
+
+def coupling_scaling(form: Formulation) -> CouplingScaling:
+    rows = form.per_take
+    K = sp.csr_matrix(rows.K[:, form.takes_columns[0]])
+    peak = np.asarray(abs(K).max(axis=1).todense()).ravel() if K.shape[0] and K.shape[1] else \
+        np.zeros(K.shape[0])
+    scale = np.where(peak > 0, peak, 1.0)
+    with np.errstate(over="ignore"):  # a finite limit far beyond the row's reach becomes inf
+        lower, upper = form.coupling_lower / scale, form.coupling_upper / scale
+    keep = ~((peak == 0) & (lower <= 0) & (upper >= 0))
+    return CouplingScaling(rows, scale, keep, lower, upper)
+
+
 def milp_problem(form: Formulation) -> MilpProblem:
     """The arrays a backend solves: a binary column per candidate, then a continuous column
     per variant in use holding its expected takes (`t_v = sum of takes x` over its
@@ -169,24 +206,19 @@ def milp_problem(form: Formulation) -> MilpProblem:
     about 7x faster than with the coupling rows on the candidates. Coupling rows with no
     coefficient are dropped when 0 meets them (some solvers crash on empty rows).
     """
-    c, rows, structure = form.candidates, form.per_take, form.structure
+    c, structure = form.candidates, form.structure
     n = len(c)
     used, position = form.takes_columns
     k = len(used)
     link = sp.hstack([sp.csr_matrix((-c.takes, (position, np.arange(n))), shape=(k, n)),
                       sp.identity(k, format="csr")], format="csr")
-    K = sp.csr_matrix(rows.K[:, used])
-    peak = np.asarray(abs(K).max(axis=1).todense()).ravel() if K.shape[0] and k else \
-        np.zeros(K.shape[0])
-    scale = np.where(peak > 0, peak, 1.0)
-    K.data = K.data / np.repeat(scale, np.diff(K.indptr))  # divide: denormal rows stay finite
-    with np.errstate(over="ignore"):  # a finite limit far beyond the row's reach becomes inf
-        lower, upper = form.coupling_lower / scale, form.coupling_upper / scale
-    keep = ~((peak == 0) & (lower <= 0) & (upper >= 0))
+    scaling = coupling_scaling(form)
+    keep, K = scaling.keep, scaling.scaled(used)
+    lower, upper = scaling.lower, scaling.upper
     matrix = sp.vstack([
         sp.hstack([structure.matrix, sp.csr_matrix((len(structure), k))]),
         link,
-        sp.hstack([sp.csr_matrix((int(keep.sum()), n)), K[keep]]),
+        sp.hstack([sp.csr_matrix((int(keep.sum()), n)), K]),
     ], format="csr")
     return MilpProblem(
         objective=np.r_[form.objective, np.zeros(k)], matrix=matrix,
@@ -195,5 +227,5 @@ def milp_problem(form: Formulation) -> MilpProblem:
         col_upper=np.r_[np.ones(n), np.full(k, np.inf)],
         integer=np.r_[np.ones(n, dtype=bool), np.zeros(k, dtype=bool)],
         row_family=np.r_[structure.family, np.full(k, Family.TAKES, np.int8),
-                         rows.family[keep]].astype(np.int8),
+                         form.per_take.family[keep]].astype(np.int8),
     )

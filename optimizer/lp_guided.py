@@ -33,11 +33,12 @@ from optimizer.backends import Backend, Limits, MilpProblem, Progress, Terminati
 from optimizer.backends.highs import new_highs, to_highs_lp
 from optimizer.candidates import Candidates
 from optimizer.families import Family
-from optimizer.formulation import Formulation, formulate_rows, milp_problem
+from optimizer.formulation import Formulation, coupling_scaling, formulate_rows, milp_problem
 from optimizer.offer_sets import OfferSets, offer_sets
 from optimizer.oracle import takes_by_variant
 
 INTEGRAL_TOL = 1e-6
+PRIMAL_SIMPLEX = 4  # HiGHS's simplex_strategy value
 FULL_MIP_MAX_CANDIDATES = 40_000  # up to this, the whole MIP follows the LP (no dive, no LNS)
 DIVE_SHARE = 0.35  # of the time left after the LP, at most, for the dive
 LNS_START_SEGMENTS = 60
@@ -91,11 +92,18 @@ class Relaxation:
         self.per_take = problem.matrix[self.coupling][:, self.n:].tocsc()
         self.position = form.takes_columns[1]
         self.form = form
+        self.scaling = coupling_scaling(form)
 
     def solve(self, time_limit: float | None) -> tuple[Termination, np.ndarray | None, float | None]:
         self.h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-        self.h.run()
+        if self.h.run() == highspy.HighsStatus.kError:
+            # the dual simplex gives up on rows of tiny coefficients beside large values ("excessive
+            # dual values"); the primal simplex solves those, from the same basis
+            self.h.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)
+            self.h.run()
         status = self.h.getModelStatus()
+        if status == highspy.HighsModelStatus.kModelEmpty:  # no candidate, no row: nothing shown
+            return Termination.OPTIMAL, np.zeros(self.n), 0.0
         if status == highspy.HighsModelStatus.kOptimal:
             x = np.clip(np.asarray(self.h.getSolution().col_value)[: self.n], 0.0, self.upper)
             return Termination.OPTIMAL, x, float(self.h.getInfo().objective_function_value)
@@ -113,6 +121,11 @@ class Relaxation:
         c = self.form.candidates
         out: np.ndarray = c.value - c.takes * price[self.position]
         return out
+
+    def row_duals(self) -> np.ndarray:
+        """The LP's duals of every coupling row of `form.per_take`, in the row's own units."""
+        duals = np.asarray(self.h.getSolution().row_dual)[self.coupling]
+        return self.scaling.unscaled_duals(duals)
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         if len(cols):
@@ -161,17 +174,30 @@ class _Run:
         return max(0.0, (self.bound - self.best.objective) / max(abs(self.bound), 1.0))
 
 
+@dataclass(frozen=True)
+class Solved:
+    """A relaxation already at its optimum `x` (over the candidates) with `value`."""
+
+    lp: Relaxation
+    x: np.ndarray
+    value: float
+
+
 def lp_guided(cands: Candidates, form: Formulation, backend: Backend, limits: Limits,
-              on_plan: OnPlan, split_traffic: bool = False, seed: int = 0) -> Outcome:
-    """Plans for `form` (every candidate), each reported to `on_plan` as it improves."""
+              on_plan: OnPlan, split_traffic: bool = False, seed: int = 0,
+              solved: Solved | None = None) -> Outcome:
+    """Plans for `form` (every candidate), each reported to `on_plan` as it improves;
+    `solved` is form's relaxation when the caller has solved it already."""
     started = time.perf_counter()
     deadline = None if limits.time_limit is None else started + limits.time_limit
     steps: dict[str, float] = {}
     run = _Run(cands, form, backend, limits, on_plan, started, deadline,
                np.random.default_rng(seed), steps)
-    problem = milp_problem(form)
-    lp = Relaxation(form, problem, limits.threads)
-    termination, x, value = lp.solve(run.left())
+    if solved is None:
+        lp = Relaxation(form, milp_problem(form), limits.threads)
+        termination, x, value = lp.solve(run.left())
+    else:
+        lp, x, value, termination = solved.lp, solved.x, solved.value, Termination.OPTIMAL
     steps["lp_seconds"] = round(time.perf_counter() - started, 3)
     if termination != Termination.OPTIMAL or x is None or value is None:
         return Outcome(None, None, termination, termination == Termination.INFEASIBLE,
@@ -362,7 +388,9 @@ def _sub_mip(run: _Run, free: np.ndarray, incumbent: np.ndarray, time_limit: flo
     sub_pos = np.flatnonzero(is_free[cands.segment])
     fixed = incumbent[~is_free[cands.segment[incumbent]]]
     rows = run.form.per_take
-    usage = rows.K @ takes_by_variant(cands.subset(fixed), len(cands.variants))
+    # what the segments held outside `cands` use, and the fixed ones of `cands`
+    usage = run.form.fixed_usage + rows.K @ takes_by_variant(cands.subset(fixed),
+                                                             len(cands.variants))
     form = formulate_rows(cands.subset(sub_pos), rows, usage)
     problem = milp_problem(form)
     if start:

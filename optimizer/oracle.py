@@ -153,6 +153,11 @@ class LocalOracle:
         return differ, value_a[differ] - value_b[differ], shed, np.asarray(use_a.sum(axis=1)).ravel()
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
+        return self.cands.subset(self.mixed_positions(price_a, moves))
+
+    def mixed_positions(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]
+                        ) -> np.ndarray:
+        """`mixed` as sorted positions in the candidate table."""
         level = np.full(len(self.signature), -1)
         for k, (_, segments) in enumerate(moves):
             level[segments] = k
@@ -161,4 +166,4 @@ class LocalOracle:
         for k, (price, _) in enumerate(moves):
             chosen = self.choose(price)
             parts.append(chosen[level[self.cands.segment[chosen]] == k])
-        return self.cands.subset(np.sort(np.concatenate(parts)))
+        return np.sort(np.concatenate(parts))

@@ -22,14 +22,15 @@ from optimizer.backends import (
 from optimizer.backends.highs import after_fork
 from optimizer.candidates import Candidates, expand
 from optimizer.coupling import VariantRows
-from optimizer.decompose import DUAL_SHARE, Decomposition, decompose, gap_of
+from optimizer.decompose import DUAL_SHARE, decompose, gap_of
 from optimizer.diagnose import Diagnosis, diagnose
 from optimizer.errors import OfferOptError
 from optimizer.families import Family
-from optimizer.formulation import Formulation, formulate, formulate_rows, live_coupling, milp_problem
+from optimizer.formulation import Formulation, formulate, live_coupling, milp_problem
 from optimizer.model import Instance
 from optimizer.offer_sets import OfferSets
 from optimizer.oracle import LocalOracle, Oracle
+from optimizer.restricted import restricted_lp, split_lp
 from optimizer.segment_choice import SegmentChooser
 from optimizer.stability import Stability
 from optimizer.supervise import Channel, Collector, PlanMessage, Sink, Supervised, supervise
@@ -50,11 +51,10 @@ AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes 
 # above this, `auto` decomposes (its LP step then runs over the candidates chosen near the
 # best multipliers) instead of solving the whole LP
 LP_MAX_CANDIDATES = 400_000
-SPLIT_MAX_CANDIDATES = 5_000_000  # the split plan solves the whole LP
+SPLIT_MAX_CANDIDATES = 5_000_000  # above this, the split plan's LP is built by column generation
 QUICK_SHARE, QUICK_MAX_SECONDS = 0.1, 10.0  # of a time limit, for a first plan before the LP
-RESTRICTED_PRICE_FACTORS = (0.0, 0.8, 1.0, 1.25)  # multiples of the best multipliers
 RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips its LP step
-RESTRICTED_MAX_CANDIDATES = 2_000_000
+LP_STEP_MAX_CANDIDATES = 20_000_000  # the decomposition's LP step, measured at 1M segments
 DUAL_SHARE_BEFORE_LP = 0.2  # of the time limit for the multipliers, when the LP step follows
 MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that size
 
@@ -167,15 +167,11 @@ def _method(options: SolveOptions, n_candidates: int) -> str:
         raise OfferOptError("split_traffic: must be used without max_churn and change_penalty "
                             "(the split plan is the LP optimum, which they do not shape), "
                             "got stability settings")
-    if options.split_traffic and options.method not in ("auto", "lp"):
-        raise OfferOptError(f"split_traffic: must be used with --method lp or auto (the LP "
-                            f"optimum is the split plan), got --method {options.method}")
-    if options.split_traffic and n_candidates > SPLIT_MAX_CANDIDATES:
-        raise OfferOptError(f"split_traffic: must be used on instances of at most "
-                            f"{SPLIT_MAX_CANDIDATES:,} candidate variants (the whole LP is "
-                            f"solved), got {n_candidates:,}")
-    if options.split_traffic:
-        return "lp"
+    if options.split_traffic and options.method == "exact":
+        raise OfferOptError("split_traffic: must be used with --method auto, lp or decompose "
+                            "(the LP optimum is the split plan), got --method exact")
+    if options.split_traffic and options.method == "auto":
+        return "lp" if n_candidates <= SPLIT_MAX_CANDIDATES else "decompose"
     if options.method != "auto":
         return options.method
     if options.previous is not None:  # the warm start and stability rows live in the exact MIP
@@ -237,7 +233,9 @@ def _solve_here(instance: Instance, cands: Candidates, method: str, options: Sol
     def on_plan(plan: Candidates, how: str) -> None:
         channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how))
 
-    if method == "decompose" and len(cands):
+    if method == "decompose" and len(cands) and options.split_traffic:
+        solution = _split_decomposed(instance, cands, options, backend, start, channel)
+    elif method == "decompose" and len(cands):
         solution = _decomposed(instance, cands, options, backend, start, on_plan)
     elif method == "lp" and len(cands):
         solution = _lp_guided(instance, cands, options, backend, start, channel)
@@ -269,11 +267,8 @@ def _lp_guided(instance: Instance, cands: Candidates, options: SolveOptions, bac
         channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
                                  found.how, found.sets))
 
-    from optimizer.lp_guided import FULL_MIP_MAX_CANDIDATES
-
-    quick = None  # small instances: the LP takes a second, the MIP's incumbents come early
-    if options.time_limit is not None and not options.split_traffic and \
-            len(cands) > FULL_MIP_MAX_CANDIDATES:
+    quick = None  # the whole MIP's first incumbent can come late even on small catalogs
+    if options.time_limit is not None and not options.split_traffic:
         quick = _quick_plan(instance, cands, form, options, backend, start, channel)
     limits = dataclasses.replace(options.limits, time_limit=_remaining(options.time_limit, start))
     outcome = lp_guided(cands, form, backend, limits, on_plan, options.split_traffic)
@@ -465,6 +460,44 @@ def _decomposed(instance: Instance, cands: Candidates, options: SolveOptions, ba
                              warm, warm.penalized_bound(found.bound))
 
 
+def _split_decomposed(instance: Instance, cands: Candidates, options: SolveOptions,
+                      backend: Backend, start: float, channel: Sink) -> Solution:
+    """Split traffic on a catalog too large for one LP: multipliers, then column
+    generation from the candidates near them until the LP meets its Lagrangian bound."""
+    rows = live_coupling(instance, cands)
+    oracle = LocalOracle(cands)
+    built = time.perf_counter()
+    d = decompose(oracle, rows, _remaining(options.time_limit, start), options.gap,
+                  dual_share=DUAL_SHARE_BEFORE_LP, on_progress=options.progress)
+    found = split_lp(oracle, rows, d, backend, Limits(_remaining(options.time_limit, start),
+                                                        options.gap, options.threads))
+    base = dict(instance=instance, coupling=rows, solver=options.solver, method="decompose",
+                build_seconds=built - start, solve_seconds=time.perf_counter() - built)
+    bound = min(d.bound, found.bound)
+    extra: dict[str, object] = {"iterations": d.iterations, "recovery": found.how,
+                                "multipliers": priced_rows(instance, rows, d.row_prices)}
+    if d.infeasible or found.plan is None or found.sets is None or found.value is None:
+        infeasible = d.infeasible or found.infeasible
+        status = Status.INFEASIBLE if infeasible else Status.TIME_LIMIT
+        diagnosis = diagnose(instance, formulate(instance, cands), options.limits, backend) \
+            if infeasible and options.diagnose else None
+        return Solution(candidates=cands.subset(np.zeros(0, np.int64)), status=status,
+                        selected=np.zeros(0, dtype=bool), objective=None,
+                        bound=None if infeasible else bound, termination=status.value,
+                        diagnosis=diagnosis, extra=extra, **base)  # type: ignore[arg-type]
+    plan = found.plan
+    channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, found.how,
+                             found.sets))
+    if found.integral is not None:
+        extra["integral_objective"] = found.integral
+    bound = max(bound, found.value)
+    optimal = found.converged or relative_gap(found.value, bound) <= options.gap
+    return Solution(candidates=plan, status=Status.OPTIMAL if optimal else Status.FEASIBLE,
+                    selected=np.ones(len(plan), dtype=bool), objective=found.value, bound=bound,
+                    termination="converged" if optimal else "time_limit", offer_sets=found.sets,
+                    extra=extra, **base)  # type: ignore[arg-type]
+
+
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
                         options: SolveOptions, backend: Backend, start: float,
                         built: float, on_plan: Callable[[Candidates, str], None] | None = None
@@ -476,9 +509,10 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
 
     small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
     # with the restricted LP step to follow (its columns are a few per segment, about a
-    # tenth of all candidates), the multipliers need not be exact
+    # tenth of all candidates), the multipliers need not be exact; far above its size
+    # (1M segments) its LP does not solve in the time left, and the repair is the plan
     lp_step = isinstance(oracle, LocalOracle) and not small and \
-        n_candidates <= 10 * RESTRICTED_MAX_CANDIDATES
+        n_candidates <= LP_STEP_MAX_CANDIDATES
     share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     d = decompose(oracle, rows, _remaining(options.time_limit, start), options.gap,
                   dual_share=share, on_progress=options.progress)
@@ -487,22 +521,30 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     if plan is not None and on_plan is not None:
         on_plan(plan, d.recovery)
     how, infeasible = d.recovery, d.infeasible
-    bound_seen = d.bound  # the Lagrangian bound, or a MIP's over every segment if lower
+    bound_seen = d.bound  # the Lagrangian bound, or a lower one proved later
     moved = np.zeros(0, dtype=np.int64)
+    repair_moves = None if d.price is None else np.zeros(0, dtype=np.int64)  # the plan's
     if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
         repaired, moved = repair(oracle, rows, d.bound_price, d.price)
         if repaired.value.sum() > float(objective or 0.0):
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
+            repair_moves = moved
             if on_plan is not None:
                 on_plan(plan, how)
     left = _remaining(options.time_limit, start)
     if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
             (objective is None or gap_of(objective, d.bound) > options.gap) and \
             (left is None or left > RESTRICTED_MIN_SECONDS):
-        found_lp = _restricted_lp(oracle, rows, d, options, backend, start, on_plan)
-        if found_lp is not None and (objective is None or found_lp[0].value.sum() > objective):
-            plan, objective, how = found_lp[0], float(found_lp[0].value.sum()), found_lp[1]
+        held = None if repair_moves is None or d.price is None else \
+            oracle.mixed_positions(d.bound_price, [(d.price, repair_moves)])
+        found_lp = restricted_lp(oracle, rows, d, held, moved, backend,
+                                 Limits(_remaining(options.time_limit, start), options.gap,
+                                        options.threads), on_plan)
+        bound_seen = min(bound_seen, found_lp.bound)
+        if found_lp.plan is not None and (objective is None or
+                                          found_lp.plan.value.sum() > objective):
+            plan, objective, how = found_lp.plan, float(found_lp.plan.value.sum()), found_lp.how
     left = _remaining(options.time_limit, start)
     if not infeasible and (objective is None or gap_of(objective, d.bound) > options.gap) and \
             (left is None or left > 1.0):
@@ -543,38 +585,6 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         extra={"iterations": d.iterations, "recovery": how,
                "multipliers": priced_rows(instance, rows, d.row_prices),
                "history": _thinned(d.history, time.perf_counter() - start, objective, bound)})
-
-
-def _restricted_lp(oracle: LocalOracle, rows: VariantRows, d: Decomposition,
-                   options: SolveOptions, backend: Backend, start: float,
-                   on_plan: Callable[[Candidates, str], None] | None
-                   ) -> tuple[Candidates, str] | None:
-    """The LP-guided method over the candidates the segments choose near the best
-    multipliers: a restricted LP a few times the plan's size, whose plans are plans of the
-    whole problem (the bound stays the Lagrangian one)."""
-    from optimizer.lp_guided import Found, lp_guided
-
-    prices = [d.bound_price * f for f in RESTRICTED_PRICE_FACTORS]
-    if d.price is not None:
-        prices.append(d.price)
-    positions = np.unique(np.concatenate([oracle.choose(p) for p in prices]))
-    if len(positions) > RESTRICTED_MAX_CANDIDATES:  # its LP would not fit beside the solve
-        return None
-    restricted = oracle.cands.subset(positions)
-    best: list[Found] = []
-
-    def found(f: Found) -> None:
-        best[:] = [f]
-        if on_plan is not None:
-            on_plan(restricted.subset(f.positions), f"restricted LP: {f.how}")
-
-    limits = Limits(_remaining(options.time_limit, start), options.gap, options.threads)
-    lp_guided(restricted, formulate_rows(restricted, rows), backend, limits, found)
-    if not best:
-        return None
-    return restricted.subset(best[0].positions), (
-        f"LP-guided over {len(positions):,} candidates chosen near the best multipliers: "
-        f"{best[0].how}")
 
 
 def _thinned(history: list[tuple[float, float | None, float]], total: float,

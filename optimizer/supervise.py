@@ -11,6 +11,7 @@ What the parent holds then is the best plan the child found, whatever the solver
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -29,6 +30,7 @@ from optimizer.errors import OfferOptError
 from optimizer.offer_sets import OfferSets
 
 _PR_SET_PDEATHSIG = 1
+TICK_SECONDS = 1.0  # the caller's progress callback is called at least this often
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,20 @@ def supervise(work: Callable[[Channel], Any], deadline: float | None,
 
 def _collect(receive: Connection, child: Any, deadline: float | None,
              progress: Callable[[Progress], bool] | None, out: Supervised) -> str | None:
+    began = time.perf_counter()
+    told = began  # when `progress` was last called
     while True:
-        wait = 0.5 if deadline is None else min(0.5, deadline - time.perf_counter())
+        now = time.perf_counter()
+        if progress is not None and now - told >= TICK_SECONDS:
+            # The solver may be where no callback runs (a long LP, CBC, a step without
+            # progress reports): the caller still hears from the solve every TICK_SECONDS,
+            # with the last snapshot, and can stop it (a cancelled API run) at once.
+            told = now
+            if progress(_tick(out.last_progress, now - began)):
+                _drain_plans(receive, out)
+                return "cancelled"
+        wait = TICK_SECONDS / 2 if deadline is None else \
+            min(TICK_SECONDS / 2, deadline - time.perf_counter())
         if wait <= 0:
             return "deadline"
         if not receive.poll(wait):
@@ -137,14 +151,24 @@ def _collect(receive: Connection, child: Any, deadline: float | None,
             out.plans.append(payload)
         elif kind == "progress":
             out.last_progress = payload
-            if progress is not None and progress(payload):
-                _drain_plans(receive, out)
-                return "cancelled"
+            if progress is not None:
+                told = time.perf_counter()
+                if progress(_tick(payload, told - began)):
+                    _drain_plans(receive, out)
+                    return "cancelled"
         elif kind == "result":
             out.result = payload
             return None
         else:  # "error": re-raised here, as the caller would have seen it
             raise payload
+
+
+def _tick(last: Progress | None, elapsed: float) -> Progress:
+    """The snapshot the caller is told: the solver's last one (or nothing known yet), its
+    `elapsed` on the supervisor's clock (the solver's own restarts with each sub-solve)."""
+    if last is None:
+        return Progress(None, None, None, elapsed)
+    return dataclasses.replace(last, elapsed=max(last.elapsed, elapsed))
 
 
 def _drain_plans(receive: Connection, out: Supervised) -> None:

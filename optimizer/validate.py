@@ -16,11 +16,33 @@ from optimizer.model import BUNDLE_KINDS, Instance, Policy
 
 MAX_PER_RULE = 50  # beyond this, one summary line per rule keeps reports readable
 
+# Bounds on finite but absurd numbers (docs/formats.md, "Bounds on numbers"). Money and
+# counts stay integers exact in a float64 (2**53 is about 9.007e15), and their products
+# (views x margin, summed over every segment) stay far from overflow. Logit-scale numbers
+# beyond 100 would multiply the odds of a take by e**100: no data says that.
+MAX_MONEY = 1e15
+MAX_COUNT = 1e15
+MAX_LOGIT = 100.0
+MONEY_RULE = "must be <= 1e15 (the largest amount of money offeropt takes)"
+COUNT_RULE = "must be <= 1e15 (the largest count offeropt takes)"
+LOGIT_RULE = "must be in [-100, 100] (the bound on logit-scale numbers)"
+
 
 class _Checker:
     def __init__(self, raw: RawInstance) -> None:
         self.raw = raw
         self.issues = raw.issues
+        # tables whose file (or list) is missing altogether: reported once, by the reader
+        self.absent = {i.path.split(".")[0] for i in raw.issues
+                       if "[" not in i.path and i.rule.startswith("is required")}
+
+    def usable(self, table: RawTable, column: str) -> bool:
+        """Whether any cell of a column could be read. A table or a column missing from a
+        header (or empty in every row) is reported once; checks of other tables that depend
+        on it would only echo that problem, row by row, so they are skipped."""
+        if table.name in self.absent:
+            return False
+        return len(table) == 0 or bool(table.given(column).any())
 
     def rule(self, table: RawTable, column: str, broken: np.ndarray, message: str,
              *, shown: pd.Series | np.ndarray | None = None) -> None:
@@ -57,6 +79,14 @@ class _Checker:
         if low is not None or high is not None:
             self.rule(table, column, broken & finite, _range_text(low, high, low_open, high_open))
 
+    def bounded(self, table: RawTable, column: str, high: float, rule: str,
+                *, symmetric: bool = False) -> None:
+        """Finite values beyond `high` (or below `-high` when `symmetric`)."""
+        values = table.frame[column].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            beyond = (np.abs(values) if symmetric else values) > high
+        self.rule(table, column, beyond & np.isfinite(values), rule)
+
     def unique(self, table: RawTable, columns: list[str], what: str) -> None:
         frame = table.frame[columns]
         given = np.logical_and.reduce([table.given(c) for c in columns])
@@ -64,6 +94,8 @@ class _Checker:
         self.rows(table, columns[-1], dup, f"must be unique ({what} repeats an earlier row)")
 
     def reference(self, table: RawTable, column: str, target: RawTable, what: str) -> np.ndarray:
+        if not self.usable(target, "id"):  # its header is broken: every reference would miss
+            return np.zeros(len(table), dtype=bool)
         known = pd.Index(target.frame["id"].dropna().unique())
         hit = np.asarray(known.get_indexer(table.frame[column]) >= 0)
         self.rule(table, column, ~hit, f"must name a known {what}")
@@ -92,6 +124,9 @@ def validate(raw: RawInstance) -> Instance:
     check.number(items, "price", low=0, low_open=True)
     check.number(items, "cost", low=0)
     check.number(items, "stock", low=0)
+    for column in ("price", "cost"):
+        check.bounded(items, column, MAX_MONEY, MONEY_RULE)
+    check.bounded(items, "stock", MAX_COUNT, COUNT_RULE)
 
     kinds = bundles.frame["kind"]
     check.rule(bundles, "kind", ~kinds.isin(BUNDLE_KINDS).to_numpy(),
@@ -102,20 +137,27 @@ def validate(raw: RawInstance) -> Instance:
     item_ok = check.reference(bitems, "item", items, "item")
     bundle_ok = check.reference(bitems, "bundle", bundles, "bundle")
     check.number(bitems, "qty", low=1)
+    check.bounded(bitems, "qty", MAX_COUNT, COUNT_RULE)
     check.unique(bitems, ["bundle", "item"], "the item")
     has_items = bundles.frame["id"].isin(bitems.frame["bundle"]).to_numpy()
-    check.rows(bundles, "items", ~has_items & bundles.given("id"),
-               "must list at least one item", shown=np.full(len(bundles), None), has_value=False)
+    if check.usable(bitems, "bundle"):
+        check.rows(bundles, "items", ~has_items & bundles.given("id"),
+                   "must list at least one item", shown=np.full(len(bundles), None),
+                   has_value=False)
     _check_bundle_prices(check, items, bundles, bitems, item_ok & bundle_ok)
 
     check.reference(perks, "bundle", bundles, "bundle")
     check.unique(perks, ["bundle", "id"], "the perk id within its bundle")
     check.number(perks, "cost", low=0)
     check.number(perks, "lift")
+    check.bounded(perks, "cost", MAX_MONEY, MONEY_RULE)
+    check.bounded(perks, "lift", MAX_LOGIT, LOGIT_RULE, symmetric=True)
 
     check.number(segs, "views", low=0)
     for col in ("min_offers", "max_offers"):
         check.number(segs, col, low=0)
+    for col in ("views", "min_offers", "max_offers"):
+        check.bounded(segs, col, MAX_COUNT, COUNT_RULE)
     lo = segs.frame["min_offers"].to_numpy(dtype=np.float64)
     hi = segs.frame["max_offers"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -127,6 +169,8 @@ def validate(raw: RawInstance) -> Instance:
     check.number(resp, "take_rate", low=0, high=1, low_open=True, high_open=True)
     check.number(resp, "baseline_rate", low=0, high=1, high_open=True)
     check.number(resp, "price_sensitivity", low=0)
+    check.bounded(resp, "price_sensitivity", MAX_LOGIT,
+                  "must be <= 100 (the bound on logit-scale numbers)")
 
     policy = _check_policy(raw)
     if raw.issues:
@@ -156,11 +200,15 @@ def _check_bundle_prices(check: _Checker, items: RawTable, bundles: RawTable,
     price_by_item = pd.Series(items.frame["price"].to_numpy(), index=items.frame["id"])
     price_by_item = price_by_item[~price_by_item.index.duplicated()]
     lines = bitems.frame.loc[line_ok & bitems.given("qty")]
-    line_price = price_by_item.reindex(lines["item"]).to_numpy() * lines["qty"].to_numpy()
-    reference = pd.Series(line_price).groupby(lines["bundle"].to_numpy()).sum()
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-bound prices are reported
+        line_price = price_by_item.reindex(lines["item"]).to_numpy() * lines["qty"].to_numpy()
+        reference = pd.Series(line_price).groupby(lines["bundle"].to_numpy()).sum()
     ref = reference.reindex(bundles.frame["id"]).to_numpy(dtype=np.float64)
     price = bundles.frame["price"].to_numpy(dtype=np.float64)
     check.number(bundles, "price", low=0, low_open=True)
+    check.bounded(bundles, "price", MAX_MONEY, MONEY_RULE)
+    if not (check.usable(items, "price") and check.usable(bitems, "qty")):
+        return  # no reference price can be computed: the header problem is the issue
     with np.errstate(invalid="ignore"):
         above = price > ref * (1 + 1e-12)
     check.rule(bundles, "price", above & np.isfinite(ref),
@@ -187,6 +235,13 @@ def _check_policy(raw: RawInstance) -> Policy:
     budget = given.get("promotion_budget")
     if budget is not None and not (np.isfinite(budget) and budget >= 0):
         bad("promotion_budget", "must be a finite number >= 0")
+    elif budget is not None and budget > MAX_MONEY:
+        bad("promotion_budget", MONEY_RULE)
+    for name in ("min_offers_per_view", "max_offers_per_view"):
+        if not np.isfinite(given.get(name, 1)):
+            bad(name, "must be a finite number")
+        elif given.get(name, 1) > MAX_COUNT:
+            bad(name, COUNT_RULE)
     if given.get("min_offers_per_view", 0) < 0:
         bad("min_offers_per_view", "must be >= 0")
     if given.get("max_offers_per_view", 1) < 1:

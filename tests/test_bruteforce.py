@@ -52,13 +52,15 @@ def test_lp_guided_equals_bruteforce(doc: dict[str, Any]) -> None:
     _assert_matches_bruteforce(doc, "highs", "lp")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tiny_instances())
-def test_split_traffic_earns_the_lp_optimum(doc: dict[str, Any]) -> None:
+@pytest.mark.parametrize("method", ["lp", "decompose"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=tiny_instances())
+def test_split_traffic_earns_the_lp_optimum(method: str, doc: dict[str, Any]) -> None:
     """Every set is valid, each segment's weights sum to 1, and the value is the LP optimum
-    of the instance, computed from the enumeration of every segment's plans."""
+    of the instance, computed from the enumeration of every segment's plans: from the
+    whole LP (lp) and by column generation from the multipliers (decompose)."""
     inst = instance_from_document(doc)
-    solution = solve(inst, SolveOptions(split_traffic=True, method="lp"))
+    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
     optimum = lp_optimum(doc)
     if optimum is None:
         assert solution.status == Status.INFEASIBLE
@@ -93,6 +95,23 @@ def test_denormal_policy_limit_regression() -> None:
         "policy": {"min_offers_per_view": 0, "max_avg_discount": 5e-324},
     }
     _assert_matches_bruteforce(doc, "highs")
+
+
+def test_tiny_coefficients_beside_large_values_regression() -> None:
+    """Found by hypothesis: max_avg_discount = 1e-10 leaves a row of 1e-9 coefficients
+    beside values of 1e5, on which HiGHS's dual simplex stops with "excessive dual values";
+    the LP-guided path then had no LP (it re-solves with the primal simplex now)."""
+    _assert_matches_bruteforce(json.loads((DATA / "tiny_avg_discount_row.json").read_text()),
+                               "highs", "lp")
+
+
+@pytest.mark.parametrize("method", ["lp", "decompose"])
+def test_split_traffic_with_nothing_to_show_regression(method: str) -> None:
+    """Found by hypothesis: a segment that may show nothing leaves an LP without columns,
+    which HiGHS reports as an empty model: its optimum is the empty plan, not "no LP"."""
+    inst = instance_from_document(json.loads((DATA / "silent_segment_split.json").read_text()))
+    solution = solve(inst, SolveOptions(split_traffic=True, method=method))
+    assert solution.status == Status.OPTIMAL and solution.objective == 0.0
 
 
 @pytest.mark.parametrize("solver", ["highs", "cbc"])

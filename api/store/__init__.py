@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,6 +28,7 @@ from api.store.schema import (
     schema_version,
     traffic_salt,
 )
+from optimizer.errors import InputError, Issue, OfferOptError, file_error
 
 
 class RunStatus(StrEnum):
@@ -41,12 +42,21 @@ class RunStatus(StrEnum):
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class NotFound(LookupError):
-    pass
+class NotFound(OfferOptError, LookupError):
+    """An id that names nothing in the store. `str()` is `what: no such id`, unless a fuller
+    message was given."""
+
+    def __init__(self, what: str, message: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.message = message or f"{what}: no such id"
+
+    def __str__(self) -> str:
+        return self.message
 
 
-class Conflict(RuntimeError):
-    pass
+class Conflict(OfferOptError, RuntimeError):
+    """The store's state refuses the request (a reused key, an unpublishable plan, ...)."""
 
 
 def new_id() -> str:
@@ -57,9 +67,28 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, create_folder: bool = True, name: str = "database URL") -> Engine:
+    """An engine for `url`. A SQLite file's folder is created when `create_folder` (the
+    default store under DATA_DIR), else it must exist; `name` is what messages call the URL
+    (`--store`, `OFFEROPT_DATABASE_URL`)."""
+    try:
+        parsed = sa.engine.make_url(url)
+        parsed.get_dialect()  # an unknown scheme or a missing driver is refused here
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise InputError([Issue(name, "must be a SQLAlchemy database URL with an installed "
+                                "driver, e.g. sqlite:///data/offeropt.db or "
+                                "postgresql+psycopg://user:pw@host/db", _shown(url))]) from exc
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if create_folder:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise file_error(folder, exc, f"must be a folder that can hold the store "
+                                 f"({name})") from exc
+        elif not folder.is_dir():
+            raise InputError([Issue(name, f"must name a SQLite file in an existing folder "
+                                    f"({folder} is not created for it)", _shown(url))])
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -95,9 +124,15 @@ class Store:
                 yield conn
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        store = cls(make_engine(url))
-        store.migrate()
+    def open(cls, url: str, create_folder: bool = True, name: str = "database URL") -> Store:
+        """The store at `url`, migrated (see `make_engine` for `create_folder` and `name`)."""
+        store = cls(make_engine(url, create_folder, name))
+        try:
+            store.migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise InputError([Issue(name, "must name a store that can be opened and written",
+                                    value_text=f"{_shown(url)!r} ({reason})")]) from exc
         return store
 
     def migrate(self) -> int:
@@ -143,10 +178,16 @@ class Store:
                     .where(catalog_plans.c.idempotency_key == idempotency_key)).first()
                 if prior is not None:
                     if prior.sha256 != sha256:
-                        raise Conflict("Idempotency-Key: already used for a different catalog plan")
-                    run_id = conn.execute(sa.select(runs.c.id).where(
-                        runs.c.catalog_plan_id == prior.id).order_by(runs.c.created_at)).scalar()
-                    return str(run_id), False
+                        raise Conflict(f"Idempotency-Key {idempotency_key!r}: must be reused only "
+                                       "with the same catalog plan, got a different one")
+                    first = conn.execute(sa.select(runs.c.id, runs.c.options).where(
+                        runs.c.catalog_plan_id == prior.id).order_by(runs.c.created_at)).first()
+                    assert first is not None  # a catalog plan is stored with its run
+                    changed = _changed_options(json.loads(first.options), options)
+                    if changed:
+                        raise Conflict(f"Idempotency-Key {idempotency_key!r}: must be reused only "
+                                       f"with the same options, got {changed}")
+                    return str(first.id), False
             catalog_id, run_id = new_id(), new_id()
             conn.execute(catalog_plans.insert().values(
                 id=catalog_id, name=name, sha256=sha256, document=document,
@@ -261,8 +302,9 @@ class Store:
                                f"feasible to be published, got status {row.status!r}")
             return self._activate(conn, plan_id, "publish", actor, pause)
 
-    def rollback(self, actor: str, to_version: int | None = None) -> int:
-        """Re-activate the plan before the active one (or the one published as `to_version`)."""
+    def rollback(self, actor: str, to_version: int | None = None, field: str = "to_version") -> int:
+        """Re-activate the plan before the active one (or the one published as `to_version`;
+        `field` is what a refusal calls it)."""
         with self._write() as conn:
             current = conn.execute(sa.select(active.c.plan_id, active.c.version)).first()
             if current is None:
@@ -271,7 +313,11 @@ class Store:
                 target = conn.execute(sa.select(publications.c.plan_id)
                                       .where(publications.c.version == to_version)).scalar()
                 if target is None:
-                    raise NotFound(f"publication version {to_version}")
+                    versions = conn.execute(sa.select(publications.c.version)
+                                            .order_by(publications.c.version)).scalars().all()
+                    raise NotFound(f"publication version {to_version}",
+                                   f"{field}: must be a published version ({_ranges(versions)}), "
+                                   f"got {to_version}: no publication {to_version} exists")
             else:
                 target = conn.execute(
                     sa.select(publications.c.plan_id)
@@ -302,12 +348,11 @@ class Store:
         return None if row is None else dict(row)
 
     def serving(self) -> dict[str, Any] | None:
-        """The active plan's id and version, and the traffic salt (one cheap query, polled
-        by the offer index: a new version or a rotated salt makes it move)."""
+        """The active plan's id and version, and the traffic salt (one cheap query, read by
+        the offer index on every request: a new version or a rotated salt makes it move)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(active.c.plan_id, active.c.version,
-                                         _salt_now())).mappings().first()
-        return None if row is None else dict(row)
+            row = conn.execute(_SERVING).first()
+        return None if row is None else {"plan_id": row[0], "version": row[1], "salt": row[2]}
 
     def rotate_salt(self, actor: str) -> dict[str, Any]:
         """A new traffic salt: split segments' customers are assigned to offer sets afresh."""
@@ -348,6 +393,38 @@ def _salt_now() -> sa.Label[Any]:
     """The traffic salt as a column of any query ("" if its row is missing)."""
     salt = sa.select(traffic_salt.c.salt).where(traffic_salt.c.id == 1).scalar_subquery()
     return sa.func.coalesce(salt, "").label("salt")
+
+
+_SERVING = sa.select(active.c.plan_id, active.c.version, _salt_now())  # built once
+
+
+def _changed_options(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """The options of a retried submission that differ from the first one's (JSON values
+    compared; an option the first run did not record counts as its default, false)."""
+    now = json.loads(json.dumps(now))
+    diffs = [f"{k}={now.get(k, False)!r} (first sent as {before.get(k, False)!r})"
+             for k in sorted(set(before) | set(now)) if before.get(k, False) != now.get(k, False)]
+    return ", ".join(diffs)
+
+
+def _shown(url: str) -> str:
+    """A URL fit for a message: its password, if any, masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _ranges(versions: Sequence[int], most: int = 8) -> str:
+    """`1-4, 7, 9-12`: the versions as runs, the last `most` runs only."""
+    runs: list[list[int]] = []
+    for v in versions:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[-most:])
+    return ("..., " if len(runs) > most else "") + text
 
 
 def _pid_alive(pid: int) -> bool:

@@ -45,8 +45,14 @@ class Estimates:
     warnings: tuple[str, ...] = ()
 
     def to_instance(self, instance: Instance) -> Instance:
-        """The instance with these responses, and these perk lifts where the logs had perk arms."""
-        responses = self.responses.loc[:, list(RESPONSE_COLUMNS)].reset_index(drop=True)
+        """The instance with these responses, and these perk lifts where the logs had perk arms.
+        Responses of the instance that were not estimated (naive estimates of pairs without
+        shown views) stay as they were."""
+        estimated = self.responses.loc[:, list(RESPONSE_COLUMNS)]
+        given = instance.responses.loc[:, list(RESPONSE_COLUMNS)]
+        done = pd.MultiIndex.from_frame(estimated[["segment", "bundle"]])
+        left = ~pd.MultiIndex.from_frame(given[["segment", "bundle"]]).isin(done)
+        responses = pd.concat([estimated, given[left]], ignore_index=True)
         lifts = self.perks.set_index(["bundle", "perk"])["lift"]
         keys = pd.MultiIndex.from_arrays([instance.perks["bundle"], instance.perks["id"]])
         perks = instance.perks.assign(lift=lifts.reindex(keys).to_numpy())
@@ -57,6 +63,7 @@ def estimate(instance: Instance, logs: Exposures, method: Method = "pooled",
              conservative: float | None = None) -> Estimates:
     if conservative is not None and not 0 < conservative < 1:
         raise InputError([Issue("--conservative", "must be in (0, 1)", conservative)])
+    _require_shown_views(logs)
     cells = _cells(instance, logs)
     groups = Grouping(cells["b"].to_numpy(), cells["s"].to_numpy(), len(instance.bundles),
                       len(instance.segments))
@@ -65,11 +72,12 @@ def estimate(instance: Instance, logs: Exposures, method: Method = "pooled",
     take, lifts, take_pool = _take_model(instance, logs, cell_of_arm, groups, method)
     baseline, base_pool, warnings = _baseline_model(instance, logs, cell_of_arm, groups, method,
                                                     logit(take["take_rate"]))
-    out = cells.assign(**take, **baseline)
+    out = _without_data(instance, cells.assign(**take, **baseline), warnings)
     keep = out["take_source"] != "none"
     if (~keep).any():
         warnings.append(f"{int((~keep).sum())} (segment, bundle) pairs had no shown views and "
-                        "were left out: naive estimates need data in every cell")
+                        "were left out (an instance written with them keeps their responses "
+                        "unchanged): naive estimates need data in every cell")
     out = out[keep]
     if conservative is not None:
         out = _conservative(instance, out, conservative)
@@ -83,6 +91,61 @@ def estimate(instance: Instance, logs: Exposures, method: Method = "pooled",
     counts = ["shown_views", "shown_purchases", "holdout_views", "holdout_purchases"]
     out = out.astype(dict.fromkeys(counts, np.int64))
     return Estimates(out.loc[:, order].reset_index(drop=True), lifts, method, pooling, tuple(warnings))
+
+
+def _require_shown_views(logs: Exposures) -> None:
+    """No shown views at all: there is nothing to estimate a take rate from, and every
+    estimate would be the model's prior, not data."""
+    if (logs.views[logs.shown] > 0).any():
+        return
+    holdout = int(logs.views[~logs.shown].sum())
+    got = "no rows" if len(logs) == 0 else \
+        f"{len(logs)} arms, with 0 shown views and {holdout} holdout views"
+    raise InputError([Issue(logs.name, "must hold at least one shown row (shown = 1) with "
+                            "views > 0 to estimate from", value_text=got)])
+
+
+def _without_data(instance: Instance, out: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Cells whose bundle has no shown views in any segment get no pooled estimate (there is
+    nothing about the bundle to pool): their responses stay as the instance has them, flagged
+    `instance`; a pair with no response in the instance either is left out."""
+    shown = out["take_source"] == "data"
+    informed = np.bincount(out.loc[shown, "b"].to_numpy(), minlength=len(instance.bundles)) > 0
+    blind = (out["take_source"] == "pooled").to_numpy() & ~informed[out["b"].to_numpy()]
+    if not blind.any():
+        return out
+    r = instance.responses
+    key = pd.MultiIndex.from_arrays([
+        pd.Index(instance.segments["id"]).get_indexer(r["segment"]),
+        pd.Index(instance.bundles["id"]).get_indexer(r["bundle"])])
+    at = key.get_indexer(pd.MultiIndex.from_frame(out[["s", "b"]]))
+    given = blind & (at >= 0)
+    rows = at[given]
+    nan = np.nan
+    out = out.copy()
+    out.loc[given, "take_rate"] = r["take_rate"].to_numpy(dtype=np.float64)[rows]
+    out.loc[given, "price_sensitivity"] = r["price_sensitivity"].to_numpy(dtype=np.float64)[rows]
+    for column in ("take_rate_se", "take_rate_lo", "take_rate_hi", "price_sensitivity_se",
+                   "price_sensitivity_lo", "price_sensitivity_hi"):
+        out.loc[given, column] = nan
+    out.loc[given, "take_source"] = "instance"
+    base_blind = given & (out["baseline_source"] == "pooled").to_numpy()
+    if base_blind.any():  # pooled toward a take rate that is not an estimate: kept too
+        out.loc[base_blind, "baseline_rate"] = \
+            r["baseline_rate"].to_numpy(dtype=np.float64)[at[base_blind]]
+        for column in ("baseline_rate_se", "baseline_rate_lo", "baseline_rate_hi"):
+            out.loc[base_blind, column] = nan
+        out.loc[base_blind, "baseline_source"] = "instance"
+    if given.any():
+        warnings.append(f"{int(given.sum())} responses had no shown views, in any segment of "
+                        "their bundle: kept unchanged from the instance (take_source "
+                        "'instance'), not estimated")
+    dropped = blind & (at < 0)
+    if dropped.any():
+        warnings.append(f"{int(dropped.sum())} (segment, bundle) pairs of the logs had no shown "
+                        "views in any segment of their bundle and no response in the instance: "
+                        "left out")
+    return out[~dropped]
 
 
 def _cells(instance: Instance, logs: Exposures) -> pd.DataFrame:
@@ -228,7 +291,7 @@ def _conservative(instance: Instance, out: pd.DataFrame, q: float) -> pd.DataFra
     prices = instance.bundle_prices()
     m0 = (prices["price"] - prices["unit_cost"]).to_numpy()[out["b"].to_numpy()]
     z = NormalDist().inv_cdf(q) * np.where(m0 < 0, -1.0, 1.0)
-    var_t = out["take_rate_se"].to_numpy() ** 2
+    var_t = np.nan_to_num(out["take_rate_se"].to_numpy()) ** 2  # kept responses: no se
     var_b = np.nan_to_num(out["baseline_rate_se"].to_numpy()) ** 2
     sd = np.sqrt(var_t + var_b)
     shift = np.divide(z, sd, out=np.zeros(len(out)), where=sd > 0)

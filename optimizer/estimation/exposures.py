@@ -14,15 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyarrow.lib import ArrowException
 
 from optimizer.errors import InputError, Issue
 from optimizer.io.fields import Locator
 from optimizer.io.tables import read_table_file
 from optimizer.model import Instance
+from optimizer.validate import COUNT_RULE, MAX_COUNT
 
 KEY_COLUMNS = ("segment", "bundle", "shown", "discount")
 AGGREGATED = ("views", "purchases")
 ROW_LEVEL = ("purchased",)
+ARM = ("segment", "bundle", "shown", "discount", "perk")
 _DISCOUNT_KEY = 1e9  # discounts are compared as integers of 1e-9, as written in files
 
 
@@ -38,6 +41,7 @@ class Exposures:
     views: np.ndarray  # int64
     purchases: np.ndarray  # int64
     row_level: bool = False
+    name: str = "exposures"  # the log's file name, for messages
 
     def __len__(self) -> int:
         return len(self.views)
@@ -68,25 +72,26 @@ def exposures_from_frame(frame: pd.DataFrame, instance: Instance, locator: Locat
         purchases = purchased
     else:
         rule = "must be an integer >= 0"
-        views = check.numbers("views", rule, lambda v: (v >= 0) & (np.floor(v) == v))
-        purchases = check.numbers("purchases", rule, lambda v: (v >= 0) & (np.floor(v) == v))
+        views = check.counts("views", rule)
+        purchases = check.counts("purchases", rule)
         over = np.flatnonzero(purchases > views)
         issues.extend(Issue(locator.path(int(i), "purchases"), f"must be <= views ({views[i]:g})",
                             purchases[i]) for i in over)
     shown = shown_num == 1.0
     perk = _perks(frame, instance, locator, bundle, shown, shown_num, issues)
     _check_discounts(instance, locator, bundle, shown, shown_num, discount, issues)
+    rows = pd.DataFrame({"segment": segment, "bundle": bundle, "shown": shown,
+                         "discount": discount, "perk": perk, "views": views, "purchases": purchases})
+    if not row_level:
+        _check_arm_totals(rows, locator, issues)
     if issues:
         raise InputError(issues)
-    arms = pd.DataFrame({"segment": segment, "bundle": bundle, "shown": shown,
-                         "discount": discount, "perk": perk, "views": views, "purchases": purchases})
-    arms = arms.groupby(["segment", "bundle", "shown", "discount", "perk"], as_index=False,
-                        sort=True)[["views", "purchases"]].sum()
+    arms = rows.groupby(list(ARM), as_index=False, sort=True)[["views", "purchases"]].sum()
     return Exposures(
         segment=arms["segment"].to_numpy(np.int64), bundle=arms["bundle"].to_numpy(np.int64),
         shown=arms["shown"].to_numpy(bool), discount=arms["discount"].to_numpy(np.float64),
         perk=arms["perk"].to_numpy(np.int64), views=arms["views"].to_numpy(np.int64),
-        purchases=arms["purchases"].to_numpy(np.int64), row_level=row_level,
+        purchases=arms["purchases"].to_numpy(np.int64), row_level=row_level, name=name,
     )
 
 
@@ -98,7 +103,12 @@ class _Checker:
 
     def text(self, column: str) -> pd.Series:
         raw = self.frame[column]
-        text = raw.astype("string").str.strip()
+        try:
+            text = raw.astype("string").str.strip()
+        except (TypeError, ValueError, UnicodeError, ArrowException):  # a Parquet binary column
+            raise InputError([Issue(f"{self.locator.table}.parquet",
+                                    f"must have a column {column!r} of text",
+                                    value_text=f"a column of {raw.dtype}")]) from None
         return text.mask(raw.isna(), "")
 
     def ids(self, column: str, known: pd.Index, what: str) -> np.ndarray:
@@ -113,14 +123,54 @@ class _Checker:
                 self.issues.append(Issue(self.locator.path(int(i), column), f"must be {what}", value))
         return pos
 
-    def numbers(self, column: str, rule: str, valid: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    def counts(self, column: str, rule: str) -> np.ndarray:
+        """Whole counts in [0, MAX_COUNT]: a count beyond it is refused, never wrapped around
+        when the arms are summed in 64-bit integers."""
+        values = self.numbers(column, rule, lambda v: (v >= 0) & (np.floor(v) == v),
+                              beyond=(MAX_COUNT, COUNT_RULE))
+        return values
+
+    def numbers(self, column: str, rule: str, valid: Callable[[np.ndarray], np.ndarray],
+                beyond: tuple[float, str] | None = None) -> np.ndarray:
         raw = self.frame[column]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _numeric(raw)
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(values) & valid(values)
+            too_big = ok & (values > beyond[0]) if beyond else np.zeros(len(values), bool)
         for i in np.flatnonzero(~ok):
-            self.issues.append(Issue(self.locator.path(int(i), column), rule, raw.iloc[i]))
-        return np.where(ok, values, 0.0)
+            self.issues.append(Issue(self.locator.path(int(i), column), rule, _cell(raw.iloc[i])))
+        if beyond:
+            for i in np.flatnonzero(too_big):
+                self.issues.append(Issue(self.locator.path(int(i), column), beyond[1],
+                                         float(values[i])))
+        return np.where(ok & ~too_big, values, 0.0)
+
+
+def _check_arm_totals(rows: pd.DataFrame, locator: Locator, issues: list[Issue]) -> None:
+    """An arm's rows are summed: its total views, too, must stay within MAX_COUNT."""
+    total = rows.groupby(list(ARM), sort=False)["views"].transform("sum").to_numpy()
+    first = ~rows.duplicated(subset=list(ARM)).to_numpy()
+    for i in np.flatnonzero((total > MAX_COUNT) & first):
+        issues.append(Issue(locator.path(int(i), "views"),
+                            "must sum to <= 1e15 over the rows of its arm (segment, bundle, "
+                            "shown, discount, perk)", float(total[i])))
+
+
+def _numeric(raw: pd.Series) -> np.ndarray:
+    """A column as float64 numbers, NaN where a cell is not one (text, a list, a date)."""
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(raw):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        text = raw.astype(pd.StringDtype("pyarrow"))
+    except (TypeError, ValueError, ArrowException):
+        return np.full(len(raw), np.nan)
+    return pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _cell(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _perks(frame: pd.DataFrame, instance: Instance, locator: Locator, bundle: np.ndarray,

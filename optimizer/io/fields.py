@@ -12,8 +12,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pyarrow.lib import ArrowException
 
 from optimizer.errors import Issue
+from optimizer.io.safe_json import SURROGATE_RULE, has_lone_surrogate
 
 Kind = Literal["id", "text", "number", "int", "bool", "ladder"]
 Source = Literal["json", "text", "native"]
@@ -92,6 +94,10 @@ _KIND_RULE: dict[str, str] = {
     "bool": "must be true or false",
     "ladder": "must be a list of numbers",
 }
+_KIND_COLUMN: dict[str, str] = {
+    "id": "text", "text": "text", "number": "numbers", "int": "integers", "bool": "booleans",
+    "ladder": "lists of numbers (or text)",
+}
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -162,13 +168,28 @@ def coerce_table(
             series = raw
         else:
             series = pd.Series(list(raw), dtype=object)
-        values, null, bad = coerce(series.reset_index(drop=True), spec.kind, source)
+        try:
+            values, null, bad = coerce(series.reset_index(drop=True), spec.kind, source)
+        except (TypeError, ValueError, UnicodeError, ArrowException):
+            if source != "native":
+                raise
+            # A Parquet column of a type no cell can be read from (binary, struct, ...):
+            # one issue for the column, its cells unreadable.
+            issues.append(Issue(f"{locator.table}.parquet",
+                                f"must have a column {spec.name!r} of {_KIND_COLUMN[spec.kind]}",
+                                value_text=f"a column of {series.dtype}"))
+            values, null, _ = coerce(pd.Series([None] * n, dtype=object), spec.kind, source)
+            null = series.isna().to_numpy(dtype=bool)
+            bad = ~null
+            out[spec.name], table.null[spec.name], table.bad[spec.name] = values, null, bad
+            continue
         if spec.name in synthetic:
             bad = np.zeros(n, bool)
             null = np.asarray([v is None for v in series], dtype=bool)
         for i in np.flatnonzero(bad):
-            issues.append(Issue(locator.path(int(i), spec.name), _KIND_RULE[spec.kind],
-                                series.iloc[int(i)]))
+            value = series.iloc[int(i)]
+            rule = SURROGATE_RULE if has_lone_surrogate(value) else _KIND_RULE[spec.kind]
+            issues.append(Issue(locator.path(int(i), spec.name), rule, value))
         if spec.required and raw is not None:  # an absent column is reported once, by the reader
             for i in np.flatnonzero(null):
                 issues.append(Issue(locator.path(int(i), spec.name), "is required", has_value=False))
@@ -204,7 +225,7 @@ def _coerce_number(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np
     if source == "json":
         ok = s.map(lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)))
         bad = ~ok.to_numpy(dtype=bool)
-        vals = np.array([np.nan if b or v is None else float(v) for v, b in zip(s, bad, strict=True)],
+        vals = np.array([np.nan if b or v is None else _float(v) for v, b in zip(s, bad, strict=True)],
                         dtype=np.float64)
         return vals, null, bad
     text = _text(s).str.strip().mask(null)
@@ -212,6 +233,14 @@ def _coerce_number(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np
     literal_nan = (text.str.lower().str.lstrip("+-") == "nan").to_numpy(dtype=bool, na_value=False)
     bad = ~null & np.isnan(vals) & ~literal_nan
     return vals, null, bad
+
+
+def _float(value: int | float) -> float:
+    """A JSON number as a float; an integer beyond the float range is +-inf (not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
 
 
 def _coerce_int(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
@@ -266,7 +295,12 @@ def _coerce_text(s: pd.Series, source: Source, *, nonempty: bool) -> tuple[
         empty = np.array([v == "" for v in vals], dtype=bool)
         bad = bad | empty
         vals = [None if e else v for v, e in zip(vals, empty, strict=True)]
-    return _text(pd.Series(vals, dtype=object)), null, bad
+    try:
+        return _text(pd.Series(vals, dtype=object)), null, bad
+    except UnicodeEncodeError:  # a lone surrogate, in a document not read by parse_json
+        broken = np.array([has_lone_surrogate(v) for v in vals], dtype=bool)
+        vals = [None if b else v for v, b in zip(vals, broken, strict=True)]
+        return _text(pd.Series(vals, dtype=object)), null, bad | broken
 
 
 def _coerce_ladder(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.ndarray]:
@@ -282,7 +316,7 @@ def _coerce_ladder(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np
         if isinstance(v, list | tuple | np.ndarray) and all(
             isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in v
         ):
-            return tuple(float(x) for x in v)
+            return tuple(_float(x) for x in v)
         return None
 
     parsed = [None if n else parse(v) for v, n in zip(s, null, strict=True)]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from optimizer.errors import Issue
+from optimizer.errors import InputError, Issue
 from optimizer.io.fields import TABLE_FIELDS, Locator, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
+from optimizer.io.safe_json import SURROGATE_RULE, has_lone_surrogate, parse_json, printable
 from optimizer.model import FORMAT, Instance
 
 _TOP_LEVEL = ("format", "name", "currency", "items", "bundles", "segments", "responses", "policy")
@@ -20,20 +20,14 @@ _FLAT_TABLES = ("items", "segments", "responses")
 
 def read_json(text: str | bytes, origin: str, default_name: str) -> RawInstance:
     raw = RawInstance(origin=origin, name=default_name, currency=None)
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raw.issues.append(Issue(origin, "must be UTF-8 text", value_text=str(exc)))
-            return raw
-    if not text.strip():
+    blank = text.removeprefix(b"\xef\xbb\xbf") if isinstance(text, bytes) else text
+    if not blank.strip():
         raw.issues.append(Issue(origin, "must be a JSON object", value_text="an empty file"))
         return raw
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raw.issues.append(Issue(origin, "must be valid JSON", value_text=f"{exc.msg} at {where}"))
+        doc = parse_json(text, origin)
+    except InputError as exc:
+        raw.issues.extend(exc.issues)
         return raw
     read_document(doc, raw)
     return raw
@@ -51,11 +45,13 @@ def read_document(doc: object, raw: RawInstance) -> None:
         raw.issues.append(Issue("format", f"must be {FORMAT!r}", fmt))
     for key in doc:
         if key not in _TOP_LEVEL:
-            raw.warnings.append(f"{key}: unknown top-level field, ignored")
+            raw.warnings.append(f"{printable(str(key))}: unknown top-level field, ignored")
     for key in ("name", "currency"):
         value = doc.get(key)
         if value is not None and not isinstance(value, str):
             raw.issues.append(Issue(key, "must be a string", value))
+        elif has_lone_surrogate(value):
+            raw.issues.append(Issue(key, SURROGATE_RULE, value))
         elif isinstance(value, str) and value:
             setattr(raw, key, value)
 
@@ -105,10 +101,10 @@ def _warn_unknown(
     raw: RawInstance, extra: frozenset[str] = frozenset(),
 ) -> None:
     known = {s.name for s in specs} | extra
-    unknown = sorted({k for r in records for k in r if k not in known})
+    unknown = sorted({k for r in records for k in r if k not in known}, key=str)
     for key in unknown:
         first = next(p for r, p in zip(records, positions, strict=True) if key in r)
-        raw.warnings.append(f"{path}[{first}].{key}: unknown field, ignored")
+        raw.warnings.append(f"{path}[{first}].{printable(str(key))}: unknown field, ignored")
 
 
 def _read_bundles(doc: dict[str, Any], raw: RawInstance) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 from optimizer.errors import Issue
 from optimizer.io.fields import POLICY_FIELDS, Source, coerce
 from optimizer.io.fields import RawTable as RawTable
+from optimizer.io.safe_json import printable
 
 _POLICY_RULES = {
     "ladder": "must be a list of numbers",
@@ -35,7 +36,7 @@ def coerce_policy(values: dict[str, object], source: Source, prefix: str, raw: R
     known = {spec.name: spec for spec in POLICY_FIELDS}
     for key in values:
         if key not in known:
-            raw.warnings.append(f"{prefix}.{key}: unknown policy field, ignored")
+            raw.warnings.append(f"{prefix}.{printable(str(key))}: unknown policy field, ignored")
     for name, spec in known.items():
         if name not in values:
             continue

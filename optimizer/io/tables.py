@@ -14,10 +14,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from pyarrow.lib import ArrowException
 
-from optimizer.errors import InputError, Issue
+from optimizer.errors import InputError, Issue, file_error
 from optimizer.io.fields import TABLE_FIELDS, Locator, Source, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
+from optimizer.io.safe_json import parse_json
 from optimizer.model import FORMAT, TABLE_COLUMNS, Instance
 
 TableFormat = Literal["csv", "parquet"]
@@ -28,8 +31,9 @@ def folder_format(folder: Path) -> TableFormat:
     return "parquet" if any(folder.glob("*.parquet")) else "csv"
 
 
-def read_folder(folder: Path, default_name: str | None = None) -> RawInstance:
-    fmt = folder_format(folder)
+def read_folder(folder: Path, default_name: str | None = None,
+                fmt: TableFormat | None = None) -> RawInstance:
+    fmt = fmt or folder_format(folder)
     raw = RawInstance(origin=str(folder), name=default_name or folder.name, currency=None)
     _read_meta(folder, raw)
     for table, specs in TABLE_FIELDS.items():
@@ -59,7 +63,7 @@ def read_folder(folder: Path, default_name: str | None = None) -> RawInstance:
         raw.tables[table] = coerce_table(table, columns, source, locator, raw.issues)
     policy_path = folder / "policy.json"
     if policy_path.exists():
-        policy = _read_json_object(policy_path, raw)
+        policy = _read_json_object(policy_path, raw, "policy")
         if policy is not None:
             coerce_policy(policy, "json", "policy", raw)
     return raw
@@ -69,7 +73,7 @@ def _read_meta(folder: Path, raw: RawInstance) -> None:
     path = folder / "instance.json"
     if not path.exists():
         return
-    meta = _read_json_object(path, raw)
+    meta = _read_json_object(path, raw, "instance.json")
     if meta is None:
         return
     if meta.get("format", FORMAT) != FORMAT:
@@ -82,11 +86,16 @@ def _read_meta(folder: Path, raw: RawInstance) -> None:
             setattr(raw, key, value)
 
 
-def _read_json_object(path: Path, raw: RawInstance) -> dict[str, Any] | None:
+def _read_json_object(path: Path, raw: RawInstance, root: str) -> dict[str, Any] | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig") or "null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raw.issues.append(Issue(path.name, "must be valid JSON", value_text=str(exc)))
+        data = path.read_bytes()
+    except OSError as exc:
+        raw.issues.append(Issue(path.name, "must be a readable file", value_text=str(exc)))
+        return None
+    try:
+        doc = parse_json(data, path.name, root) if data else None
+    except InputError as exc:
+        raw.issues.extend(exc.issues)
         return None
     if not isinstance(doc, dict):
         raw.issues.append(Issue(path.name, "must be a JSON object", doc))
@@ -109,14 +118,19 @@ def read_frame(path: Path, fmt: TableFormat) -> pd.DataFrame:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
                                 skipinitialspace=True)
         else:
-            frame = pd.read_parquet(path)
+            table = pq.read_table(path)
+            table.validate(full=True)  # Parquet readers do not check that strings are UTF-8
+            frame = table.to_pandas()
     except pd.errors.EmptyDataError:
         raise InputError([Issue(path.name, "must have a header row",
                                 value_text="an empty file")]) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+    except (pd.errors.ParserError, UnicodeError, OSError, ValueError, TypeError, IndexError,
+            KeyError, NotImplementedError, ArrowException) as exc:
+        # A damaged Parquet file fails in pyarrow in many ways, none of them ours.
         kind = "CSV" if fmt == "csv" else "Parquet"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputError([Issue(path.name, f"must be a readable {kind} file",
-                                value_text=str(exc).splitlines()[0])]) from exc
+                                value_text=first[:200])]) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -148,7 +162,13 @@ def _fmt(x: float) -> str:
 
 def write_folder(instance: Instance, folder: Path, fmt: TableFormat) -> None:
     """Write every table, `policy.json` and `instance.json`; each file is replaced atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise InputError([Issue(str(folder), f"must be a folder (or a new path) to write {fmt.upper()} "
+                                "tables into", value_text="an existing file")])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error(folder, exc, "must be a folder that can be created and written") from exc
     for name, frame in instance_tables(instance).items():
         target = folder / f"{name}.{fmt}"
         other = folder / f"{name}.{'parquet' if fmt == 'csv' else 'csv'}"
@@ -194,8 +214,14 @@ class _atomic:
         self.path = path
 
     def __enter__(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        if self.path.is_dir():
+            raise InputError([Issue(str(self.path), "must be a file path (or a new one)",
+                                    value_text="an existing folder")])
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        except OSError as exc:
+            raise file_error(self.path, exc, "must be in a folder that can be written") from exc
         os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
@@ -204,6 +230,10 @@ class _atomic:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as exc:
+                os.unlink(self.tmp)
+                raise file_error(self.path, exc, "must be a file that can be replaced") from exc
         else:
             os.unlink(self.tmp)
