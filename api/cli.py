@@ -1,4 +1,7 @@
-"""The `offeropt` console script: the core commands plus the service's `demo` and `serve`."""
+"""The `offeropt` console script: the core commands plus the service's `demo` and `serve`.
+
+The service's commands import the store, SQLAlchemy and Flask when they run, so that the
+core commands (`validate`, `solve`, `check`, ...) load neither."""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from optimizer.cli import ExitCode, build_parser, load, run
 from optimizer.cli_args import (
@@ -93,6 +94,8 @@ def _nightly_commands(sub: Any) -> None:
 
 
 def _nightly(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.joblog import JobLog
     from api.nightly import NightlyExit, NightlySettings, run_nightly
     from api.settings import from_environment
@@ -135,6 +138,8 @@ def _store_url(args: argparse.Namespace) -> tuple[str, bool, str]:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.store import Conflict, NotFound, Store
 
     store = Store.open(*_store_url(args))

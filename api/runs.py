@@ -17,6 +17,7 @@ from api.openapi import Param, doc
 from api.problems import Problem
 from api.schemas import PlanDocument, Run, RunCreated
 from api.store import Store
+from optimizer.backends import Solver
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
@@ -76,8 +77,8 @@ def _options() -> dict[str, Any]:
                         f"must be in (0, {most:g}] seconds")
     gap = number("gap", 1e-4, lambda v: 0 <= v < 1, "must be in [0, 1)")
     solver = args.get("solver", "highs")
-    if solver not in ("highs", "cbc"):
-        issues.append(Issue("solver", "must be 'highs' or 'cbc'", solver))
+    if solver not in list(Solver):
+        issues.append(Issue("solver", f"must be one of {', '.join(Solver)}", solver))
     split = args.get("split_traffic", "false")
     if split not in ("true", "false"):
         issues.append(Issue("split_traffic", "must be 'true' or 'false'", split))

@@ -22,7 +22,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from api import create_app
+        from api.app import create_app
 
         return create_app()
 

@@ -14,8 +14,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from optimizer.backends import Solver
 from optimizer.cli_args import gap_fraction, positive_float, positive_int
 from optimizer.errors import InputError, Issue, OfferOptError, file_error, file_issue
+from optimizer.methods import Method, Where
 from optimizer.model import Instance
 
 STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command
@@ -119,11 +121,11 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gap", type=gap_fraction, default=1e-4, metavar="G",
                    help="relative gap at which to stop (default 1e-4 = 0.01%%)")
     p.add_argument("--threads", type=positive_int, help="solver threads")
-    p.add_argument("--solver", choices=("highs", "cbc"), default="highs")
-    p.add_argument("--method", choices=("auto", "lp", "exact", "decompose"), default="auto",
+    p.add_argument("--solver", choices=[s.value for s in Solver], default=Solver.HIGHS.value)
+    p.add_argument("--method", choices=[m.value for m in Method], default=Method.AUTO.value,
                    help="LP-guided (lp), one MIP (exact), Lagrangian decomposition, or pick by "
                         "size (auto, the default: lp up to 3M candidates, decompose above)")
-    p.add_argument("--backend", choices=("local", "dask"), default="local",
+    p.add_argument("--backend", choices=[w.value for w in Where], default=Where.LOCAL.value,
                    help="where the decomposition's per-segment step runs (default: here)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,12 +19,12 @@ import scipy.sparse as sp
 
 from optimizer.backends import Backend
 from optimizer.candidates import Candidates, expand, variant_table
+from optimizer.coupling import coupling_rows, live_rows
+from optimizer.decomposed import decomposed_solution
 from optimizer.errors import OfferOptError
 from optimizer.model import Instance
 from optimizer.oracle import Evaluation, LocalOracle
-
-if TYPE_CHECKING:
-    from optimizer.solve import Solution, SolveOptions
+from optimizer.result import Solution, SolveOptions
 
 _COLUMNS = ("segment", "variant", "take_prob", "value")
 
@@ -193,9 +193,6 @@ def connect(scheduler: str | None) -> Any:
 
 def solve_on_dask(instance: Instance, options: SolveOptions, backend: Backend,
                   start: float) -> Solution:
-    from optimizer.coupling import coupling_rows, live_rows
-    from optimizer.solve import decomposed_solution
-
     client = connect(options.scheduler)
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from api import create_app
+from api.app import create_app
 from tests.server import Processes, kill_strays
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
+from api.app import create_app
 from api.store import RunStatus
 from api.store.schema import MIGRATIONS
 from tests.api_helpers import offers_at_version, solved_plan, wait_for_run

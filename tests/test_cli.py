@@ -149,3 +149,18 @@ def test_progress_bar_reports_objective_bound_and_gap(capsys: pytest.CaptureFixt
     assert code == ExitCode.OK
     err = capsys.readouterr().err
     assert "objective" in err and "bound" in err and "gap" in err and "/120.0 s" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "check"])
+def test_core_commands_load_neither_flask_nor_sqlalchemy(command: str, tmp_path: Path) -> None:
+    """The console script (`api.cli`) runs the library's commands without the service's
+    stack: a fresh interpreter, then a look at what it imported."""
+    plan = tmp_path / "plan.json"
+    assert main(["solve", DEMO, "-o", str(plan), "--no-progress"]) == ExitCode.OK
+    argv = [command, DEMO] + ([str(plan)] if command == "check" else [])
+    probe = ("import sys; from api.cli import main; code = main(sys.argv[1:]); "
+             "print(sorted(m for m in ('flask', 'werkzeug', 'sqlalchemy', 'gunicorn') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
+from api.app import create_app
 from api.store import RunStatus, Store
 from optimizer.io import instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document

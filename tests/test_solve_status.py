@@ -9,6 +9,7 @@ import pytest
 
 import optimizer.solve as solve_module
 from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Termination
+from optimizer.errors import OfferOptError
 from optimizer.io import instance_from_document
 from optimizer.plan import plan_document
 from optimizer.solve import SolveOptions, Status, solve
@@ -55,3 +56,11 @@ def test_stopped_solve_never_claims_optimal() -> None:
     assert solution.status == Status.FEASIBLE
     assert solution.termination == Termination.TIME_LIMIT.value
     assert solution.gap is not None and solution.gap > 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("method", "foo"), ("solver", "gurobi"),
+                                              ("backend", "spark"), ("method", 3)])
+def test_options_refuse_unknown_names_where_they_are_made(field: str, value: object) -> None:
+    """`method="foo"` once solved exact in silence: every name is an enum member or an error."""
+    with pytest.raises(OfferOptError, match=rf"^{field}: must be one of .*, got {value!r}$"):
+        SolveOptions(**{field: value})  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from api import create_app
+from api.app import create_app
 from api.offers import ActiveIndex
 from api.store import RunStatus, Store
 from optimizer.check import check_plan

@@ -57,7 +57,7 @@ def test_unchecked_plans_are_not_published(database_url: str) -> None:
 
 
 def test_whole_service_flow_on_each_database(database_url: str, demo_doc: dict[str, Any]) -> None:
-    from api import create_app
+    from api.app import create_app
     from tests.api_helpers import offers_at_version, solved_plan
     from tests.conftest import MERCHANDISER
 

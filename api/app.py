@@ -1,0 +1,42 @@
+"""The HTTP service: a Flask app factory. Validation and solving live in `optimizer`."""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    # Imported here, not at package import: `api.cli serve` must set PROMETHEUS_MULTIPROC_DIR
+    # before prometheus_client creates any metric (it picks its storage then).
+    from api import ops, problems, settings
+    from api.jobs import JobRunner
+    from api.offers import IndexHolder, offers_api
+    from api.plans import plans_api
+    from api.runs import runs_api
+    from api.store import Store
+
+    app = Flask(__name__)
+    app.config.from_mapping(settings.DEFAULTS)
+    app.config.from_prefixed_env("OFFEROPT")  # OFFEROPT_X=... sets app.config["X"]
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.finalize(app.config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    store = Store.open(app.config["DATABASE_URL"])
+    app.extensions["offeropt.store"] = store
+    app.extensions["offeropt.index"] = IndexHolder(store, app.config["INDEX_POLL_SECONDS"])
+    for blueprint in (ops.ops_api, runs_api, plans_api, offers_api):
+        app.register_blueprint(blueprint)
+    problems.register(app)
+    ops.install_hooks(app)
+    if app.config["RUN_JOBS"]:
+        runner = JobRunner(store, app.config["DATABASE_URL"], app.config["SOLVE_WORKERS"],
+                           on_finished=ops.observe_solve)
+        runner.start()
+        app.extensions["offeropt.jobs"] = runner
+        atexit.register(runner.stop)
+    return app
