@@ -17,11 +17,11 @@ from api.openapi import Param, doc
 from api.problems import Problem
 from api.schemas import PlanDocument, Run, RunCreated
 from api.store import Store
-from optimizer.backends import Solver
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
 from optimizer.io.safe_json import JsonSyntaxError, parse_json
+from optimizer.methods import Solver
 from optimizer.model import Instance
 from optimizer.plan import plan_csv
 

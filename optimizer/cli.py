@@ -14,10 +14,9 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from optimizer.backends import Solver
 from optimizer.cli_args import gap_fraction, positive_float, positive_int
 from optimizer.errors import InputError, Issue, OfferOptError, file_error, file_issue
-from optimizer.methods import Method, Where
+from optimizer.methods import Method, Solver, Where
 from optimizer.model import Instance
 
 STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command

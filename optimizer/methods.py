@@ -1,5 +1,6 @@
-"""The names a solve is asked for by: its method and where the decomposition runs (the
-backends' names are `optimizer.backends.Solver`). The CLI's choices come from these."""
+"""The names a solve is asked for by: its method, its MIP backend and where the
+decomposition runs. The CLI's choices and the API's validation come from these; the module
+is light, so that parsing a command line loads no solver."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ class Method(StrEnum):
     EXACT = "exact"  # the whole MIP to the backend
     LP = "lp"  # LP-guided at any size
     DECOMPOSE = "decompose"  # Lagrangian decomposition
+
+
+class Solver(StrEnum):
+    """The MIP backends (`optimizer.backends.get_backend`)."""
+
+    HIGHS = "highs"
+    CBC = "cbc"
 
 
 class Where(StrEnum):

@@ -10,12 +10,12 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from optimizer.backends import Limits, Progress, Solver
+from optimizer.backends import Limits, Progress
 from optimizer.candidates import Candidates
 from optimizer.coupling import VariantRows
 from optimizer.diagnose import Diagnosis
 from optimizer.errors import OfferOptError
-from optimizer.methods import Method, Where
+from optimizer.methods import Method, Solver, Where
 from optimizer.model import Instance
 from optimizer.offer_sets import OfferSets
 from optimizer.stability import Stability

@@ -16,7 +16,7 @@ from tests.bruteforce import best_objective, lp_optimum
 from tests.conftest import DATA
 from tests.strategies import tiny_instances
 
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _assert_matches_bruteforce(doc: dict[str, Any], solver: str, method: str = "auto") -> None:

@@ -47,8 +47,9 @@ def test_generated_instances_with_every_family_active(seed: int) -> None:
     assert None not in (policy.max_discounted_share, policy.max_avg_discount,
                         policy.promotion_budget, policy.min_aggregate_margin_rate)
     assert inst.items["stock"].notna().any()
-    decomposed = solve(inst, SolveOptions(method="decompose", time_limit=5))
-    exact = solve(inst, SolveOptions(method="exact", gap=1e-4, time_limit=60))
+    decomposed = solve(inst, SolveOptions(method="decompose", time_limit=3))
+    # any proven gap will do: the assertions bracket the two solves by each other's bounds
+    exact = solve(inst, SolveOptions(method="exact", gap=1e-3, time_limit=60))
     assert decomposed.objective is not None and exact.objective is not None
     assert decomposed.bound is not None
     assert decomposed.bound >= exact.objective * (1 - 1e-9)  # certified: above the optimum

@@ -63,13 +63,6 @@ class MilpSolution:
 Backend = Callable[[MilpProblem, Limits], MilpSolution]
 
 
-class Solver(StrEnum):
-    """The MIP backends: the one list the CLI's choices and the API's validation use."""
-
-    HIGHS = "highs"
-    CBC = "cbc"
-
-
 def get_backend(name: str) -> Backend:
     if name == "highs":
         from optimizer.backends.highs import solve_highs
