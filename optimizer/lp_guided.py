@@ -92,7 +92,6 @@ class Relaxation:
         self.per_take = problem.matrix[self.coupling][:, self.n:].tocsc()
         self.position = form.takes_columns[1]
         self.form = form
-        self.scaling = coupling_scaling(form)
 
     def solve(self, time_limit: float | None) -> tuple[Termination, np.ndarray | None, float | None]:
         self.h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
@@ -125,7 +124,7 @@ class Relaxation:
     def row_duals(self) -> np.ndarray:
         """The LP's duals of every coupling row of `form.per_take`, in the row's own units."""
         duals = np.asarray(self.h.getSolution().row_dual)[self.coupling]
-        return self.scaling.unscaled_duals(duals)
+        return coupling_scaling(self.form).unscaled_duals(duals)  # only column generation asks
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         if len(cols):

@@ -94,8 +94,7 @@ def split_lp(oracle: LocalOracle, rows: VariantRows, d: Decomposition, backend: 
     the deadline), then an integral plan from the same LP for comparison."""
     started = time.perf_counter()
     none = SplitFound(None, None, None, np.inf, False, None, "no LP solved in time")
-    chosen = _near_multipliers(oracle, rows, d, None if d.price is None else
-                               oracle.choose(d.price), np.zeros(0, dtype=np.int64))
+    chosen = _near_multipliers(oracle, rows, d, None, np.zeros(0, dtype=np.int64))
     if chosen is None:
         return none
     positions, free, anchor = chosen
@@ -143,10 +142,12 @@ def _near_multipliers(oracle: LocalOracle, rows: VariantRows, d: Decomposition,
                       anchor: np.ndarray | None, moved: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The restricted LP's first candidates, which segments it decides, and the plan
-    (positions) holding the others; None when too many candidates and no plan to hold."""
+    (positions) holding the others: `anchor`, else the choice at the safe price `d.price`;
+    None when too many candidates and no plan to hold."""
     picks = [oracle.choose(d.bound_price * f) for f in PRICE_FACTORS]
     if d.price is not None:
         picks.append(oracle.choose(d.price))
+        anchor = picks[-1] if anchor is None else anchor
     positions = np.unique(np.concatenate(picks))
     if len(positions) <= MAX_CANDIDATES:
         return positions, np.ones(len(oracle.cands.lo), dtype=bool), picks[-1]
