@@ -11,9 +11,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from hypothesis import settings
 
 from api.app import create_app
 from tests.server import Processes, kill_strays
+
+# The test command draws the same examples on every run (a clean checkout passes or fails
+# the same way); HYPOTHESIS_PROFILE=explore draws new ones each run and keeps failures found.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -4,6 +4,8 @@ and the fallback (yesterday's plan made feasible) always passing the independent
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +68,18 @@ def test_stable_optimum_equals_bruteforce(doc: dict[str, Any], pick: int, penalt
         yesterday = {"offers": [dict(zip(OFFER_KEY, v.offer, strict=True)) for v in previous]}
         assert plan_diff(yesterday, doc_plan)["segments_changed"] <= budget
 
+
+
+def test_a_start_highs_maps_past_is_not_returned_as_optimal() -> None:
+    """HiGHS 1.16 ends `Optimal` at 252,300 yet returns the start (252,250) it was given: two
+    bundles here are the same offer, and presolve moves the start onto the better one."""
+    doc = json.loads((Path(__file__).parent / "data" / "highs_stale_start.json").read_text())
+    previous = pd.DataFrame([("s1", "b0", 0.0, None)], columns=list(OFFER_KEY))
+    solution = solve(instance_from_document(doc),
+                     SolveOptions(method="exact", gap=0.0, previous=previous,
+                                  stability=Stability(change_penalty=1e5)))
+    assert solution.status == Status.OPTIMAL
+    assert solution.extra["stability"]["penalized_objective"] == pytest.approx(152300.0)
 
 def _generated(segments: int = 60, seed: int = 5) -> Instance:
     return generate(segments, seed, 8, 40, None, "stability")

@@ -6,9 +6,11 @@ the run time on large models; `passModel` with CSC arrays does not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,34 @@ def new_highs(threads: int | None = None) -> highspy.Highs:
 
 
 def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
+    started = time.monotonic()
+    found = _run(problem, limits)
+    if problem.start is None or found.x is None or found.claimed is None:
+        return found.solution
+    # HiGHS 1.16 can end `Optimal` at a value its returned point does not reach: presolve
+    # maps the caller's start to a better point, and postsolve hands back the start. Its
+    # answer is then re-sought without the start, in the time that is left.
+    reached = float(problem.objective @ found.x)
+    if abs(reached - found.claimed) <= 1e-9 * max(1.0, abs(found.claimed)):
+        return found.solution
+    left = None if limits.time_limit is None else \
+        max(0.0, limits.time_limit - (time.monotonic() - started))
+    again = _run(dataclasses.replace(problem, start=None),
+                 dataclasses.replace(limits, time_limit=left)).solution
+    sign = 1.0 if problem.maximize else -1.0
+    if again.x is None or sign * float(problem.objective @ again.x) < sign * reached:
+        return dataclasses.replace(again, x=found.x)  # the start stays the better plan
+    return again
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    solution: MilpSolution
+    x: np.ndarray | None
+    claimed: float | None  # the objective HiGHS reports for its point
+
+
+def _run(problem: MilpProblem, limits: Limits) -> _Run:
     h = new_highs(limits.threads)
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "highs.log"
@@ -95,6 +125,12 @@ def solve_highs(problem: MilpProblem, limits: Limits) -> MilpSolution:
     has_point = info.primal_solution_status == _FEASIBLE_POINT
     x = np.asarray(h.getSolution().col_value, dtype=np.float64) if has_point else None
     bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+    claimed = float(info.objective_function_value) if has_point else None
+    return _Run(_solution(h, status, x, bound, log), x, claimed)
+
+
+def _solution(h: highspy.Highs, status: highspy.HighsModelStatus, x: np.ndarray | None,
+              bound: float | None, log: str) -> MilpSolution:
     if status == highspy.HighsModelStatus.kOptimal:
         return MilpSolution(Termination.OPTIMAL, x, bound, tail(log))
     if status in _INFEASIBLE:
