@@ -21,7 +21,7 @@ demo: $(STAMP)  ## solve the shipped demo catalog and print the plan
 test: lint typecheck pytest  ## everything CI runs
 
 lint: $(STAMP)
-	$(BIN)/ruff check optimizer api tests benchmarks
+	$(BIN)/ruff check optimizer api cli jobs tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -9,7 +9,7 @@ from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    # Imported here, not at package import: `api.cli serve` must set PROMETHEUS_MULTIPROC_DIR
+    # Imported here, not at package import: `cli.main serve` must set PROMETHEUS_MULTIPROC_DIR
     # before prometheus_client creates any metric (it picks its storage then).
     from api import ops, problems, settings
     from api.jobs import JobRunner

@@ -34,9 +34,10 @@ def execute_run(database_url: str, run_id: str) -> None:
     """Body of a solve process: load, solve with progress, check, record the outcome."""
     from optimizer.backends import Progress
     from optimizer.io import instance_from_document
-    from optimizer.plan import plan_document
-    from optimizer.solve import SolveOptions, solve
-    from optimizer.verify import solve_budget, verified
+    from optimizer.plan.document import plan_document
+    from optimizer.solve.dispatch import SolveOptions, solve
+    from optimizer.solve.reports import CheckOutcome
+    from optimizer.solve.verify import solve_budget, verified
 
     started = time.monotonic()
     store = Store(make_engine(database_url))
@@ -57,7 +58,7 @@ def execute_run(database_url: str, run_id: str) -> None:
         cancelled = [False]
 
         def progress(p: Progress) -> bool:
-            """Called by the solve at least every second (`optimizer.supervise`): records
+            """Called by the solve at least every second (`optimizer.solve.supervise`): records
             the snapshot, on the run's own clock, and looks for a cancel."""
             now = time.monotonic()
             if now - last[0] >= PROGRESS_SECONDS - 0.05:  # ticks a second apart all count
@@ -75,11 +76,11 @@ def execute_run(database_url: str, run_id: str) -> None:
             split_traffic=bool(options.get("split_traffic", False)))
         solution = verified(solve(instance, solve_options), solve_options)
         plan = plan_document(solution)
-        checked = str(solution.extra.get("check", "")).startswith("passed")
+        checked = solution.check is not None and solution.check.passed
         status = RunStatus.CANCELLED if store.cancel_requested(run_id) else RunStatus.SUCCEEDED
         final = {"objective": solution.objective, "bound": solution.bound, "gap": solution.gap,
                  "elapsed": solution.seconds}
-        error = solution.message if solution.extra.get("check") == "failed" else None
+        error = solution.message if solution.check == CheckOutcome.FAILED else None
         store.finish_run(run_id, status, plan, checked=checked,
                          plan_status=solution.status.value, objective=solution.objective,
                          bound=solution.bound, progress=json.dumps(final), error=error,

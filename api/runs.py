@@ -21,9 +21,9 @@ from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
 from optimizer.io.safe_json import JsonSyntaxError, parse_json
-from optimizer.methods import Solver
-from optimizer.model import Instance
-from optimizer.plan import plan_csv
+from optimizer.model.instance import Instance
+from optimizer.plan.document import plan_csv
+from optimizer.solve.methods import Solver
 
 runs_api = Blueprint("runs", __name__)
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")

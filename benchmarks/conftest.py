@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from optimizer.generate import generate
 from optimizer.io import instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
-from optimizer.model import Instance
+from optimizer.model.generate import generate
+from optimizer.model.instance import Instance
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE_VARIABLE = "OFFEROPT_BENCH_SIZE"

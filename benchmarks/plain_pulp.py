@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pulp
 
-from optimizer.model import Instance
+from optimizer.model.instance import Instance
 
 Key = tuple[str, str, float, "str | None"]
 

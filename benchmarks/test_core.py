@@ -14,10 +14,10 @@ import pytest
 from benchmarks import plain_pulp
 from benchmarks.conftest import SMOKE_INSTANCE, Instances, measure, sized
 from optimizer.backends.highs import new_highs, to_highs_lp
-from optimizer.candidates import expand
-from optimizer.formulation import formulate
-from optimizer.model import Instance
-from optimizer.solve import SolveOptions, milp_problem, solve
+from optimizer.formulation.candidates import expand
+from optimizer.formulation.milp import formulate
+from optimizer.model.instance import Instance
+from optimizer.solve.dispatch import SolveOptions, milp_problem, solve
 
 SIZES = sized(["small"], ["small", "medium"])
 SOLVED = sized(SMOKE_INSTANCE, "small")  # solved end to end by both

@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 
 from benchmarks.conftest import SMOKE_INSTANCE, measure, sized
-from optimizer.check import evaluate_plan
 from optimizer.estimation.estimate import estimate
 from optimizer.estimation.exposures import Exposures, exposures_from_frame
 from optimizer.estimation.glm import logit
 from optimizer.estimation.simulate import simulate
 from optimizer.io.fields import Locator
-from optimizer.model import Instance
-from optimizer.plan import plan_document
-from optimizer.solve import SolveOptions, solve
+from optimizer.model.instance import Instance
+from optimizer.plan.check import evaluate_plan
+from optimizer.plan.document import plan_document
+from optimizer.solve.dispatch import SolveOptions, solve
 
 LOCATOR = Locator("logs", "csv")
 SOLVE = SolveOptions(gap=1e-3, method="exact", time_limit=sized(20, 120))

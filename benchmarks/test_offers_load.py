@@ -35,14 +35,14 @@ import requests
 
 from api.store import RunStatus, Store
 from benchmarks.conftest import FULL, knob, sized
-from optimizer.candidates import expand
-from optimizer.check import check_plan
-from optimizer.formulation import live_coupling
-from optimizer.generate import generate
+from optimizer.formulation.candidates import expand
+from optimizer.formulation.milp import live_coupling
+from optimizer.formulation.segment_choice import best_choice
 from optimizer.io.json_form import instance_to_document
-from optimizer.plan import plan_document
-from optimizer.segment_choice import best_choice
-from optimizer.solve import Solution, Status
+from optimizer.model.generate import generate
+from optimizer.plan.check import check_plan
+from optimizer.plan.document import plan_document
+from optimizer.solve.dispatch import Solution, Status
 
 SEGMENTS = int(knob("OFFEROPT_BENCH_SEGMENTS", "2000", "100000"))
 LOOPBACK = "127.0.0.1"
@@ -140,7 +140,7 @@ def serve(served: tuple[Path, list[str]],
         log = data / f"server-{port}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--bind", f"{LOOPBACK}:{port}",
+                [sys.executable, "-m", "cli", "serve", "--bind", f"{LOOPBACK}:{port}",
                  "--workers", str(workers), "--threads", str(threads),
                  "--ops-bind", f"{LOOPBACK}:{ops_port}"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.conftest import SMOKE_INSTANCE, knob, sized
-from optimizer.model import Instance
-from optimizer.solve import SolveOptions, solve
+from optimizer.model.instance import Instance
+from optimizer.solve.dispatch import SolveOptions, solve
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = [int(s) for s in knob("OFFEROPT_BENCH_SEGMENTS", "100", "10000,100000").split(",")]
@@ -32,7 +32,7 @@ AUTO_LIMIT, LONG_LIMIT = sized(20.0, 60.0), sized(20.0, 300.0)
 def _run(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of one offeropt process."""
     script = ("import resource, sys, runpy; sys.argv = ['offeropt', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('api.cli', run_name='__main__')\n"
+              "try:\n    runpy.run_module('cli', run_name='__main__')\n"
               "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
               " file=sys.stderr)")
     start = time.perf_counter()

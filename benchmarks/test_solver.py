@@ -35,7 +35,7 @@ BASELINE_LIMIT = sized(4.0, 90.0)
 def _catalog(tmp_path: Path, segments: int) -> Path:
     folder = tmp_path / f"realistic-{segments}"
     items, bundles = max(30, segments * 6 // 100), max(20, segments * 3 // 100)
-    subprocess.run([sys.executable, "-m", "api.cli", "generate", "--segments", str(segments),
+    subprocess.run([sys.executable, "-m", "cli", "generate", "--segments", str(segments),
                     "--seed", "1", "--items", str(min(items, 1000)), "--bundles",
                     str(min(bundles, 300)), "--profile", "realistic", "--to", "parquet", "-o",
                     str(folder)], check=True, cwd=ROOT, capture_output=True)
@@ -45,7 +45,7 @@ def _catalog(tmp_path: Path, segments: int) -> Path:
 def _solve(catalog: Path, *args: str) -> tuple[dict[str, Any], float]:
     """The plan `offeropt solve ... --json` prints, and the command's wall seconds."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "api.cli", "solve", str(catalog), "--json",
+    done = subprocess.run([sys.executable, "-m", "cli", "solve", str(catalog), "--json",
                            "--no-progress", "--threads", "1", *args], capture_output=True,
                           text=True, cwd=ROOT)
     seconds = time.perf_counter() - started

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.conftest import MERCHANDISER
+from tests.constants import MERCHANDISER
 
 
 def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 90.0,
@@ -32,7 +32,7 @@ def solved_plan(client: FlaskClient, doc: dict[str, Any], **params: Any) -> dict
 def offers_at_version(client: FlaskClient, segment: str, version: int,
                       timeout: float = 60.0) -> dict[str, Any]:
     """Offers once the worker's index has moved to `version` (rebuilds run in the background)."""
-    from tests.conftest import STOREFRONT
+    from tests.constants import STOREFRONT
 
     deadline = time.monotonic() + timeout
     while True:

@@ -1,6 +1,6 @@
 """The plan checker as it was before it went columnar: every variant of every response as
 pandas rows. Kept, unchanged but for this docstring, only as the oracle of
-`tests/test_check_equivalence.py`, which holds the checker to its verdicts and recomputed
+`tests/plan/test_check_equivalence.py`, which holds the checker to its verdicts and recomputed
 values on small instances. Not for use at any size: it is the reason the checker was rewritten.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import Issue
-from optimizer.model import Instance
+from optimizer.model.instance import Instance
 
 REL_TOL = 1e-6
 STATUSES = {"optimal", "feasible", "infeasible", "time_limit", "error"}

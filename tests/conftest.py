@@ -14,6 +14,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from hypothesis import settings
 
 from api.app import create_app
+from tests.constants import DATA
 from tests.server import Processes, kill_strays
 
 # The test command draws the same examples on every run (a clean checkout passes or fails
@@ -22,10 +23,6 @@ settings.register_profile("repeatable", derandomize=True, database=None, print_b
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-MERCHANDISER = {"Authorization": "Bearer m-token"}
-STOREFRONT = {"Authorization": "Bearer s-token"}
 
 
 @pytest.fixture

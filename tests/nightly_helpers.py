@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from optimizer.generate import generate
 from optimizer.io.json_form import instance_to_document
+from optimizer.model.generate import generate
 
 
 def base_catalog(segments: int = 40, seed: int = 4) -> dict[str, Any]:

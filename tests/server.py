@@ -183,7 +183,7 @@ class Server:
                "OFFEROPT_INDEX_POLL_SECONDS": "0.2", **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.child = Child(
-            [sys.executable, "-m", "api.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
+            [sys.executable, "-m", "cli", "serve", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--ops-bind", f"127.0.0.1:{self.ops_port}"],
             self.data_dir, f"server-{self.port}", env=env)

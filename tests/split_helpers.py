@@ -12,13 +12,15 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from optimizer.candidates import expand
-from optimizer.formulation import formulate
+from optimizer.backends import Termination
+from optimizer.formulation.candidates import expand
+from optimizer.formulation.milp import formulate
+from optimizer.formulation.offer_sets import offer_sets
 from optimizer.io import instance_from_document
-from optimizer.model import Instance
-from optimizer.offer_sets import offer_sets
-from optimizer.solve import Solution, Status
-from tests.conftest import DATA
+from optimizer.model.instance import Instance
+from optimizer.solve.dispatch import Solution, Status
+from optimizer.solve.reports import SolveStats
+from tests.constants import DATA
 
 
 def tight_demo_document() -> dict[str, Any]:
@@ -51,11 +53,8 @@ def split_solution(instance: Instance, integral_objective: float | None = None) 
     share = np.clip(res.x, 0.0, 1.0)
     sets = offer_sets(cands, share)
     share = sets.shares(len(cands))  # the shares the sets realize (shares ~0 or ~1 snapped)
-    extra: dict[str, object] = {}
-    if integral_objective is not None:
-        extra["integral_objective"] = integral_objective
     objective = float(share @ cands.value)
     return Solution(instance=instance, candidates=cands, coupling=form.per_take,
                     status=Status.OPTIMAL, selected=share > 0, objective=objective,
-                    bound=objective, termination="optimal", solver="highs",
-                    offer_sets=sets, extra=extra)
+                    bound=objective, termination=Termination.OPTIMAL, solver="highs",
+                    offer_sets=sets, stats=SolveStats(integral_objective=integral_objective))

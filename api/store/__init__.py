@@ -116,7 +116,7 @@ class Store:
     engine: Engine
 
     @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def write(self) -> Iterator[sa.Connection]:
         """A write transaction (on SQLite: BEGIN IMMEDIATE)."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(offeropt_write=True)
@@ -141,7 +141,7 @@ class Store:
             if self._version_or_zero() >= version:
                 continue
             try:
-                with self._write() as conn:
+                with self.write() as conn:
                     schema_version.create(conn, checkfirst=True)
                     step(conn)
                     conn.execute(schema_version.insert().values(version=version,
@@ -171,7 +171,7 @@ class Store:
                actor: str, idempotency_key: str | None) -> tuple[str, bool]:
         """Store a catalog plan and queue its run; returns (run id, created)."""
         now = time.time()
-        with self._write() as conn:
+        with self.write() as conn:
             if idempotency_key is not None:
                 prior = conn.execute(
                     sa.select(catalog_plans.c.id, catalog_plans.c.sha256)
@@ -219,7 +219,7 @@ class Store:
 
     def claim_next(self, worker: str) -> str | None:
         """Atomically move the oldest queued run to running; None when the queue is empty."""
-        with self._write() as conn:
+        with self.write() as conn:
             candidates = conn.execute(sa.select(runs.c.id).where(runs.c.status == RunStatus.QUEUED)
                                       .order_by(runs.c.created_at).limit(5)).scalars().all()
             now = time.time()
@@ -232,11 +232,11 @@ class Store:
         return None
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(runs.update().where((runs.c.id == run_id) &
                                              (runs.c.status == RunStatus.QUEUED))
                          .values(status=RunStatus.CANCELLED, finished_at=time.time(),
@@ -254,7 +254,7 @@ class Store:
     def finish_run(self, run_id: str, status: RunStatus, plan: dict[str, Any] | None,
                    checked: bool, **values: Any) -> None:
         """Record the outcome and the plan in one transaction."""
-        with self._write() as conn:
+        with self.write() as conn:
             if plan is not None:
                 conn.execute(plans.insert().values(
                     id=new_id(), run_id=run_id, document=json.dumps(plan), status=plan["status"],
@@ -267,12 +267,12 @@ class Store:
         now = time.time()
         host = socket.gethostname()
         lost = []
-        with self._write() as conn:
+        with self.write() as conn:
             rows = conn.execute(sa.select(runs.c.id, runs.c.worker, runs.c.heartbeat_at)
                                 .where(runs.c.status == RunStatus.RUNNING)).all()
             for run_id, worker, beat in rows:
                 pid_gone = worker and worker.startswith(f"{host}:") and worker not in alive \
-                    and not _pid_alive(int(worker.rsplit(":", 1)[1]))
+                    and not pid_alive(int(worker.rsplit(":", 1)[1]))
                 if pid_gone or beat is None or now - beat > stale_after:
                     conn.execute(runs.update().where((runs.c.id == run_id) &
                                                      (runs.c.status == RunStatus.RUNNING))
@@ -292,7 +292,7 @@ class Store:
 
     def publish(self, plan_id: str, actor: str, pause: float = 0.0) -> int:
         """Make a plan active; one transaction, so the active plan is always a whole plan."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = conn.execute(sa.select(plans.c.status, plans.c.checked)
                                .where(plans.c.id == plan_id)).first()
             if row is None:
@@ -300,12 +300,12 @@ class Store:
             if row.status not in ("optimal", "feasible") or not row.checked:
                 raise Conflict(f"plan {plan_id!r}: must be a checked plan with status optimal or "
                                f"feasible to be published, got status {row.status!r}")
-            return self._activate(conn, plan_id, "publish", actor, pause)
+            return self.activate(conn, plan_id, "publish", actor, pause)
 
     def rollback(self, actor: str, to_version: int | None = None, field: str = "to_version") -> int:
         """Re-activate the plan before the active one (or the one published as `to_version`;
         `field` is what a refusal calls it)."""
-        with self._write() as conn:
+        with self.write() as conn:
             current = conn.execute(sa.select(active.c.plan_id, active.c.version)).first()
             if current is None:
                 raise Conflict("no plan has been published yet")
@@ -326,10 +326,10 @@ class Store:
                     .order_by(publications.c.version.desc()).limit(1)).scalar()
                 if target is None:
                     raise Conflict("there is no earlier plan to roll back to")
-            return self._activate(conn, str(target), "rollback", actor, 0.0)
+            return self.activate(conn, str(target), "rollback", actor, 0.0)
 
     @staticmethod
-    def _activate(conn: sa.Connection, plan_id: str, action: str, actor: str, pause: float) -> int:
+    def activate(conn: sa.Connection, plan_id: str, action: str, actor: str, pause: float) -> int:
         result = conn.execute(publications.insert().values(
             plan_id=plan_id, action=action, actor=actor, created_at=time.time()))
         version = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -357,7 +357,7 @@ class Store:
     def rotate_salt(self, actor: str) -> dict[str, Any]:
         """A new traffic salt: split segments' customers are assigned to offer sets afresh."""
         values = {"salt": new_salt(), "rotated_at": time.time(), "rotated_by": actor}
-        with self._write() as conn:
+        with self.write() as conn:
             current = conn.execute(sa.select(traffic_salt.c.version)
                                    .where(traffic_salt.c.id == 1)).scalar()
             version = 1 if current is None else int(current) + 1
@@ -427,7 +427,7 @@ def _ranges(versions: Sequence[int], most: int = 8) -> str:
     return ("..., " if len(runs) > most else "") + text
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

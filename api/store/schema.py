@@ -57,7 +57,7 @@ plans = sa.Table(
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), unique=True, nullable=False),
     sa.Column("document", sa.Text, nullable=False),  # offeropt/plan@1
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("checked", sa.Boolean, nullable=False),  # passed optimizer.check
+    sa.Column("checked", sa.Boolean, nullable=False),  # passed optimizer.plan.check
     sa.Column("created_at", sa.Float, nullable=False),
 )
 

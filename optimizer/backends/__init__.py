@@ -14,7 +14,13 @@ class Termination(StrEnum):
     OPTIMAL = "optimal"  # proven within the requested gap
     INFEASIBLE = "infeasible"
     TIME_LIMIT = "time_limit"  # stopped by the clock; x holds the incumbent, if any
+    INTERRUPTED = "interrupted"  # stopped by the caller (a cancel); x holds the incumbent
+    CONVERGED = "converged"  # the decomposition: plan and bound met within the gap
     ERROR = "error"
+
+
+
+STOPPED = frozenset({Termination.TIME_LIMIT, Termination.INTERRUPTED})  # x: the incumbent, if any
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,17 @@ class MilpProblem:
     maximize: bool = True
     start: np.ndarray | None = None  # a feasible point to start from (a warm start), if known
     row_family: np.ndarray | None = None  # int8 Family per row, where the builder knows it
+    # The leading columns that are candidates (None: every column). Columns after them are
+    # what a reduction added (takes, change flags, slacks); `chosen` maps a point back.
+    choices: int | None = None
+
+    def chosen(self, x: np.ndarray) -> np.ndarray:
+        """Per candidate column: whether the point `x` picks it."""
+        return np.asarray(x[: self.choices] > 0.5)
+
+    def added(self, x: np.ndarray) -> np.ndarray:
+        """The values of the columns after the candidates'."""
+        return np.asarray(x[len(self.objective) if self.choices is None else self.choices:])
 
 
 @dataclass(frozen=True)

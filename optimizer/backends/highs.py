@@ -22,7 +22,6 @@ from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Term
 
 _STOPPED = {
     highspy.HighsModelStatus.kTimeLimit,
-    highspy.HighsModelStatus.kInterrupt,
     highspy.HighsModelStatus.kIterationLimit,
     highspy.HighsModelStatus.kSolutionLimit,
     highspy.HighsModelStatus.kMemoryLimit,
@@ -137,6 +136,8 @@ def _solution(h: highspy.Highs, status: highspy.HighsModelStatus, x: np.ndarray 
         return MilpSolution(Termination.INFEASIBLE, None, None, tail(log))
     if status in _STOPPED:
         return MilpSolution(Termination.TIME_LIMIT, x, bound, tail(log))
+    if status == highspy.HighsModelStatus.kInterrupt:
+        return MilpSolution(Termination.INTERRUPTED, x, bound, tail(log))
     return MilpSolution(Termination.ERROR, None, None, tail(log), h.modelStatusToString(status))
 
 

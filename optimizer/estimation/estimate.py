@@ -22,7 +22,7 @@ from optimizer.errors import InputError, Issue
 from optimizer.estimation.exposures import Exposures
 from optimizer.estimation.glm import CellFit, Rows, fit_cells, logit, sigmoid
 from optimizer.estimation.pooling import Grouping, pooled_fit
-from optimizer.model import Instance
+from optimizer.model.instance import Instance
 
 Method = Literal["pooled", "naive"]
 LEVEL = 0.90

@@ -19,8 +19,8 @@ from pyarrow.lib import ArrowException
 from optimizer.errors import InputError, Issue
 from optimizer.io.fields import Locator
 from optimizer.io.tables import read_table_file
-from optimizer.model import Instance
-from optimizer.validate import COUNT_RULE, MAX_COUNT
+from optimizer.io.validate import COUNT_RULE, MAX_COUNT
+from optimizer.model.instance import Instance
 
 KEY_COLUMNS = ("segment", "bundle", "shown", "discount")
 AGGREGATED = ("views", "purchases")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.estimation.glm import logit, sigmoid
-from optimizer.model import Instance
+from optimizer.model.instance import Instance
 
 
 def arms(instance: Instance) -> pd.DataFrame:

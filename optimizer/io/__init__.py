@@ -11,8 +11,8 @@ from optimizer.io.json_form import instance_to_document, read_document, read_jso
 from optimizer.io.raw import RawInstance
 from optimizer.io.safe_json import JsonSyntaxError, parse_json
 from optimizer.io.tables import read_folder, write_folder, write_json
-from optimizer.model import Instance
-from optimizer.validate import validate
+from optimizer.io.validate import validate
+from optimizer.model.instance import Instance
 
 InstanceFormat = Literal["json", "csv", "parquet"]
 
@@ -42,7 +42,7 @@ def load_instance(path: str | Path, zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) 
 
 
 def load_plan(path: str | Path) -> dict[str, Any]:
-    """An `offeropt/plan@1` JSON file as a dict (its content is checked by `optimizer.check`)."""
+    """An `offeropt/plan@1` JSON file as a dict (its content is checked by `optimizer.plan.check`)."""
     path = Path(path)
     try:
         data = path.read_bytes()

@@ -12,7 +12,7 @@ from optimizer.errors import InputError, Issue
 from optimizer.io.fields import TABLE_FIELDS, Locator, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
 from optimizer.io.safe_json import SURROGATE_RULE, has_lone_surrogate, parse_json, printable
-from optimizer.model import FORMAT, Instance
+from optimizer.model.instance import FORMAT, Instance
 
 _TOP_LEVEL = ("format", "name", "currency", "items", "bundles", "segments", "responses", "policy")
 _FLAT_TABLES = ("items", "segments", "responses")

@@ -21,7 +21,7 @@ from optimizer.errors import InputError, Issue, file_error
 from optimizer.io.fields import TABLE_FIELDS, Locator, Source, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
 from optimizer.io.safe_json import parse_json
-from optimizer.model import FORMAT, TABLE_COLUMNS, Instance
+from optimizer.model.instance import FORMAT, TABLE_COLUMNS, Instance
 
 TableFormat = Literal["csv", "parquet"]
 OPTIONAL_TABLES = frozenset({"perks"})

@@ -1,0 +1,1 @@
+"""Batch jobs that run beside the service, sharing its store."""

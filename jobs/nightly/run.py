@@ -1,0 +1,272 @@
+"""The nightly re-optimization job: load, re-estimate, re-solve, guard, publish, report.
+
+The storefront ends up serving either the new plan or yesterday's, never a broken one:
+the plan, its catalog, its publication and the job's ledger row are written in one
+transaction, and only after every guardrail passed. A second run with the same run key
+finds the first one's outcome and does nothing new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from api.joblog import JobLog
+from api.store import Conflict, Store
+from cli.exit_codes import ExitCode
+from jobs.nightly.guardrails import Thresholds, Yesterday, evaluate
+from jobs.nightly.ledger import Ledger, NightlyStatus, Outcome
+from optimizer.errors import InputError, OfferOptError
+from optimizer.model.instance import Instance
+from optimizer.stability.reference import Stability
+
+HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class NightlySettings:
+    catalog: str
+    store_url: str
+    report_dir: Path
+    exposures: str | None = None
+    time_limit: float = 600.0
+    publish: bool = False
+    run_key: str | None = None
+    method: str = "auto"
+    gap: float = 1e-4
+    threads: int | None = None
+    stability: Stability = field(default_factory=Stability)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    publish_pause: float = 0.0  # fault injection for crash tests only
+    split_traffic: bool = False  # weighted offer sets per segment (spec section 7)
+
+    def run_key_or_digest(self) -> str:
+        """The given key, or one derived from the input files' bytes and the settings, so a
+        rerun on unchanged inputs is a no-op."""
+        if self.run_key:
+            return self.run_key
+        digest = hashlib.sha256()
+        for name in filter(None, (self.catalog, self.exposures)):
+            path = Path(name)
+            for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if f.is_file():
+                    digest.update(f.name.encode() + f.read_bytes())
+        options = {k: v for k, v in dataclasses.asdict(self).items()
+                   if k not in ("catalog", "exposures", "store_url", "report_dir", "publish")}
+        if not self.split_traffic:  # keys of runs without it stay what they were
+            del options["split_traffic"]
+        digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+        return f"auto-{digest.hexdigest()[:16]}"
+
+
+def run_nightly(settings: NightlySettings, log: JobLog) -> int:
+    run_key = settings.run_key_or_digest()
+    log.bind(run_key=run_key)
+    store = Store.open(settings.store_url)
+    ledger = Ledger(store) if settings.publish else None
+    if ledger is not None:
+        try:
+            prior = ledger.begin(run_key)
+        except Conflict as exc:
+            log.error("run_key_busy", error=str(exc))
+            return ExitCode.ERROR
+        if prior is not None:
+            log.info("already_done", status=prior["status"], version=prior["version"])
+            _write_report(settings.report_dir, run_key, json.loads(prior["report"]), log)
+            return int(prior["exit_code"])
+    stop = threading.Event()
+    if ledger is not None:
+        threading.Thread(target=_beat, args=(ledger, run_key, stop), daemon=True).start()
+    report: dict[str, Any] = {"format": "offeropt/nightly-report@1", "run_key": run_key,
+                              "started_at": time.time(), "publish": settings.publish}
+    try:
+        return _run(settings, store, ledger, run_key, report, log)
+    except Exception as exc:  # every failure is recorded, reported and logged as one line
+        expected = isinstance(exc, OfferOptError | Conflict)
+        error = exc.describe() if isinstance(exc, InputError) else \
+            str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log.error("failed", error=error,
+                  **({} if expected else {"traceback": traceback.format_exc()}))
+        code = ExitCode.INPUT_ERROR if isinstance(exc, InputError) else ExitCode.ERROR
+        report.update(outcome="failed", exit_code=int(code), error=error,
+                      summary=f"failed: {error.splitlines()[0]}")
+        if ledger is not None:
+            ledger.fail(run_key, code, error, report)
+        _write_report(settings.report_dir, run_key, report, log)
+        return code
+    finally:
+        stop.set()
+
+
+def _beat(ledger: Ledger, run_key: str, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        with contextlib.suppress(Exception):  # a missed beat is retried; a long silence counts
+            ledger.beat(run_key)
+
+
+def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key: str,
+         report: dict[str, Any], log: JobLog) -> int:
+    from optimizer.io.json_form import instance_to_document
+    from optimizer.plan.check import check_plan
+    from optimizer.plan.diff import inventory_rows, kpi_table, plan_diff
+    from optimizer.solve.verify import solve_budget
+
+    started = time.monotonic()  # the time limit covers loading, estimation, solves and check
+    instance = _inputs(settings, report, log)
+    active = store.active_bundle()
+    yesterday_plan = None if active is None else json.loads(active["plan"])
+    yesterday_instance = None if active is None else _instance_of(active["catalog"])
+    report["previous_version"] = None if active is None else int(active["version"])
+    log.info("active_plan", version=report["previous_version"])
+
+    budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started))
+    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log)
+    report["solver"] = solver
+    check = check_plan(instance, plan)
+    fallback = (plan["solver"].get("previous") or {}).get("fallback_objective")
+    yesterday = None if yesterday_plan is None or yesterday_instance is None else \
+        Yesterday(yesterday_plan, yesterday_instance, fallback)
+    rails = evaluate(plan, check, instance, solved_gap, yesterday, settings.thresholds)
+    failed = [g.name for g in rails if not g.passed]
+    for g in rails:
+        log.info("guardrail", name=g.name, passed=g.passed, value=g.value, limit=g.limit)
+    report.update(guardrails=[g.to_dict() for g in rails], kpis=kpi_table(yesterday_plan, plan),
+                  diff=plan_diff(yesterday_plan, plan),
+                  inventory=inventory_rows(yesterday_plan, plan))
+    if plan["status"] == "error":
+        raise OfferOptError(f"solver: must end with a plan, got an error: {plan.get('message')}")
+    ok = not failed
+    code = ExitCode.OK if ok else ExitCode.KEPT_PREVIOUS
+    if ledger is None:
+        outcome = "dry_run"
+        summary = ("dry run: every guardrail passed; --publish would publish" if ok else
+                   f"dry run: guardrails failed ({', '.join(failed)}); the active plan would stay")
+    else:
+        outcome = NightlyStatus.PUBLISHED if ok else NightlyStatus.KEPT_PREVIOUS
+        summary = "the new plan is published" if ok else \
+            f"the previous plan stays active: {', '.join(failed)} failed"
+    diff = report["diff"]
+    summary += (f". {diff['segments_changed']} segments changed, {diff['offers_added']} offers "
+                f"added, {diff['offers_removed']} removed.")
+    report.update(outcome=str(outcome), exit_code=int(code), summary=summary,
+                  finished_at=time.time())
+    if ledger is not None:
+        document = json.dumps(instance_to_document(instance), sort_keys=True)
+        run_id, plan_id, version = ledger.record(run_key, Outcome(
+            status=NightlyStatus(outcome), exit_code=int(code), catalog_name=instance.name,
+            catalog=document, sha256=hashlib.sha256(document.encode()).hexdigest(), plan=plan,
+            checked=check.ok, options=_options(settings), publish=ok,
+            expected_version=report["previous_version"]), report, "nightly",
+            settings.publish_pause)
+        report.update(run_id=run_id, plan_id=plan_id, version=version)
+    log.info("finished", outcome=str(outcome), exit_code=int(code), version=report.get("version"),
+             failed_guardrails=failed)
+    _write_report(settings.report_dir, run_key, report, log)
+    return code
+
+
+def _inputs(settings: NightlySettings, report: dict[str, Any], log: JobLog) -> Instance:
+    from optimizer.io import load_instance
+
+    instance = load_instance(settings.catalog)
+    report["inputs"] = {"catalog": settings.catalog, "exposures": settings.exposures,
+                        "segments": len(instance.segments), "responses": len(instance.responses),
+                        "items": len(instance.items)}
+    log.info("catalog_loaded", **report["inputs"])
+    if settings.exposures is None:
+        return instance
+    from optimizer.estimation.estimate import estimate
+    from optimizer.estimation.exposures import load_exposures
+
+    est = estimate(instance, load_exposures(settings.exposures, instance))
+    source = est.responses["take_source"]
+    from_data, kept = int((source == "data").sum()), int((source == "instance").sum())
+    report["estimation"] = {"responses": len(est.responses), "from_data": from_data,
+                            "pooled": len(est.responses) - from_data - kept,
+                            "kept_from_instance": kept, "warnings": list(est.warnings)}
+    log.info("estimated", **{k: v for k, v in report["estimation"].items() if k != "warnings"})
+    return est.to_instance(instance)
+
+
+def _instance_of(catalog: str) -> Instance:
+    from optimizer.io import instance_from_document
+
+    return instance_from_document(json.loads(catalog), origin="active catalog")
+
+
+def _options(settings: NightlySettings) -> dict[str, Any]:
+    return {"time_limit": settings.time_limit, "gap": settings.gap, "method": settings.method,
+            "threads": settings.threads, "solver": "highs", "nightly": True,
+            "split_traffic": settings.split_traffic, **dataclasses.asdict(settings.stability)}
+
+
+def _solve(instance: Instance, yesterday: dict[str, Any] | None, settings: NightlySettings,
+           budget: float, log: JobLog) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
+    """Solve warm-started from yesterday's plan. With stability settings, also solve without
+    them (half the time each): the difference is what stability cost, and that solve's bound
+    is the plan's bound. Returns the plan, the gap of the problem solved, solver statistics."""
+    from optimizer.plan.document import plan_document
+    from optimizer.plan.offers import offers_of
+    from optimizer.solve.dispatch import SolveOptions, relative_gap, solve
+    from optimizer.solve.verify import verified
+
+    previous = None if yesterday is None else offers_of(yesterday)
+    stability = settings.stability if previous is not None else Stability()
+    started = time.monotonic()
+    base = SolveOptions(method=settings.method, gap=settings.gap, threads=settings.threads,
+                        previous=previous, split_traffic=settings.split_traffic)
+    share = 0.5 if stability.constrains else 1.0
+    options = dataclasses.replace(base, time_limit=budget * share)
+    free = verified(solve(instance, options), options)
+    log.info("solved", run="free", status=free.status.value, objective=free.objective,
+             bound=free.bound, gap=free.gap, seconds=round(free.seconds, 3))
+    stats: dict[str, Any] = {"free": _stats(free)}
+    if not stability.constrains:
+        return plan_document(free), free.gap, stats
+    left = max(1.0, budget - (time.monotonic() - started))
+    options = dataclasses.replace(base, time_limit=left, stability=stability)
+    stable = verified(solve(instance, options), options)
+    # a solve stopped at its limit reports no penalized figures
+    penalized = None if stable.stability is None else stable.stability.settings
+    objective = None if penalized is None else penalized.penalized_objective
+    bound = None if penalized is None else penalized.penalized_bound
+    solved_gap = None if objective is None or bound is None else relative_gap(objective, bound)
+    # the unconstrained solve's bound is a bound on every plan's value, this one's included
+    if free.bound is not None and stable.objective is not None:
+        stable = dataclasses.replace(stable, bound=max(free.bound, stable.objective))
+    log.info("solved", run="stable", status=stable.status.value, objective=stable.objective,
+             penalized_gap=solved_gap, seconds=round(stable.seconds, 3))
+    cost = None if free.objective is None or stable.objective is None else \
+        free.objective - stable.objective
+    stats["stable"] = {**_stats(stable), "penalized_gap": solved_gap}
+    stats["stability_cost"] = {
+        "absolute": cost, "relative": None if cost is None or not free.objective else
+        cost / abs(free.objective), **dataclasses.asdict(stability)}
+    return plan_document(stable), solved_gap, stats
+
+
+def _stats(solution: Any) -> dict[str, Any]:
+    previous = {} if solution.stability is None else solution.stability.previous.to_dict()
+    return {"status": solution.status.value, "method": solution.method,
+            "objective": solution.objective, "bound": solution.bound, "gap": solution.gap,
+            "seconds": round(solution.seconds, 3), **{f"previous_{k}": v for k, v in
+                                                       previous.items()}}
+
+
+def _write_report(directory: Path, run_key: str, report: dict[str, Any], log: JobLog) -> None:
+    from jobs.nightly.report import render_html
+    from optimizer.io.tables import write_json, write_text
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
+    write_json(directory / f"{safe}.json", report)
+    write_text(directory / f"{safe}.html", render_html(report))
+    log.info("report_written", json=str(directory / f"{safe}.json"),
+             html=str(directory / f"{safe}.html"))

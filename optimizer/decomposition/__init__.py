@@ -1,0 +1,2 @@
+"""Lagrangian decomposition: the dual, the per-segment oracles (local, Dask), column
+generation, the LP-guided repair and recovery of a feasible plan."""

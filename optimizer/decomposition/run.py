@@ -1,0 +1,224 @@
+"""The decomposition's solve: multipliers, plans from them, and split traffic at scale.
+
+`decomposed_solution` runs over any `Oracle` (local, or the segment step on Dask through
+`optimizer.decomposition.distributed`); `decomposed` adds yesterday's plan (warm start, stability).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from optimizer.backends import Backend, Limits, Termination
+from optimizer.decomposition.dual import DUAL_SHARE, decompose, gap_of
+from optimizer.decomposition.oracle import LocalOracle, Oracle
+from optimizer.decomposition.restricted import restricted_lp, split_lp
+from optimizer.formulation.candidates import Candidates, expand
+from optimizer.formulation.coupling import VariantRows
+from optimizer.formulation.milp import formulate, live_coupling
+from optimizer.formulation.segment_choice import SegmentChooser
+from optimizer.model.families import Family
+from optimizer.model.instance import Instance
+from optimizer.solve.diagnose import diagnose
+from optimizer.solve.reports import DecompositionStats, PricedRow
+from optimizer.solve.result import Solution, SolveOptions, Status, relative_gap, thin, time_left
+from optimizer.solve.supervise import PlanMessage, Sink
+from optimizer.stability.warm import WarmStart
+
+AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes above this
+RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips its LP step
+LP_STEP_MAX_CANDIDATES = 20_000_000  # the decomposition's LP step, measured at 1M segments
+DUAL_SHARE_BEFORE_LP = 0.2  # of the time limit for the multipliers, when the LP step follows
+MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that size
+
+
+def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
+                      ) -> Solution:
+    """The solve's plan or yesterday's made feasible, whichever is better under the stability
+    settings; with those settings the bound (on the penalized problem) moves to the report."""
+    c = found.candidates
+    plan = c.subset(np.flatnonzero(found.selected))
+    fallback = warm.fallback_plan()
+    use_fallback = fallback is not None and found.status != Status.INFEASIBLE and \
+        warm.within_churn(fallback) and \
+        (found.objective is None or warm.penalized(fallback) > warm.penalized(plan) + 1e-9)
+    if use_fallback:
+        assert fallback is not None
+        plan = fallback
+        found = dataclasses.replace(
+            found, candidates=fallback, selected=np.ones(len(fallback), dtype=bool),
+            objective=float(fallback.value.sum()), status=Status.FEASIBLE,
+            bound=None if found.bound is None else max(found.bound, float(fallback.value.sum())),
+            message="yesterday's plan, made feasible, beat the solve's plan")
+    report = warm.report(plan, penalized_bound)
+    if warm.stability.constrains:  # a bound on the penalized objective bounds no plan's value
+        return dataclasses.replace(found, bound=None, stability=report)
+    return dataclasses.replace(found, stability=report)
+
+
+def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
+                start: float, on_plan: Callable[[Candidates, str], None]) -> Solution:
+    rows = live_coupling(instance, cands)
+    if options.previous is None:
+        return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
+                                   backend, start, time.perf_counter(), on_plan)
+    chooser = SegmentChooser(cands)  # the segments' structure: the same for adjusted values
+    warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
+    adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
+    found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
+                                options, backend, start, time.perf_counter())
+    plan = found.candidates
+    penalty = options.stability.change_penalty
+    true_plan = dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
+    objective = None if found.objective is None else float(true_plan.value.sum())
+    return against_previous(dataclasses.replace(found, candidates=true_plan, objective=objective),
+                             warm, warm.penalized_bound(found.bound))
+
+
+def split_decomposed(instance: Instance, cands: Candidates, options: SolveOptions,
+                      backend: Backend, start: float, channel: Sink) -> Solution:
+    """Split traffic on a catalog too large for one LP: multipliers, then column
+    generation from the candidates near them until the LP meets its Lagrangian bound."""
+    rows = live_coupling(instance, cands)
+    oracle = LocalOracle(cands)
+    built = time.perf_counter()
+    d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
+                  dual_share=DUAL_SHARE_BEFORE_LP, on_progress=options.progress)
+    found = split_lp(oracle, rows, d, backend, Limits(time_left(options.time_limit, start),
+                                                        options.gap, options.threads))
+    base = dict(instance=instance, coupling=rows, solver=options.solver, method="decompose",
+                build_seconds=built - start, solve_seconds=time.perf_counter() - built)
+    bound = min(d.bound, found.bound)
+    stats = DecompositionStats(iterations=d.iterations, recovery=found.how,
+                               multipliers=priced_rows(instance, rows, d.row_prices))
+    if d.infeasible or found.plan is None or found.sets is None or found.value is None:
+        infeasible = d.infeasible or found.infeasible
+        status = Status.INFEASIBLE if infeasible else Status.TIME_LIMIT
+        diagnosis = diagnose(instance, formulate(instance, cands), options.limits, backend) \
+            if infeasible and options.diagnose else None
+        return Solution(candidates=cands.subset(np.zeros(0, np.int64)), status=status,
+                        selected=np.zeros(0, dtype=bool), objective=None,
+                        bound=None if infeasible else bound, termination=Termination(status.value),
+                        diagnosis=diagnosis, stats=stats, **base)  # type: ignore[arg-type]
+    plan = found.plan
+    channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, found.how,
+                             found.sets))
+    bound = max(bound, found.value)
+    optimal = found.converged or relative_gap(found.value, bound) <= options.gap
+    return Solution(candidates=plan, status=Status.OPTIMAL if optimal else Status.FEASIBLE,
+                    selected=np.ones(len(plan), dtype=bool), objective=found.value, bound=bound,
+                    termination=Termination.CONVERGED if optimal else Termination.TIME_LIMIT,
+                    offer_sets=found.sets,
+                    stats=dataclasses.replace(stats, integral_objective=found.integral),
+                    **base)  # type: ignore[arg-type]
+
+
+def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
+                        options: SolveOptions, backend: Backend, start: float,
+                        built: float, on_plan: Callable[[Candidates, str], None] | None = None
+                        ) -> Solution:
+    """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
+    the contested-segment MIP (growing to every segment on instances a MIP can take).
+    Each plan found is handed to `on_plan` as soon as it is known."""
+    from optimizer.decomposition.recovery import recover, repair
+
+    small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
+    # with the restricted LP step to follow (its columns are a few per segment, about a
+    # tenth of all candidates), the multipliers need not be exact; far above its size
+    # (1M segments) its LP does not solve in the time left, and the repair is the plan
+    lp_step = isinstance(oracle, LocalOracle) and not small and \
+        n_candidates <= LP_STEP_MAX_CANDIDATES
+    share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
+    d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
+                  dual_share=share, on_progress=options.progress)
+    plan = None if d.price is None else oracle.chosen(d.price)
+    objective = None if plan is None else float(plan.value.sum())
+    if plan is not None and on_plan is not None:
+        on_plan(plan, d.recovery)
+    how, infeasible = d.recovery, d.infeasible
+    bound_seen = d.bound  # the Lagrangian bound, or a lower one proved later
+    moved = np.zeros(0, dtype=np.int64)
+    repair_moves = None if d.price is None else np.zeros(0, dtype=np.int64)  # the plan's
+    if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
+        repaired, moved = repair(oracle, rows, d.bound_price, d.price)
+        if repaired.value.sum() > float(objective or 0.0):
+            plan, objective = repaired, float(repaired.value.sum())
+            how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
+            repair_moves = moved
+            if on_plan is not None:
+                on_plan(plan, how)
+    left = time_left(options.time_limit, start)
+    if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
+            (objective is None or gap_of(objective, d.bound) > options.gap) and \
+            (left is None or left > RESTRICTED_MIN_SECONDS):
+        held = None if repair_moves is None or d.price is None else \
+            oracle.mixed_positions(d.bound_price, [(d.price, repair_moves)])
+        found_lp = restricted_lp(oracle, rows, d, held, moved, backend,
+                                 Limits(time_left(options.time_limit, start), options.gap,
+                                        options.threads), on_plan)
+        bound_seen = min(bound_seen, found_lp.bound)
+        if found_lp.plan is not None and (objective is None or
+                                          found_lp.plan.value.sum() > objective):
+            plan, objective, how = found_lp.plan, float(found_lp.plan.value.sum()), found_lp.how
+    left = time_left(options.time_limit, start)
+    if not infeasible and (objective is None or gap_of(objective, d.bound) > options.gap) and \
+            (left is None or left > 1.0):
+        first = np.union1d(oracle.contested(), moved)
+        if not small:
+            first = first[:MAX_CONTESTED_SEGMENTS]
+        weight = np.asarray(abs(rows.K).T @ d.row_prices).ravel()
+        ranked = np.argsort(-oracle.load(d.bound_price, weight), kind="stable")
+        anchor = plan if plan is not None else oracle.chosen(d.bound_price)
+        found = recover(oracle, rows, anchor, first, ranked, d.bound,
+                        Limits(left, options.gap, options.threads, options.progress), backend,
+                        grow=small)
+        infeasible = found.infeasible
+        if found.bound is not None:
+            bound_seen = min(bound_seen, found.bound)
+        if found.plan is not None and (objective is None or found.plan.value.sum() > objective):
+            plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
+    if plan is None:
+        plan = oracle.chosen(d.bound_price).subset(np.zeros(0, dtype=np.int64))
+    bound = bound_seen if objective is None else max(bound_seen, objective)
+    if infeasible:
+        status = Status.INFEASIBLE
+    elif objective is None:
+        status = Status.TIME_LIMIT
+    else:
+        status = Status.OPTIMAL if relative_gap(objective, bound) <= options.gap else Status.FEASIBLE
+    diagnosis = None
+    if status == Status.INFEASIBLE and options.diagnose:
+        diagnosis = diagnose(instance, formulate(instance, expand(instance)), options.limits,
+                             backend)
+    return Solution(
+        instance=instance, candidates=plan, coupling=rows, status=status,
+        selected=np.ones(len(plan), dtype=bool),
+        objective=objective, bound=None if status == Status.INFEASIBLE else bound,
+        termination=Termination.CONVERGED if status == Status.OPTIMAL
+        else Termination.TIME_LIMIT,
+        solver=options.solver, method="decompose", build_seconds=built - start,
+        solve_seconds=time.perf_counter() - built, diagnosis=diagnosis,
+        stats=DecompositionStats(
+            iterations=d.iterations, recovery=how,
+            multipliers=priced_rows(instance, rows, d.row_prices),
+            history=_thinned(d.history, time.perf_counter() - start, objective, bound)))
+
+
+def _thinned(history: list[tuple[float, float | None, float]], total: float,
+             objective: float | None, bound: float) -> list[list[float | None]]:
+    """[seconds, objective, bound] along the multiplier search, ending with the final plan."""
+    return thin([*([round(t, 3), o, b] for t, o, b in history), [round(total, 3), objective, bound]])
+
+
+def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> list[PricedRow]:
+    """The coupling rows with a positive multiplier: margin per unit of the row."""
+    return [
+        PricedRow(constraint=Family(int(rows.family[i])).label,
+                  item=(str(instance.items["id"].iloc[int(rows.subject[i])])
+                        if rows.family[i] == Family.INVENTORY else None),
+                  multiplier=float(prices[i]))
+        for i in np.flatnonzero(prices > 0)
+    ]

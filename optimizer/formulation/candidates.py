@@ -1,0 +1,271 @@
+"""Candidate expansion (spec section 3): every offerable variant, as whole arrays.
+
+This is the single source of the model's semantics. Every backend reads the
+table built here; only `optimizer.plan.check` re-derives the rules on its own, on purpose.
+
+The table is compact: per candidate only its segment, its variant (a row of the
+per-bundle `Variants` table, which holds everything that does not depend on the
+segment), its take probability and its value. Everything else is looked up. Rows come
+ordered by (segment, slot), so the per-segment step needs no sort. Expansion runs over
+blocks of responses, so its temporaries stay bounded at any instance size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from optimizer.model.instance import Instance
+
+MAX_SLOT_WARNINGS = 1000
+BLOCK = 4_000_000  # candidate variants per expansion block
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Every (bundle, discount, perk) a bundle can be offered with, and its economics per take."""
+
+    bundle: np.ndarray  # int32
+    discount: np.ndarray  # d
+    perk: np.ndarray  # int32, row of instance.perks, -1 for none
+    list_price: np.ndarray  # P
+    reference_price: np.ndarray  # sum of item prices
+    perk_cost: np.ndarray  # c_k
+    lift: np.ndarray  # l_k
+    revenue: np.ndarray  # r = P (1 - d)
+    margin: np.ndarray  # m = r - C - c_k
+    list_margin: np.ndarray  # m0 = P - C
+    slot_key: np.ndarray  # int64: bundle row, or n_bundles + exclusion group code
+    offerable: np.ndarray  # bool: r > 0, margin floor and max_discount hold
+    n_bundles: int
+
+    def __len__(self) -> int:
+        return len(self.bundle)
+
+
+def variant_table(instance: Instance) -> Variants:
+    """Per bundle, the ladder (capped by max_discount) x (no perk + each perk), ordered by bundle."""
+    policy = instance.policy
+    ladders = instance.bundle_ladders()
+    n_bundles = len(ladders)
+    perk_bundle = pd.Index(instance.bundles["id"]).get_indexer(instance.perks["bundle"])
+    options = pd.DataFrame({"bundle": np.r_[np.arange(n_bundles), perk_bundle],
+                            "perk": np.r_[np.full(n_bundles, -1), np.arange(len(perk_bundle))]})
+    steps = pd.DataFrame({"bundle": np.repeat(np.arange(n_bundles), [len(x) for x in ladders]),
+                          "discount": np.array([d for x in ladders for d in x], dtype=np.float64)})
+    if policy.max_discount is not None:
+        steps = steps[steps["discount"] <= policy.max_discount]
+    table = steps.merge(options, on="bundle").sort_values(["bundle", "discount", "perk"],
+                                                         kind="stable")
+    bundle = table["bundle"].to_numpy(np.int32)
+    perk = table["perk"].to_numpy(np.int32)
+    d = table["discount"].to_numpy(np.float64)
+    prices = instance.bundle_prices()
+    price = prices["price"].to_numpy()[bundle]
+    unit_cost = prices["unit_cost"].to_numpy()[bundle]
+    # A trailing zero makes perk -1 ("none") index a cost and lift of 0.
+    perk_cost = np.append(instance.perks["cost"].to_numpy(dtype=np.float64), 0.0)[perk]
+    revenue = price * (1.0 - d)
+    margin = revenue - unit_cost - perk_cost
+    bundle_floor = instance.bundles["min_margin_rate"].to_numpy(dtype=np.float64)
+    floor = np.where(np.isnan(bundle_floor), policy.min_margin_rate, bundle_floor)[bundle]
+    group_codes = np.asarray(pd.factorize(instance.bundles["exclusion_group"],
+                                          use_na_sentinel=True)[0])
+    slot = np.where(group_codes >= 0, n_bundles + group_codes, np.arange(n_bundles))
+    return Variants(
+        bundle=bundle, discount=d, perk=perk, list_price=price,
+        reference_price=prices["reference_price"].to_numpy()[bundle], perk_cost=perk_cost,
+        lift=np.append(instance.perks["lift"].to_numpy(dtype=np.float64), 0.0)[perk],
+        revenue=revenue, margin=margin, list_margin=price - unit_cost,
+        slot_key=slot[bundle].astype(np.int64), offerable=(revenue > 0) & (margin >= floor * revenue),
+        n_bundles=n_bundles,
+    )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One row per candidate variant x[s, b, v]; per-unit quantities are for the whole segment."""
+
+    segment: np.ndarray  # int32, row of instance.segments
+    variant: np.ndarray  # int32, row of `variants`
+    take_prob: np.ndarray  # float64, p
+    value: np.ndarray  # float64, V (p m - baseline m0)
+    variants: Variants
+    segment_views: np.ndarray  # per segment: V
+    lo: np.ndarray  # per segment: lo_eff
+    hi: np.ndarray  # per segment
+    showable: np.ndarray  # per segment: eligible ungrouped bundles + distinct groups
+    group_names: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    def subset(self, positions: np.ndarray) -> Candidates:
+        """The candidates at sorted `positions`, still in (segment, slot) order."""
+        return dataclasses.replace(self, segment=self.segment[positions],
+                                   variant=self.variant[positions],
+                                   take_prob=self.take_prob[positions], value=self.value[positions])
+
+    def join(self, other: Candidates) -> Candidates:
+        """These candidates and `other`'s (of other segments); the order is no longer by slot."""
+        return dataclasses.replace(
+            self, segment=np.r_[self.segment, other.segment], variant=np.r_[self.variant, other.variant],
+            take_prob=np.r_[self.take_prob, other.take_prob], value=np.r_[self.value, other.value])
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.variants.slot_key.max(initial=-1)) + 1
+
+    # The variant's columns, looked up per candidate (computed on use: the table stays small).
+    def _per_candidate(self, column: np.ndarray) -> np.ndarray:
+        out: np.ndarray = column[self.variant]
+        return out
+
+    @property
+    def bundle(self) -> np.ndarray:
+        return self._per_candidate(self.variants.bundle)
+
+    @property
+    def discount(self) -> np.ndarray:
+        return self._per_candidate(self.variants.discount)
+
+    @property
+    def perk(self) -> np.ndarray:
+        return self._per_candidate(self.variants.perk)
+
+    @property
+    def list_price(self) -> np.ndarray:
+        return self._per_candidate(self.variants.list_price)
+
+    @property
+    def reference_price(self) -> np.ndarray:
+        return self._per_candidate(self.variants.reference_price)
+
+    @property
+    def perk_cost(self) -> np.ndarray:
+        return self._per_candidate(self.variants.perk_cost)
+
+    @property
+    def revenue(self) -> np.ndarray:
+        return self._per_candidate(self.variants.revenue)
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self._per_candidate(self.variants.margin)
+
+    @property
+    def slot_key(self) -> np.ndarray:
+        return self._per_candidate(self.variants.slot_key)
+
+    @property
+    def views(self) -> np.ndarray:
+        out: np.ndarray = self.segment_views[self.segment]
+        return out
+
+    def takes_per_variant(self) -> np.ndarray:
+        """Expected takes of each variant of `variants` summed over these candidates."""
+        out: np.ndarray = np.bincount(self.variant, self.takes, minlength=len(self.variants))
+        return out
+
+    @property
+    def takes(self) -> np.ndarray:
+        """Expected takes w per unit of x: V * p."""
+        out: np.ndarray = self.segment_views[self.segment] * self.take_prob
+        return out
+
+
+def expand(instance: Instance) -> Candidates:
+    """Build the candidate table for every (segment, bundle, discount, perk), block by block."""
+    segs, resp, policy = instance.segments, instance.responses, instance.policy
+    variants = variant_table(instance)
+    n_bundles = len(instance.bundles)
+    r_seg = pd.Index(segs["id"]).get_indexer(resp["segment"]).astype(np.int32)
+    r_bun = pd.Index(instance.bundles["id"]).get_indexer(resp["bundle"]).astype(np.int32)
+    views = segs["views"].to_numpy(dtype=np.float64)
+    silent = segs["silent"].to_numpy(dtype=bool)
+
+    live = np.flatnonzero(variants.offerable)  # offerable variants, still ordered by bundle
+    v_count = np.bincount(variants.bundle[live], minlength=n_bundles)
+    v_start = np.cumsum(v_count) - v_count
+    slot_of_bundle = np.zeros(n_bundles, np.int64)
+    slot_of_bundle[variants.bundle] = variants.slot_key
+    n_slots = max(int(slot_of_bundle.max(initial=0)) + 1, 1)
+    rows = np.flatnonzero(~silent[r_seg] & (v_count[r_bun] > 0))
+    key = r_seg[rows].astype(np.int64) * n_slots + slot_of_bundle[r_bun[rows]]
+    if len(key) > 1 and not np.all(key[1:] >= key[:-1]):
+        rows = rows[np.argsort(key, kind="stable")]  # (segment, slot) order, for the chooser
+
+    r_logit = logit(resp["take_rate"].to_numpy(dtype=np.float64))
+    r_beta = resp["price_sensitivity"].to_numpy(dtype=np.float64)
+    r_base = resp["baseline_rate"].to_numpy(dtype=np.float64)
+    per_row = v_count[r_bun[rows]]
+    ends = np.cumsum(per_row)
+    parts: list[tuple[np.ndarray, ...]] = []
+    first = 0
+    while first < len(rows):  # blocks of whole responses, about BLOCK variants each
+        last = int(np.searchsorted(ends, (ends[first - 1] if first else 0) + BLOCK, side="right"))
+        last = max(last, first + 1)
+        block = rows[first:last]
+        count = per_row[first:last]
+        resp_row = np.repeat(block, count)
+        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        var = live[v_start[r_bun[resp_row]] + within].astype(np.int32)
+        seg = r_seg[resp_row]
+        p = expit(r_logit[resp_row] + r_beta[resp_row] * variants.discount[var] + variants.lift[var])
+        value = views[seg] * (p * variants.margin[var] - r_base[resp_row] * variants.list_margin[var])
+        keep = slice(None) if policy.allow_negative_uplift else value >= 0
+        parts.append((seg[keep], var[keep], p[keep], value[keep]))
+        first = last
+    if parts:
+        seg, var, p, value = (np.concatenate(column) for column in zip(*parts, strict=True))
+    else:
+        seg, var = np.zeros(0, np.int32), np.zeros(0, np.int32)
+        p, value = np.zeros(0), np.zeros(0)
+
+    group_names = pd.factorize(instance.bundles["exclusion_group"], use_na_sentinel=True)[1]
+    lo_req, hi = _offer_limits(instance)
+    showable = _showable(seg, variants.slot_key[var], len(segs))
+    lo = np.minimum(np.minimum(lo_req, hi), showable)
+    return Candidates(
+        segment=seg, variant=var, take_prob=p, value=value, variants=variants,
+        segment_views=views, lo=lo, hi=hi, showable=showable,
+        group_names=tuple(str(g) for g in group_names),
+        warnings=_slot_warnings(segs["id"], lo, lo_req, showable),
+    )
+
+
+def _offer_limits(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    segs, policy = instance.segments, instance.policy
+    silent = segs["silent"].to_numpy(dtype=bool)
+    lo = segs["min_offers"].fillna(policy.min_offers_per_view).to_numpy(dtype=np.int64)
+    hi = segs["max_offers"].fillna(policy.max_offers_per_view).to_numpy(dtype=np.int64)
+    return np.where(silent, 0, lo), np.where(silent, 0, hi)
+
+
+def _showable(seg: np.ndarray, slot: np.ndarray, n_segments: int) -> np.ndarray:
+    """Per segment: how many distinct slots (ungrouped bundles, exclusion groups) have a candidate.
+
+    Candidates are in (segment, slot) order, so each new (segment, slot) starts a run.
+    """
+    if len(seg) == 0:
+        return np.zeros(n_segments, np.int64)
+    starts = np.r_[True, (seg[1:] != seg[:-1]) | (slot[1:] != slot[:-1])]
+    return np.bincount(seg[starts], minlength=n_segments).astype(np.int64)
+
+
+def _slot_warnings(ids: pd.Series, lo: np.ndarray, lo_req: np.ndarray,
+                   showable: np.ndarray) -> tuple[str, ...]:
+    short = np.flatnonzero(lo < lo_req)
+    out = []
+    for s in short[:MAX_SLOT_WARNINGS]:
+        need, have = int(lo_req[s]), int(showable[s])
+        out.append(f"segment {ids.iloc[s]!r}: {need} offer{'s' * (need != 1)} required, "
+                   f"{have} candidate{'s' * (have != 1)}")
+    if len(short) > MAX_SLOT_WARNINGS:
+        out.append(f"... and {len(short) - MAX_SLOT_WARNINGS} more segments with unfilled slots")
+    return tuple(out)

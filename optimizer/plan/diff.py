@@ -1,0 +1,94 @@
+"""What changed between two plans: KPIs side by side, offers added and removed, movers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from optimizer.plan.offers import OFFER_KEY, offers_of
+
+# (KPI, label) as a run report shows them; inventory utilisation is derived below
+REPORTED_KPIS = (
+    ("expected_incremental_margin", "Incremental margin"),
+    ("expected_offer_revenue", "Offer revenue"),
+    ("take_rate", "Take rate"),
+    ("discounted_share", "Discounted share"),
+    ("avg_discount", "Average discount"),
+    ("inventory_utilisation", "Inventory utilisation"),
+    ("promotion_spend", "Promotion spend"),
+    ("segments_with_offers", "Segments with offers"),
+)
+
+
+def inventory_utilisation(kpis: dict[str, Any]) -> float | None:
+    """Units used over units in stock, over every stocked item."""
+    inventory = kpis.get("inventory") or {}
+    stock = sum(v["stock"] for v in inventory.values())
+    return None if stock <= 0 else sum(v["used"] for v in inventory.values()) / stock
+
+
+def kpi_table(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per reported KPI: yesterday's plan, today's, and the relative change."""
+    def values(plan: dict[str, Any] | None) -> dict[str, Any]:
+        kpis = (plan or {}).get("kpis") or {}
+        return {**kpis, "inventory_utilisation": inventory_utilisation(kpis)} if kpis else {}
+
+    old, new = values(before), values(after)
+    rows = []
+    for key, label in REPORTED_KPIS:
+        a, b = old.get(key), new.get(key)
+        change = None if a in (None, 0) or b is None else (b - a) / abs(a)
+        rows.append({"kpi": key, "label": label, "yesterday": a, "today": b, "change": change})
+    return rows
+
+
+def plan_diff(before: dict[str, Any] | None, after: dict[str, Any], top: int = 10
+              ) -> dict[str, Any]:
+    """Offers added, removed and kept; segments whose offer set changed; the segments whose
+    expected margin moved most."""
+    old = _margins(before or {"offers": []})
+    new = _margins(after)
+    key = list(OFFER_KEY)
+    both = old.merge(new, on=key, how="outer", suffixes=("_before", "_after"), indicator=True)
+    added = both["_merge"] == "right_only"
+    removed = both["_merge"] == "left_only"
+    changed = both.loc[added | removed, "segment"].unique()
+    per_segment = pd.DataFrame({
+        "before": old.groupby("segment")["margin"].sum(),
+        "after": new.groupby("segment")["margin"].sum(),
+    }).fillna(0.0)
+    per_segment["change"] = per_segment["after"] - per_segment["before"]
+    movers = per_segment.reindex(per_segment["change"].abs().sort_values(
+        ascending=False, kind="stable").index).head(top)
+    return {
+        "segments_changed": len(changed),
+        "segments_before": int(old["segment"].nunique()),
+        "segments_after": int(new["segment"].nunique()),
+        "offers_added": int(added.sum()),
+        "offers_removed": int(removed.sum()),
+        "offers_kept": int((both["_merge"] == "both").sum()),
+        "biggest_movers": [{"segment": str(s), "before": float(r["before"]),
+                            "after": float(r["after"]), "change": float(r["change"])}
+                           for s, r in movers.iterrows()],
+    }
+
+
+def _margins(plan: dict[str, Any]) -> pd.DataFrame:
+    frame = offers_of(plan)
+    margins = [o.get("expected_incremental_margin", 0.0) for o in plan.get("offers") or []]
+    frame["margin"] = pd.Series(margins, dtype=float)
+    frame["perk"] = frame["perk"].fillna("")  # a missing perk must match a missing perk
+    return frame
+
+
+def inventory_rows(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per stocked item of today's plan: the share of its stock each plan uses."""
+    def shares(plan: dict[str, Any] | None) -> dict[str, float]:
+        inventory = ((plan or {}).get("kpis") or {}).get("inventory") or {}
+        return {item: (v["used"] / v["stock"] if v["stock"] > 0 else 0.0)
+                for item, v in inventory.items()}
+
+    old, new = shares(before), shares(after)
+    return [{"item": item, "yesterday": old.get(item), "today": share}
+            for item, share in new.items()]

@@ -1,0 +1,145 @@
+"""The human-readable summary `offeropt solve` prints: KPIs, top offers, binding rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimizer.model.instance import Instance
+
+
+def _money(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 12) -> str:
+    """A plan document, explained: status, KPIs against the policy, top offers, binding rows."""
+    cur = f" {inst.currency}" if inst.currency else ""
+    solver = doc["solver"]
+    out = [f"{inst.name}: {doc['status']}"]
+    timing = (f"{solver['seconds']:.2f} s (build {solver['build_seconds']:.2f} s, solve "
+              f"{solver['solve_seconds']:.2f} s) with {solver['backend']}")
+    if doc["objective"] is None:
+        out.append(f"  no plan; {timing}")
+        diagnosis = doc.get("diagnosis")
+        if diagnosis is not None:
+            out.append("Conflicting constraints (the least relaxation that would allow a plan):")
+            out += [f"  - {_conflict_line(c)}" for c in diagnosis["conflicts"]]
+            if not diagnosis["conflicts"]:
+                out.append(f"  - {diagnosis['message']}")
+        if doc["status"] == "time_limit":
+            out.append("  the time limit passed before any feasible plan was found; "
+                       "raise --time-limit")
+        if doc.get("message"):
+            out.append(f"  {doc['message']}")
+        return "\n".join(out)
+    bound = "none" if doc["bound"] is None else _money(doc["bound"])
+    gap = "n/a" if doc["gap"] is None else f"{100 * doc['gap']:.4f}%"
+    out.append(f"  expected incremental margin {_money(doc['objective'])}{cur} "
+               f"(bound {bound}, gap {gap}); {timing}")
+    out += _split_lines(doc, cur)
+    out += _kpi_lines(doc["kpis"], inst, cur)
+    out += _offer_lines(doc["offers"], top, segments)
+    binding = doc.get("binding") or []
+    if binding:
+        out.append("Binding constraints")
+        for b in binding:
+            if "item" in b:
+                out.append(f"  inventory of {b['item']}: {b['used']:,.1f} of {b['limit']:,.0f}")
+            elif "segments_at_max" in b:
+                out.append(f"  offers per view: {b['segments_at_max']} segments at their maximum")
+            else:
+                out.append(f"  {b['constraint']}")
+    priced = solver.get("multipliers") or []
+    if priced:
+        out.append("Multipliers of the binding coupling rows (margin per unit of the row)")
+        for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
+            what = f"inventory of {m['item']}" if m["item"] else m["constraint"]
+            out.append(f"  {what:<40}{m['multiplier']:>16,.4g}")
+    if doc["warnings"]:
+        out.append("Warnings")
+        out += [f"  {w}" for w in doc["warnings"][:20]]
+        if len(doc["warnings"]) > 20:
+            out.append(f"  ... {len(doc['warnings']) - 20} more in the plan file")
+    return "\n".join(out)
+
+
+def _split_lines(doc: dict[str, Any], cur: str) -> list[str]:
+    """A split plan: how many segments split, and the gain over the best integral plan."""
+    if doc.get("offer_sets") is None:
+        return []
+    split = doc["solver"].get("split") or {}
+    out = [f"  split traffic: {split.get('segments_split', 0)} segments split between "
+           f"{split.get('sets', len(doc['offer_sets']))} offer sets"]
+    integral = doc["solver"].get("integral_objective")
+    if isinstance(integral, int | float):
+        gain = doc["objective"] - integral
+        pct = f"{100 * gain / abs(integral):+.2f}%" if integral else "n/a"
+        out.append(f"  split traffic: {'+' if gain >= 0 else '-'}{_money(abs(gain))}{cur} "
+                   f"({pct}) over the best integral plan")
+    return out
+
+
+def _conflict_line(c: dict[str, Any]) -> str:
+    what = f"inventory of item {c['item']!r}" if c["item"] else c["constraint"]
+    who = ", ".join(repr(s) for s in c["segments"]) or "none"
+    return (f"{what}: the minimum offers need {c['needed']:,.6g} against a limit of "
+            f"{c['limit']:,.6g}; segments: {who}")
+
+
+def _kpi_lines(k: dict[str, Any], inst: Instance, cur: str) -> list[str]:
+    pol = inst.policy
+
+    def limit(value: float | None, fmt: Any, word: str = "limit") -> str:
+        return "" if value is None else f"  ({word} {fmt(value)})"
+
+    n_segments = len(inst.segments)
+    rows = [
+        ("expected offer revenue", _money(k["expected_offer_revenue"]) + cur, ""),
+        ("expected offer margin", _money(k["expected_offer_margin"]) + cur, ""),
+        ("expected takes", f"{k['expected_takes']:,.1f}", ""),
+        ("impressions", _money(k["impressions"]), ""),
+        ("take rate", _pct(k["take_rate"]), ""),
+        ("attach rate", _pct(k["attach_rate"]), ""),
+        ("discounted share", _pct(k["discounted_share"]), limit(pol.max_discounted_share, _pct)),
+        ("average discount", _pct(k["avg_discount"]), limit(pol.max_avg_discount, _pct)),
+        ("promotion spend", _money(k["promotion_spend"]) + cur,
+         limit(pol.promotion_budget, _money, "budget")),
+        ("aggregate margin rate", _pct(k["aggregate_margin_rate"]),
+         limit(pol.min_aggregate_margin_rate, _pct, "floor")),
+        ("segments with offers", f"{k['segments_with_offers']} of {n_segments}", ""),
+    ]
+    lines = ["KPIs"] + [f"  {name:<24}{value:>22}{note}" for name, value, note in rows]
+    inventory = k["inventory"]
+    if inventory:
+        lines.append("Inventory (stocked items, most used first)")
+        ranked = sorted(inventory.items(), key=lambda kv: -kv[1]["used"] / max(kv[1]["stock"], 1e-9))
+        for item, use in ranked[:10]:
+            share = use["used"] / use["stock"] if use["stock"] > 0 else 0.0
+            lines.append(f"  {item:<24}{use['used']:>14,.1f} of {use['stock']:>10,.0f}  "
+                         f"({_pct(share)})")
+    return lines
+
+
+def _offer_lines(offers: list[dict[str, Any]], top: int, segments: int) -> list[str]:
+    if not offers:
+        return ["Offers: none"]
+    by_segment: dict[str, list[dict[str, Any]]] = {}
+    for offer in offers:
+        by_segment.setdefault(offer["segment"], []).append(offer)
+    ranked = sorted(by_segment.items(),
+                    key=lambda kv: -sum(o["expected_incremental_margin"] for o in kv[1]))
+    lines = [f"Top offers ({min(segments, len(ranked))} of {len(ranked)} segments, by value)"]
+    for seg, seg_offers in ranked[:segments]:
+        lines.append(f"  {seg}")
+        for o in seg_offers[:top]:
+            perk = f" + {o['perk']}" if o["perk"] else ""
+            if o.get("share", 1.0) < 1.0:  # split traffic: seen by part of the views
+                perk += f" ({100 * o['share']:.0f}% of views)"
+            deal = f"{o['discount'] * 100:.0f}% off" if o["discount"] > 0 else "list price"
+            lines.append(f"    {o['bundle']:<26}{deal:>11}{perk:<24} {_money(o['price']):>10}"
+                         f"  {o['expected_takes']:>9,.1f} takes  +{_money(o['expected_incremental_margin'])}")
+    return lines

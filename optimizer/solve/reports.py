@@ -1,0 +1,126 @@
+"""What a solve reports beside its plan: the method's figures, the comparison with yesterday's
+plan and the independent check. `optimizer.plan.document` writes them into the plan's `solver`
+section; each `to_dict` gives that section's keys in the order the plan has always had them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypedDict
+
+History = list[list[float | None]]  # [seconds, objective, bound] points, the last the final plan
+
+
+class PricedRow(TypedDict):
+    """A coupling row with a positive multiplier: margin per unit of the row."""
+
+    constraint: str
+    item: str | None  # the item of an inventory row
+    multiplier: float
+
+
+@dataclass(frozen=True)
+class PreviousPlanReport:
+    """Yesterday's plan against today's catalog and against the plan solved."""
+
+    offers: int  # yesterday's offers in segments that still exist
+    still_candidates: int  # of those, the ones still among today's candidates
+    reevaluated_objective: float  # their value under today's estimates
+    fallback_objective: float | None  # yesterday's plan made feasible; None when it could not be
+    changed_segments: int
+    changed_offers: int
+    forced_segments: int  # segments that must change, not counted against max_churn
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StabilitySettingsReport:
+    """The stability settings the solve ran with, and the plan's objective under them."""
+
+    max_churn: float | None
+    change_penalty: float
+    churn_budget: int | None  # segments that may change voluntarily, under max_churn
+    penalized_objective: float  # value - change_penalty x changes
+    penalized_bound: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StabilityReport:
+    """A solve against yesterday's plan: its `previous` and (under settings) `stability` keys."""
+
+    previous: PreviousPlanReport
+    settings: StabilitySettingsReport | None  # None without max_churn or change_penalty
+
+    def to_dict(self) -> dict[str, object]:
+        if self.settings is None:
+            return {"previous": self.previous.to_dict()}
+        return {"previous": self.previous.to_dict(), "stability": self.settings.to_dict()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolveStats:
+    """The figures any solve may report: all of them for the exact MIP and a solve stopped at
+    its deadline; the methods with figures of their own extend it."""
+
+    history: History | None = None  # the objective-and-bound curve; None until it is drawn
+    integral_objective: float | None = None  # split traffic: the best integral plan's value
+    recovery: str | None = None  # how the plan was found, when not by the method's own MIP
+
+    def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
+        """The `solver` keys; `stability` comes first, the curve being drawn after the method."""
+        return {**_reported(stability), **_given(history=self.history,
+                                                 integral_objective=self.integral_objective,
+                                                 recovery=self.recovery)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecompositionStats(SolveStats):
+    """The decomposition's figures: its multiplier search and how a plan was recovered."""
+
+    iterations: int
+    multipliers: list[PricedRow]
+
+    def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
+        return {**_given(iterations=self.iterations, recovery=self.recovery,
+                         multipliers=self.multipliers, integral_objective=self.integral_objective,
+                         history=self.history), **_reported(stability)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LpGuidedStats(SolveStats):
+    """The LP-guided method's figures: its steps' counts and timings and the LP's value."""
+
+    steps: dict[str, float]
+    lp_bound: float | None = None  # the LP relaxation's objective
+
+    def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
+        return {**_given(steps=self.steps, history=self.history, lp_bound=self.lp_bound,
+                         integral_objective=self.integral_objective, recovery=self.recovery),
+                **_reported(stability)}
+
+
+class CheckOutcome(StrEnum):
+    """What the independent check (`optimizer.solve.verify`) made of the solve's plans."""
+
+    PASSED = "passed"
+    PASSED_EARLIER = "passed (earlier plan)"  # the final plan failed; an earlier one is used
+    FAILED = "failed"  # no plan passed: the result is an error
+
+    @property
+    def passed(self) -> bool:
+        return self != CheckOutcome.FAILED
+
+
+def _given(**figures: object) -> dict[str, object]:
+    """The figures a solve has, in order: the plan leaves out those it does not."""
+    return {name: value for name, value in figures.items() if value is not None}
+
+
+def _reported(stability: StabilityReport | None) -> dict[str, object]:
+    return {} if stability is None else stability.to_dict()

@@ -1,0 +1,68 @@
+"""How backend terminations map to plan statuses: a stopped solve is never `optimal`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import optimizer.solve.dispatch as solve_module
+from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Termination
+from optimizer.errors import OfferOptError
+from optimizer.io import instance_from_document
+from optimizer.plan.document import plan_document
+from optimizer.solve.dispatch import SolveOptions, Status, solve
+
+
+def _stub(termination: Termination, with_point: bool, bound: float | None) -> Any:
+    def backend(problem: MilpProblem, limits: Limits) -> MilpSolution:
+        x = np.zeros(len(problem.objective)) if with_point else None
+        if x is not None:  # the best single offer of the first segment: a feasible point
+            x[int(np.argmax(problem.objective))] = 1.0
+        return MilpSolution(termination, x, bound, ("stub log",))
+    return lambda name: backend
+
+
+@pytest.mark.parametrize(("termination", "with_point", "status"), [
+    (Termination.TIME_LIMIT, True, Status.FEASIBLE),
+    (Termination.TIME_LIMIT, False, Status.TIME_LIMIT),
+    (Termination.INTERRUPTED, True, Status.FEASIBLE),  # a cancel keeps the best plan so far
+    (Termination.INTERRUPTED, False, Status.TIME_LIMIT),
+    (Termination.OPTIMAL, True, Status.OPTIMAL),
+    (Termination.ERROR, False, Status.ERROR),
+])
+def test_termination_maps_to_status(monkeypatch: pytest.MonkeyPatch, demo_doc: dict[str, Any],
+                                    termination: Termination, with_point: bool,
+                                    status: Status) -> None:
+    demo_doc["policy"]["min_offers_per_view"] = 0
+    monkeypatch.setattr(solve_module, "get_backend", _stub(termination, with_point, 1e12))
+    solution = solve(instance_from_document(demo_doc), SolveOptions(method="exact", time_limit=1))
+    assert solution.status == status
+    doc = plan_document(solution)
+    assert doc["status"] == status.value
+    assert doc["solver"]["termination"] == termination.value
+    if status == Status.FEASIBLE:
+        assert doc["gap"] > 0 and doc["bound"] == 1e12
+
+
+def test_stopped_solve_never_claims_optimal() -> None:
+    """A real HiGHS solve stopped at its first plan with a bound: the same on any machine."""
+    from optimizer.model.generate import generate
+
+    def stop_at_first_plan(progress: Progress) -> bool:
+        return progress.objective is not None and progress.bound is not None
+
+    inst = generate(400, seed=9)
+    solution = solve(inst, SolveOptions(method="exact", gap=0.0, threads=1, progress=stop_at_first_plan))
+    assert solution.status == Status.FEASIBLE
+    assert solution.termination == Termination.INTERRUPTED  # stopped by the caller, not the clock
+    assert solution.gap is not None and solution.gap > 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("method", "foo"), ("solver", "gurobi"),
+                                              ("backend", "spark"), ("method", 3)])
+def test_options_refuse_unknown_names_where_they_are_made(field: str, value: object) -> None:
+    """`method="foo"` once solved exact in silence: every name is an enum member or an error."""
+    with pytest.raises(OfferOptError, match=rf"^{field}: must be one of .*, got {value!r}$"):
+        SolveOptions(**{field: value})  # type: ignore[arg-type]
