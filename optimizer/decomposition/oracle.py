@@ -131,24 +131,27 @@ class LocalOracle:
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        (sig_a, value_a, use_a), (sig_b, value_b, use_b) = (self.per_segment(price_a, K),
-                                                            self.per_segment(price_b, K))
+        sig_a, value_a, use_a, _ = self.per_segment(price_a, K)
+        sig_b, value_b, use_b, _ = self.per_segment(price_b, K)
         differ = np.flatnonzero(sig_a != sig_b)
         shed = np.asarray((use_a[:, differ] - use_b[:, differ]).todense()).T
         return differ, value_a[differ] - value_b[differ], shed, np.asarray(use_a.sum(axis=1)).ravel()
 
-    def per_segment(self, price: np.ndarray, K: sp.csr_matrix
-                    ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    def per_segment(self, price: np.ndarray, K: sp.csr_matrix, priced_at: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
         """Per segment, of its choice at `price`: a signature (equal for equal choices), the
-        value, and the usage of each row of K (rows x segments)."""
+        value, the usage of each row of K (rows x segments), and its takes priced at
+        `priced_at` (zeros without it)."""
         n = len(self.signature)
         chosen = self.choose(price)
         seg = self.cands.segment[chosen]
         signature = np.bincount(seg, chosen + 1.0, minlength=n)
         value = np.bincount(seg, self.cands.value[chosen], minlength=n)
+        cost = np.zeros(n) if priced_at is None else \
+            np.bincount(seg, self.takes[chosen] * priced_at[self.cands.variant[chosen]], minlength=n)
         spread = sp.csr_matrix((self.takes[chosen], (np.arange(len(chosen)), seg)),
                                shape=(len(chosen), n))
-        return signature, value, sp.csr_matrix(K[:, self.cands.variant[chosen]] @ spread)
+        return signature, value, sp.csr_matrix(K[:, self.cands.variant[chosen]] @ spread), cost
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         return self.cands.subset(self.mixed_positions(price_a, moves))

@@ -33,6 +33,11 @@ RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips i
 LP_STEP_MAX_CANDIDATES = 20_000_000  # the decomposition's LP step, measured at 1M segments
 DUAL_SHARE_BEFORE_LP = 0.2  # of the time limit for the multipliers, when the LP step follows
 MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that size
+# Above the LP step's size, the repair's moves and the segments nearest indifference are
+# re-assigned by one MIP: 30,000 of them took L from 0.074% to 0.029% in 60 s
+REASSIGN_SEGMENTS = 30_000
+REASSIGN_SHARE = 0.6  # of the time left after the repair; the contested-segment MIP gets the rest
+REASSIGN_MIN_SECONDS = 20.0
 
 
 def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
@@ -123,6 +128,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
     the contested-segment MIP (growing to every segment on instances a MIP can take).
     Each plan found is handed to `on_plan` as soon as it is known."""
+    from optimizer.decomposition.reassign import reassign
     from optimizer.decomposition.recovery import recover, repair
 
     small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
@@ -148,6 +154,20 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
             repair_moves = moved
+            if on_plan is not None:
+                on_plan(plan, how)
+    left = time_left(options.time_limit, start)
+    if not lp_step and not small and isinstance(oracle, LocalOracle) and d.price is not None \
+            and repair_moves is not None and objective is not None and \
+            gap_of(objective, d.bound) > options.gap and (left is None or left > REASSIGN_MIN_SECONDS):
+        at = np.zeros(len(oracle.signature), dtype=np.int64)
+        at[repair_moves] = 1
+        found_mip = reassign(oracle, rows, [d.bound_price, d.price], at, backend,
+                             Limits(None if left is None else left * REASSIGN_SHARE, options.gap,
+                                    options.threads), REASSIGN_SEGMENTS)
+        if found_mip is not None and found_mip.value.sum() > objective:
+            plan, objective = found_mip, float(found_mip.value.sum())
+            how = f"{how}, then up to {REASSIGN_SEGMENTS:,} segments re-assigned by a MIP"
             if on_plan is not None:
                 on_plan(plan, how)
     left = time_left(options.time_limit, start)
