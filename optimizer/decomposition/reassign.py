@@ -56,22 +56,20 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
     differ = np.flatnonzero((alt.signature != alt.signature[0]).any(axis=0))
     if not len(differ):
         return None
-    free, held_at = _free(alt, differ, start, most)
-    kept = np.setdiff1d(differ, free)  # held at `start`'s choice
-    differ = free
+    free, kept, held_at = _free(alt, differ, start, most)  # kept: held at `start`'s choice
     # a price's choice is a column only where no earlier price chose the same
-    sig = alt.signature[:, differ]
+    sig = alt.signature[:, free]
     new = np.ones(sig.shape, dtype=bool)
     for t in range(1, len(prices)):
         new[t] = np.all(sig[t] != sig[:t], axis=0)
     held = np.asarray(alt.usage[0].sum(axis=1)).ravel() - \
-        np.asarray(alt.usage[0][:, differ].sum(axis=1)).ravel() + held_at
-    where = [np.flatnonzero(new[t]) for t in range(len(prices))]  # indices into differ
-    value = np.concatenate([alt.value[t, differ[w]] for t, w in enumerate(where)])
-    usage = sp.hstack([alt.usage[t][:, differ[w]] for t, w in enumerate(where)], format="csr")
-    owner = np.concatenate(where)  # each column's segment, as an index into differ
+        np.asarray(alt.usage[0][:, free].sum(axis=1)).ravel() + held_at
+    where = [np.flatnonzero(new[t]) for t in range(len(prices))]  # indices into free
+    value = np.concatenate([alt.value[t, free[w]] for t, w in enumerate(where)])
+    usage = sp.hstack([alt.usage[t][:, free[w]] for t, w in enumerate(where)], format="csr")
+    owner = np.concatenate(where)  # each column's segment, as an index into free
     assign = sp.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))),
-                           shape=(len(differ), len(owner)))
+                           shape=(len(free), len(owner)))
     room = limit - held
     scale = np.asarray(abs(usage).max(axis=1).todense()).ravel()
     live = scale > 0
@@ -81,10 +79,10 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
     usage = sp.csr_matrix(sp.diags(1.0 / scale[live]) @ usage[live])
     problem = MilpProblem(
         objective=value, matrix=sp.vstack([assign, usage], format="csr"),
-        row_lower=np.r_[np.ones(len(differ)), np.full(int(live.sum()), -np.inf)],
-        row_upper=np.r_[np.ones(len(differ)), room[live] / scale[live]],
+        row_lower=np.r_[np.ones(len(free)), np.full(int(live.sum()), -np.inf)],
+        row_upper=np.r_[np.ones(len(free)), room[live] / scale[live]],
         col_upper=np.ones(len(value)), integer=np.ones(len(value), dtype=bool),
-        start=_start_columns(sig, start[differ], where))
+        start=_start_columns(sig, start[free], where))
     if limits.time_limit is not None:  # the limit covers finding the alternatives too
         left = limits.time_limit - (time.perf_counter() - started)
         if left < MIN_MIP_SECONDS:
@@ -95,7 +93,7 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
         return None
     pick = result.x > 0.5
     column_price = np.concatenate([np.full(len(w), t) for t, w in enumerate(where)])
-    moves = [(prices[t], np.r_[differ[owner[pick & (column_price == t)]], kept[start[kept] == t]])
+    moves = [(prices[t], np.r_[free[owner[pick & (column_price == t)]], kept[start[kept] == t]])
              for t in range(1, len(prices))]
     plan = oracle.mixed(prices[0], moves)
     takes = plan.takes_per_variant()
@@ -105,11 +103,11 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
 
 
 def _free(alt: Alternatives, differ: np.ndarray, start: np.ndarray, most: int
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """The segments of `differ` to free, and the change to the rows' usage from holding the
-    others at `start`'s choice instead of the first price's."""
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The segments of `differ` to free, those to hold, and the change to the rows' usage
+    from holding them at `start`'s choice instead of the first price's."""
     if len(differ) <= most:
-        return differ, np.zeros(alt.usage[0].shape[0])
+        return differ, differ[:0], np.zeros(alt.usage[0].shape[0])
     regret = alt.priced[0, differ] - alt.priced[1:, differ].max(axis=0)  # >= 0: 0 first
     regret[start[differ] > 0] = -np.inf  # the moved segments first
     free = np.sort(differ[np.argsort(regret, kind="stable")[:most]])
@@ -117,7 +115,7 @@ def _free(alt: Alternatives, differ: np.ndarray, start: np.ndarray, most: int
     moved = [held[start[held] == t] for t in range(1, len(alt.usage))]
     shift = sum((np.asarray((alt.usage[t][:, m] - alt.usage[0][:, m]).sum(axis=1)).ravel()
                  for t, m in enumerate(moved, start=1) if len(m)), np.zeros(alt.usage[0].shape[0]))
-    return free, shift
+    return free, held, shift
 
 
 def _start_columns(sig: np.ndarray, at: np.ndarray, where: list[np.ndarray]) -> np.ndarray:
