@@ -34,7 +34,7 @@ def execute_run(database_url: str, run_id: str) -> None:
     """Body of a solve process: load, solve with progress, check, record the outcome."""
     from optimizer.backends import Progress
     from optimizer.io import instance_from_document
-    from optimizer.plan.document import plan_document
+    from optimizer.plan.document import build_plan
     from optimizer.solve.dispatch import SolveOptions, solve
     from optimizer.solve.reports import CheckOutcome
     from optimizer.solve.verify import solve_budget, verified
@@ -70,12 +70,9 @@ def execute_run(database_url: str, run_id: str) -> None:
 
         # the run's limit covers loading, the solve and the check (storing is a few ms)
         budget = solve_budget(instance, options["time_limit"] - (time.monotonic() - started))
-        solve_options = SolveOptions(
-            solver=options.get("solver", "highs"), time_limit=budget,
-            gap=options.get("gap", 1e-4), threads=options.get("threads"), progress=progress,
-            split_traffic=bool(options.get("split_traffic", False)))
+        solve_options = SolveOptions.chosen(options, time_limit=budget, progress=progress)
         solution = verified(solve(instance, solve_options), solve_options)
-        plan = plan_document(solution)
+        plan = build_plan(solution)
         checked = solution.check is not None and solution.check.passed
         status = RunStatus.CANCELLED if store.cancel_requested(run_id) else RunStatus.SUCCEEDED
         final = {"objective": solution.objective, "bound": solution.bound, "gap": solution.gap,

@@ -30,6 +30,7 @@ from api.auth import MERCHANDISER, STOREFRONT, requires
 from api.openapi import Param, doc
 from api.schemas import Offers, TrafficSalt
 from api.store import Store
+from optimizer.plan.model import OfferSet, Plan
 
 offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
@@ -77,21 +78,19 @@ class ActiveIndex:
 
     @classmethod
     def build(cls, bundle: dict[str, Any]) -> ActiveIndex:
-        plan, catalog = json.loads(bundle["plan"]), json.loads(bundle["catalog"])
+        plan, catalog = Plan.from_dict(json.loads(bundle["plan"])), json.loads(bundle["catalog"])
         item_names = {i["id"]: i.get("name") for i in catalog["items"]}
         bundles = {b["id"]: b for b in catalog["bundles"]}
         by_segment: dict[str, list[dict[str, Any]]] = {s["id"]: [] for s in catalog["segments"]}
-        for offer in plan["offers"]:
-            b = bundles[offer["bundle"]]
-            by_segment[offer["segment"]].append({
+        for segment, bundle_id, discount, perk, _, reference, price, _, _ in plan.offers.rows():
+            b = bundles[bundle_id]
+            by_segment[segment].append({
                 "bundle": b["id"], "name": b.get("name"), "kind": b["kind"],
                 "items": [{"item": line["item"], "name": item_names.get(line["item"]),
                            "qty": int(line["qty"])} for line in b["items"]],
-                "reference_price": offer["reference_price"], "price": offer["price"],
-                "discount": offer["discount"],
-                "discount_percent": round(100 * offer["discount"], 2),
-                "savings": round(offer["reference_price"] - offer["price"], 2),
-                "perk": offer["perk"],
+                "reference_price": reference, "price": price, "discount": discount,
+                "discount_percent": round(100 * discount, 2),
+                "savings": round(reference - price, 2), "perk": perk,
             })
         version = int(bundle["version"])
         offers = {s: tuple(o) for s, o in by_segment.items()}
@@ -163,22 +162,22 @@ def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...
     return body, f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
 
 
-def _segment_sets(version: int, plan: dict[str, Any],
+def _segment_sets(version: int, plan: Plan,
                   offers: dict[str, tuple[dict[str, Any], ...]]) -> dict[str, SegmentSets]:
     """Per segment of a split plan: its sets in the plan's order, with their answers."""
-    entries: dict[str, list[dict[str, Any]]] = {}
-    for entry in plan.get("offer_sets") or []:
-        entries.setdefault(entry["segment"], []).append(entry)
+    entries: dict[str, list[OfferSet]] = {}
+    for entry in plan.offer_sets or ():
+        entries.setdefault(entry.segment, []).append(entry)
     out = {}
     for segment, sets in entries.items():
         by_key = {(o["bundle"], round(o["discount"], 9), o["perk"]): o for o in offers[segment]}
-        held = tuple(tuple(by_key[(o["bundle"], round(o["discount"], 9), o["perk"])]
-                           for o in entry["offers"]) for entry in sets)
-        ids = tuple(str(entry["set"]) for entry in sets)
+        held = tuple(tuple(by_key[(o.bundle, round(o.discount, 9), o.perk)] for o in entry.offers)
+                     for entry in sets)
+        ids = tuple(entry.set for entry in sets)
         running, cumulative = 0.0, []
-        total = sum(float(entry["weight"]) for entry in sets)
+        total = sum(entry.weight for entry in sets)
         for entry in sets:
-            running += float(entry["weight"])
+            running += entry.weight
             cumulative.append(running / total)
         cumulative[-1] = 1.0
         ways = (SEGMENT,) if len(sets) == 1 else (CUSTOMER, REQUEST)

@@ -15,7 +15,7 @@ from api.auth import MERCHANDISER, requires
 from api.body import read_body, save_body
 from api.openapi import Param, doc
 from api.problems import Problem
-from api.schemas import PlanDocument, Run, RunCreated
+from api.schemas import Run, RunCreated
 from api.store import Store
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, instance_from_document, load_instance
@@ -23,6 +23,8 @@ from optimizer.io.json_form import instance_to_document
 from optimizer.io.safe_json import JsonSyntaxError, parse_json
 from optimizer.model.instance import Instance
 from optimizer.plan.document import plan_csv
+from optimizer.plan.model import Plan
+from optimizer.plan.schema import PlanDocument
 from optimizer.solve.methods import Solver
 
 runs_api = Blueprint("runs", __name__)
@@ -154,6 +156,6 @@ def get_run_plan(run_id: str) -> Response:
     plan = _store().plan(run["plan_id"])
     headers = {"X-Offeropt-Plan-Id": plan["id"]}
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
-        return Response(plan_csv(json.loads(plan["document"])), mimetype="text/csv",
-                        headers=headers)
+        csv = plan_csv(Plan.from_dict(json.loads(plan["document"])))
+        return Response(csv, mimetype="text/csv", headers=headers)
     return Response(plan["document"], mimetype="application/json", headers=headers)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from optimizer.plan.schema import PlanDocument
 
 
 class ProblemDetails(BaseModel):
@@ -52,56 +54,6 @@ class Run(BaseModel):
     finished_at: float | None
     cancel_requested: bool
     links: Links
-
-
-class PlanOffer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    segment: str
-    bundle: str
-    discount: float
-    perk: str | None
-    share: float
-    reference_price: float
-    price: float
-    expected_takes: float
-    expected_incremental_margin: float
-
-
-class SetOffer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    bundle: str
-    discount: float
-    perk: str | None
-
-
-class OfferSet(BaseModel):
-    """One offer set of a split plan (spec section 7)."""
-
-    model_config = ConfigDict(extra="allow")
-    segment: str
-    set: str = Field(description="unique within the segment: a, b, ...")
-    weight: float = Field(gt=0, le=1, description="share of the segment's views; a segment's "
-                                                  "weights sum to 1")
-    explore: bool = False
-    offers: list[SetOffer] = Field(description="empty only where the segment may show nothing")
-
-
-class PlanDocument(BaseModel):
-    """offeropt/plan@1 (spec section 4), with offeropt's documented additions."""
-
-    model_config = ConfigDict(extra="allow")
-    format: str
-    instance: str
-    status: str
-    objective: float | None
-    bound: float | None
-    gap: float | None
-    solver: dict[str, Any]
-    offers: list[PlanOffer]
-    kpis: dict[str, Any] | None
-    warnings: list[str]
-    offer_sets: list[OfferSet] | None = Field(
-        None, description="split traffic (spec section 7): absent in an integral plan")
 
 
 class Publication(BaseModel):

@@ -22,7 +22,7 @@ from optimizer.estimation.simulate import simulate
 from optimizer.io.fields import Locator
 from optimizer.model.instance import Instance
 from optimizer.plan.check import evaluate_plan
-from optimizer.plan.document import plan_document
+from optimizer.plan.document import build_plan
 from optimizer.solve.dispatch import SolveOptions, solve
 
 LOCATOR = Locator("logs", "csv")
@@ -81,7 +81,7 @@ def test_recovery_and_decision_quality(instances: dict[str, Instance]) -> None:
                      for c in ("take_rate", "baseline_rate", "price_sensitivity")]
             share, broken = float("nan"), 0
             if views in (200, 20000):
-                report = evaluate_plan(inst, plan_document(solve(est.to_instance(inst), SOLVE)))
+                report = evaluate_plan(inst, build_plan(solve(est.to_instance(inst), SOLVE)).to_dict())
                 share, broken = (report.objective or 0.0) / best, len(report.violations)
                 shares[(views, method)] = share
             lines.append(f"{views:>10} {method:>7} {rmse:>16.3f} {cover[0]:>10.3f} {cover[1]:>10.3f} "

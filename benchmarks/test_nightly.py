@@ -19,8 +19,8 @@ import pytest
 from benchmarks.conftest import SMOKE_INSTANCE, knob, sized
 from optimizer.model.instance import Instance
 from optimizer.plan.diff import plan_diff
-from optimizer.plan.document import plan_document
-from optimizer.plan.offers import offers_of
+from optimizer.plan.document import build_plan
+from optimizer.plan.model import Plan
 from optimizer.solve.dispatch import SolveOptions, solve
 from optimizer.stability.reference import Stability
 
@@ -47,15 +47,15 @@ def _percent(share: float | None) -> str:
     return "None" if share is None else f"{share:.4%}"
 
 
-class Yesterday(dict[str, dict[str, Any]]):
+class Yesterday(dict[str, Plan]):
     """Each instance's own plan, solved when first asked for."""
 
     def __init__(self, instances: dict[str, Instance]) -> None:
         super().__init__()
         self.instances = instances
 
-    def __missing__(self, name: str) -> dict[str, Any]:
-        plan = plan_document(solve(self.instances[name], SolveOptions(time_limit=TIME_LIMIT,
+    def __missing__(self, name: str) -> Plan:
+        plan = build_plan(solve(self.instances[name], SolveOptions(time_limit=TIME_LIMIT,
                                                                      threads=1)))
         self[name] = plan
         return plan
@@ -75,7 +75,7 @@ def test_warm_start_against_cold(benchmark: Any, instances: dict[str, Instance],
     options = SolveOptions(time_limit=TIME_LIMIT, threads=1, method="exact")
     cold = solve(today, options)
     warm = benchmark.pedantic(solve, args=(today, dataclasses.replace(
-        options, previous=offers_of(yesterday[size]))), rounds=1)
+        options, previous=yesterday[size].offer_keys())), rounds=1)
     # a solve stopped at its limit reports nothing on yesterday's plan
     fallback = None if warm.stability is None else warm.stability.previous.fallback_objective
     print(f"\n{size}, {night}, {TIME_LIMIT:.0f} s: cold {cold.status} {cold.objective} gap "
@@ -93,12 +93,12 @@ def test_stability_cost(benchmark: Any, instances: dict[str, Instance],
                         yesterday: Yesterday, stability: Stability) -> None:
     today = _new_estimates(instances[STABLE])
     options = SolveOptions(time_limit=TIME_LIMIT, threads=1, method="exact",
-                           previous=offers_of(yesterday[STABLE]))
+                           previous=yesterday[STABLE].offer_keys())
     free = solve(today, options)
     stable = benchmark.pedantic(solve, args=(today, dataclasses.replace(options,
                                                                          stability=stability)),
                                 rounds=1)
-    changed = {name: plan_diff(yesterday[STABLE], plan_document(s))["segments_changed"]
+    changed = {name: plan_diff(yesterday[STABLE], build_plan(s))["segments_changed"]
                for name, s in (("free", free), ("stable", stable))}
     assert free.objective is not None and stable.objective is not None
     cost = (free.objective - stable.objective) / free.objective

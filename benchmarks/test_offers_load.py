@@ -41,7 +41,7 @@ from optimizer.formulation.segment_choice import best_choice
 from optimizer.io.json_form import instance_to_document
 from optimizer.model.generate import generate
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
+from optimizer.plan.document import build_plan
 from optimizer.solve.dispatch import Solution, Status
 
 SEGMENTS = int(knob("OFFEROPT_BENCH_SEGMENTS", "2000", "100000"))
@@ -75,8 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
                         status=Status.OPTIMAL, selected=chosen, objective=objective,
                         bound=objective, termination="optimal", solver="segment-choice",
                         method="exact-separable", solve_seconds=time.perf_counter() - started)
-    plan = plan_document(solution)
-    assert check_plan(inst, plan).ok
+    plan = build_plan(solution)
+    assert check_plan(inst, plan.to_dict()).ok
     store = Store.open(_database(data))
     document = json.dumps(instance_to_document(inst))
     digest = hashlib.sha256(document.encode()).hexdigest()
@@ -84,7 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True, plan_status="optimal")
     store.publish(store.run(run_id)["plan_id"], "bench")
     assert len(inst.segments) == SEGMENTS
-    segments = sorted({o["segment"] for o in plan["offers"]})
+    segments = sorted(set(plan.offers.strings("segment")))
     return data, segments
 
 

@@ -104,20 +104,19 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from optimizer.io import load_plan
-    from optimizer.plan.check import evaluate_plan, plan_issues
+    from optimizer.plan.check import evaluate_plan
 
     truth = load(args.truth)
     plan = load_plan(args.plan)
-    malformed = plan_issues(plan)
-    if malformed:
-        raise InputError(malformed)
     report = evaluate_plan(truth, plan)
+    if report.malformed:
+        raise InputError(report.malformed)
     if args.json:
         print(json.dumps({"truth": truth.name, "expected_incremental_margin": report.objective,
                           "kpis": report.kpis, "violations": list(report.violations)}, indent=2))
         return ExitCode.OK
     k = report.kpis
-    claimed = plan.get("objective")
+    claimed = plan.get("objective")  # the plan's own claim, of any JSON type
     print(f"under {truth.name}: expected incremental margin {report.objective or 0:,.2f}"
           + (f" (the plan claimed {claimed:,.2f})" if isinstance(claimed, int | float) else ""))
     for name in ("expected_takes", "expected_offer_revenue", "take_rate", "discounted_share",

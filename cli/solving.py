@@ -15,6 +15,7 @@ from cli.args import gap_fraction, positive_float, positive_int
 from cli.exit_codes import ExitCode
 from optimizer.errors import InputError, Issue, file_error
 from optimizer.model.instance import Instance
+from optimizer.plan.model import Plan
 from optimizer.solve.methods import Method, Solver, Where
 
 STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command
@@ -110,7 +111,7 @@ def _solve(args: argparse.Namespace) -> int:
 
 def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     from cli.progress import ProgressBar
-    from optimizer.plan.document import plan_document
+    from optimizer.plan.document import build_plan
     from optimizer.plan.report import summary
     from optimizer.solve.dispatch import SolveOptions, Status, solve
     from optimizer.solve.reports import CheckOutcome
@@ -124,26 +125,23 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     budget = None if args.time_limit is None else \
         solve_budget(inst, args.time_limit - (time.monotonic() - STARTED))
     with ProgressBar(args.time_limit, enabled=show) as bar:
-        options = SolveOptions(solver=args.solver, method=args.method, time_limit=budget,
-                               gap=args.gap, threads=args.threads, progress=bar.update,
-                               backend=args.backend, scheduler=args.scheduler,
-                               partitions=args.partitions, split_traffic=args.split_traffic)
+        options = SolveOptions.chosen(vars(args), time_limit=budget, progress=bar.update)
         solution = solve(inst, options)
     if not args.no_check:
         solution = verified(solution, options)
-    doc = plan_document(solution)
+    plan = build_plan(solution)
     if args.output:
-        _write_plan(doc, Path(args.output))
+        _write_plan(plan, Path(args.output))
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(plan.to_dict(), indent=2))
     else:
-        print(summary(inst, doc, top=args.top, segments=args.segments_shown))
+        print(summary(inst, plan, top=args.top, segments=args.segments_shown))
         if solution.check is not None:
             print(f"check: {solution.check}" if solution.check != CheckOutcome.PASSED else
                   "check: plan independently verified")
         if args.output:
             sets = sets_csv_path(Path(args.output))
-            also = f" (offer sets in {sets})" if doc.get("offer_sets") is not None and \
+            also = f" (offer sets in {sets})" if plan.offer_sets is not None and \
                 Path(args.output).suffix.lower() == ".csv" else ""
             print(f"plan written to {args.output}{also}")
     if solution.check == CheckOutcome.FAILED:
@@ -155,16 +153,16 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     }[solution.status]
 
 
-def _write_plan(doc: dict[str, Any], path: Path) -> None:
+def _write_plan(plan: Plan, path: Path) -> None:
     from optimizer.io.tables import write_json, write_text
     from optimizer.plan.document import plan_csv, plan_sets_csv
 
     if path.suffix.lower() == ".csv":
-        write_text(path, plan_csv(doc))
-        if doc.get("offer_sets") is not None:
-            write_text(sets_csv_path(path), plan_sets_csv(doc))
+        write_text(path, plan_csv(plan))
+        if plan.offer_sets is not None:
+            write_text(sets_csv_path(path), plan_sets_csv(plan))
     else:
-        write_json(path, doc)
+        write_json(path, plan.to_dict())
 
 
 def writable(path: Path) -> None:
@@ -190,14 +188,12 @@ def sets_csv_path(path: Path) -> Path:
 
 def _check(args: argparse.Namespace) -> int:
     from optimizer.io import load_plan
-    from optimizer.plan.check import check_plan, plan_issues
+    from optimizer.plan.check import check_plan
 
     inst = load(args.instance)
-    plan = load_plan(args.plan)
-    malformed = plan_issues(plan)
-    if malformed:  # not a plan the rules can be checked on: an input error, not a failed check
-        raise InputError(malformed)
-    report = check_plan(inst, plan)
+    report = check_plan(inst, load_plan(args.plan))
+    if report.malformed:  # not a plan the rules can be checked on: an input error, not a failed check
+        raise InputError(report.malformed)
     if not report.ok:
         print(f"plan FAILS the check ({len(report.violations)} violations):")
         for line in report.violations:

@@ -29,6 +29,7 @@ from api.store.schema import (
     traffic_salt,
 )
 from optimizer.errors import InputError, Issue, OfferOptError, file_error
+from optimizer.plan.model import Plan
 
 
 class RunStatus(StrEnum):
@@ -251,13 +252,14 @@ class Store:
             return bool(conn.execute(sa.select(runs.c.cancel_requested)
                                      .where(runs.c.id == run_id)).scalar())
 
-    def finish_run(self, run_id: str, status: RunStatus, plan: dict[str, Any] | None,
+    def finish_run(self, run_id: str, status: RunStatus, plan: Plan | None,
                    checked: bool, **values: Any) -> None:
         """Record the outcome and the plan in one transaction."""
         with self.write() as conn:
             if plan is not None:
                 conn.execute(plans.insert().values(
-                    id=new_id(), run_id=run_id, document=json.dumps(plan), status=plan["status"],
+                    id=new_id(), run_id=run_id, document=json.dumps(plan.to_dict()),
+                    status=plan.status,
                     checked=checked, created_at=time.time()))
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, finished_at=time.time(), **values))

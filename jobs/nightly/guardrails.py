@@ -17,6 +17,7 @@ import pandas as pd
 from optimizer.errors import InputError, Issue
 from optimizer.model.instance import Instance
 from optimizer.plan.check import CheckReport
+from optimizer.plan.model import WITH_OFFERS, Plan
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,12 @@ class Yesterday:
     """The active plan and the catalog it was solved from; `fallback_objective` is its value
     made feasible on today's instance (None when it cannot be)."""
 
-    plan: dict[str, Any]
+    plan: Plan
     instance: Instance
     fallback_objective: float | None
 
 
-def evaluate(plan: dict[str, Any], check: CheckReport, instance: Instance, solved_gap: float | None,
+def evaluate(plan: Plan, check: CheckReport, instance: Instance, solved_gap: float | None,
              yesterday: Yesterday | None, limits: Thresholds) -> list[Guardrail]:
     rails = [_plan_check(check), _solver(plan, solved_gap, limits)]
     if yesterday is None:
@@ -74,17 +75,17 @@ def _plan_check(check: CheckReport) -> Guardrail:
                      "the independent check passes" if check.ok else f"violations: {shown}")
 
 
-def _solver(plan: dict[str, Any], gap: float | None, limits: Thresholds) -> Guardrail:
-    status = plan["status"]
-    ok = status in ("optimal", "feasible") and gap is not None and gap <= limits.max_gap
+def _solver(plan: Plan, gap: float | None, limits: Thresholds) -> Guardrail:
+    status = plan.status
+    ok = status in WITH_OFFERS and gap is not None and gap <= limits.max_gap
     gap_text = "none" if gap is None else f"{gap:.4%}"
     return Guardrail("solver_status", ok, gap, limits.max_gap,
                      f"status {status}, gap {gap_text} (limit {limits.max_gap:.2%})")
 
 
-def _objective(plan: dict[str, Any], yesterday: Yesterday, limits: Thresholds) -> Guardrail:
+def _objective(plan: Plan, yesterday: Yesterday, limits: Thresholds) -> Guardrail:
     base = yesterday.fallback_objective
-    new = plan["objective"]
+    new = plan.objective
     if base is None:
         return Guardrail("objective_vs_active", True, new, None,
                          "yesterday's plan cannot be made feasible today: nothing to compare")
@@ -95,17 +96,16 @@ def _objective(plan: dict[str, Any], yesterday: Yesterday, limits: Thresholds) -
                      f"{_money(base)} (may be {limits.objective_tolerance:.1%} lower)")
 
 
-def no_offer_share(plan: dict[str, Any], instance: Instance) -> float:
+def no_offer_share(plan: Plan, instance: Instance) -> float:
     """Share of the segments that may be shown offers (not silent) left without any."""
     segments = instance.segments
     open_ = segments.loc[~segments["silent"].to_numpy(dtype=bool), "id"].astype(object)
     if not len(open_):
         return 0.0
-    served = {o["segment"] for o in plan.get("offers") or []}
-    return float((~open_.isin(served)).mean())
+    return float((~open_.isin(plan.offers.strings("segment"))).mean())
 
 
-def _no_offer(plan: dict[str, Any], instance: Instance, yesterday: Yesterday,
+def _no_offer(plan: Plan, instance: Instance, yesterday: Yesterday,
               limits: Thresholds) -> Guardrail:
     today = no_offer_share(plan, instance)
     before = no_offer_share(yesterday.plan, yesterday.instance)
@@ -114,8 +114,8 @@ def _no_offer(plan: dict[str, Any], instance: Instance, yesterday: Yesterday,
                      f"{today:.1%} of segments without an offer (yesterday {before:.1%})")
 
 
-def _objective_jump(plan: dict[str, Any], yesterday: Yesterday, limits: Thresholds) -> Guardrail:
-    before, new = yesterday.plan.get("objective"), plan["objective"]
+def _objective_jump(plan: Plan, yesterday: Yesterday, limits: Thresholds) -> Guardrail:
+    before, new = yesterday.plan.objective, plan.objective
     if not before or before <= 0 or new is None:
         return Guardrail("objective_jump", True, None, limits.max_objective_ratio,
                          "no positive objective yesterday: nothing to compare")

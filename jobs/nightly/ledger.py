@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from api.store import Conflict, RunStatus, Store, new_id, pid_alive, this_worker
 from api.store.schema import active, catalog_plans, nightly_runs, plans, runs
+from optimizer.plan.model import Plan
 
 
 class NightlyStatus(StrEnum):
@@ -39,7 +40,7 @@ class Outcome:
     catalog_name: str
     catalog: str  # instance@1 JSON
     sha256: str
-    plan: dict[str, Any]
+    plan: Plan
     checked: bool
     options: dict[str, Any]
     publish: bool
@@ -108,10 +109,10 @@ class Ledger:
             conn.execute(runs.insert().values(
                 id=run_id, catalog_plan_id=catalog_id, status=RunStatus.SUCCEEDED,
                 options=json.dumps(outcome.options), cancel_requested=False,
-                plan_status=plan["status"], objective=plan["objective"], bound=plan["bound"],
+                plan_status=plan.status, objective=plan.objective, bound=plan.bound,
                 worker=this_worker(), created_at=now, started_at=now, finished_at=now))
             conn.execute(plans.insert().values(
-                id=plan_id, run_id=run_id, document=json.dumps(plan), status=plan["status"],
+                id=plan_id, run_id=run_id, document=json.dumps(plan.to_dict()), status=plan.status,
                 checked=outcome.checked, created_at=now))
             version = None
             if outcome.publish:

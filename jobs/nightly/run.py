@@ -26,6 +26,7 @@ from jobs.nightly.guardrails import Thresholds, Yesterday, evaluate
 from jobs.nightly.ledger import Ledger, NightlyStatus, Outcome
 from optimizer.errors import InputError, OfferOptError
 from optimizer.model.instance import Instance
+from optimizer.plan.model import Plan
 from optimizer.stability.reference import Stability
 
 HEARTBEAT_SECONDS = 10.0
@@ -122,7 +123,7 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     started = time.monotonic()  # the time limit covers loading, estimation, solves and check
     instance = _inputs(settings, report, log)
     active = store.active_bundle()
-    yesterday_plan = None if active is None else json.loads(active["plan"])
+    yesterday_plan = None if active is None else Plan.from_dict(json.loads(active["plan"]))
     yesterday_instance = None if active is None else _instance_of(active["catalog"])
     report["previous_version"] = None if active is None else int(active["version"])
     log.info("active_plan", version=report["previous_version"])
@@ -130,8 +131,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started))
     plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log)
     report["solver"] = solver
-    check = check_plan(instance, plan)
-    fallback = (plan["solver"].get("previous") or {}).get("fallback_objective")
+    check = check_plan(instance, plan.to_dict())  # what is stored is what is checked
+    fallback = (plan.solver.get("previous") or {}).get("fallback_objective")
     yesterday = None if yesterday_plan is None or yesterday_instance is None else \
         Yesterday(yesterday_plan, yesterday_instance, fallback)
     rails = evaluate(plan, check, instance, solved_gap, yesterday, settings.thresholds)
@@ -141,8 +142,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     report.update(guardrails=[g.to_dict() for g in rails], kpis=kpi_table(yesterday_plan, plan),
                   diff=plan_diff(yesterday_plan, plan),
                   inventory=inventory_rows(yesterday_plan, plan))
-    if plan["status"] == "error":
-        raise OfferOptError(f"solver: must end with a plan, got an error: {plan.get('message')}")
+    if plan.status == "error":
+        raise OfferOptError(f"solver: must end with a plan, got an error: {plan.message}")
     ok = not failed
     code = ExitCode.OK if ok else ExitCode.KEPT_PREVIOUS
     if ledger is None:
@@ -208,21 +209,19 @@ def _options(settings: NightlySettings) -> dict[str, Any]:
             "split_traffic": settings.split_traffic, **dataclasses.asdict(settings.stability)}
 
 
-def _solve(instance: Instance, yesterday: dict[str, Any] | None, settings: NightlySettings,
-           budget: float, log: JobLog) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
+def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings,
+           budget: float, log: JobLog) -> tuple[Plan, float | None, dict[str, Any]]:
     """Solve warm-started from yesterday's plan. With stability settings, also solve without
     them (half the time each): the difference is what stability cost, and that solve's bound
     is the plan's bound. Returns the plan, the gap of the problem solved, solver statistics."""
-    from optimizer.plan.document import plan_document
-    from optimizer.plan.offers import offers_of
+    from optimizer.plan.document import build_plan
     from optimizer.solve.dispatch import SolveOptions, relative_gap, solve
     from optimizer.solve.verify import verified
 
-    previous = None if yesterday is None else offers_of(yesterday)
+    previous = None if yesterday is None else yesterday.offer_keys()
     stability = settings.stability if previous is not None else Stability()
     started = time.monotonic()
-    base = SolveOptions(method=settings.method, gap=settings.gap, threads=settings.threads,
-                        previous=previous, split_traffic=settings.split_traffic)
+    base = SolveOptions.chosen(vars(settings), previous=previous)
     share = 0.5 if stability.constrains else 1.0
     options = dataclasses.replace(base, time_limit=budget * share)
     free = verified(solve(instance, options), options)
@@ -230,7 +229,7 @@ def _solve(instance: Instance, yesterday: dict[str, Any] | None, settings: Night
              bound=free.bound, gap=free.gap, seconds=round(free.seconds, 3))
     stats: dict[str, Any] = {"free": _stats(free)}
     if not stability.constrains:
-        return plan_document(free), free.gap, stats
+        return build_plan(free), free.gap, stats
     left = max(1.0, budget - (time.monotonic() - started))
     options = dataclasses.replace(base, time_limit=left, stability=stability)
     stable = verified(solve(instance, options), options)
@@ -250,7 +249,7 @@ def _solve(instance: Instance, yesterday: dict[str, Any] | None, settings: Night
     stats["stability_cost"] = {
         "absolute": cost, "relative": None if cost is None or not free.objective else
         cost / abs(free.objective), **dataclasses.asdict(stability)}
-    return plan_document(stable), solved_gap, stats
+    return build_plan(stable), solved_gap, stats
 
 
 def _stats(solution: Any) -> dict[str, Any]:

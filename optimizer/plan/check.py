@@ -12,21 +12,21 @@ rules over the whole plan (constraints 1-7), the KPIs and the plan's own figures
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optimizer.errors import Issue
 from optimizer.model.instance import Instance
 from optimizer.plan.check_catalog import Catalog
-from optimizer.plan.check_offers import REL_TOL, Columns, match_offers, plan_issues, read_offers
+from optimizer.plan.check_offers import REL_TOL, match_offers
 from optimizer.plan.check_sets import check_offer_sets
+from optimizer.plan.model import PLAN_FORMAT, STATUSES, WITH_OFFERS, read_plan
 
 __all__ = ["REL_TOL", "CheckReport", "check_plan", "evaluate_plan", "plan_issues"]
-
-STATUSES = {"optimal", "feasible", "infeasible", "time_limit", "error"}
-PLAN_STATUSES = {"optimal", "feasible"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class CheckReport:
     violations: tuple[str, ...]
     objective: float | None
     kpis: dict[str, Any]
+    malformed: tuple[Issue, ...] = ()  # fields of the wrong JSON type: no rule was evaluated
 
     @property
     def ok(self) -> bool:
@@ -45,52 +46,59 @@ def _close(a: float, b: float, scale: float = 1.0) -> bool:
     return math.isfinite(a - b) and abs(a - b) <= REL_TOL * max(1.0, abs(a), abs(b), scale)
 
 
-def check_plan(inst: Instance, plan: dict[str, Any]) -> CheckReport:
-    """Every rule a plan must meet; an empty `violations` means the plan is sound."""
+def plan_issues(doc: Any) -> list[Issue]:
+    """The fields of a plan document whose JSON type is wrong, so that no rule can even be
+    evaluated on them (`optimizer.plan.model.read_plan`)."""
+    return list(read_plan(doc).issues)
+
+
+def check_plan(inst: Instance, doc: Mapping[str, Any]) -> CheckReport:
+    """Every rule a plan document must meet; an empty `violations` means the plan is sound."""
+    reading = read_plan(doc)
+    plan = reading.doc
     bad: list[str] = []
-    if plan.get("format") != "offeropt/plan@1":
-        bad.append(f"format: must be 'offeropt/plan@1', got {plan.get('format')!r}")
+    if plan.get("format") != PLAN_FORMAT:
+        bad.append(f"format: must be {PLAN_FORMAT!r}, got {plan.get('format')!r}")
     if plan.get("instance") != inst.name:
         bad.append(f"instance: must be {inst.name!r}, got {plan.get('instance')!r}")
     status = plan.get("status")
     status = status if isinstance(status, str) else repr(status)  # a list is not hashable
     if status not in STATUSES:
-        bad.append(f"status: must be one of {sorted(STATUSES)}, got {status!r}")
-    malformed, offers = read_offers(plan)
-    if malformed:  # no rule can be evaluated on fields of the wrong type
-        return CheckReport((*bad, *(str(i) for i in malformed)), None, {})
+        bad.append(f"status: must be one of {list(STATUSES)}, got {status!r}")
+    if reading.issues:  # no rule can be evaluated on fields of the wrong type
+        return CheckReport((*bad, *(str(i) for i in reading.issues)), None, {}, reading.issues)
     sets = plan.get("offer_sets")
-    if status not in PLAN_STATUSES:
-        if plan["offers"]:
+    if status not in WITH_OFFERS:
+        if len(reading.offers):
             bad.append(f"offers: a plan with status {status!r} must have no offers")
         if sets:
             bad.append(f"offer_sets: a plan with status {status!r} must have no offer sets")
         return CheckReport(tuple(bad), None, {})
 
-    cat, columns = Catalog(inst), Columns(offers)
-    chosen = match_offers(cat, columns, bad)
+    cat = Catalog(inst)
+    chosen = match_offers(cat, reading.offers, bad)
     totals = _totals(cat, chosen)
     _check_constraints(cat, chosen, totals, bad)
     if sets is not None:
-        check_offer_sets(cat, sets, columns, bad)
+        check_offer_sets(cat, sets, reading.offers, bad)
     kpis = _kpis(inst, chosen, totals)
     objective = float(kpis["expected_incremental_margin"])
     _check_totals(plan, objective, kpis, bad)
     return CheckReport(tuple(bad), objective, kpis)
 
 
-def evaluate_plan(truth: Instance, plan: dict[str, Any]) -> CheckReport:
+def evaluate_plan(truth: Instance, doc: Mapping[str, Any]) -> CheckReport:
     """What a plan realizes if `truth` holds: its value, KPIs and the rules it breaks there.
 
     Unlike `check_plan` the plan's own figures are not compared (they came from other
     estimates); offers that are no variant of `truth` count as violations and add nothing.
     """
-    malformed, offers = read_offers(plan)
-    if malformed:
-        return CheckReport(tuple(str(i) for i in malformed), None, {})
+    reading = read_plan(doc)
+    if reading.issues:
+        return CheckReport(tuple(str(i) for i in reading.issues), None, {}, reading.issues)
     bad: list[str] = []
     cat = Catalog(truth)
-    chosen = match_offers(cat, Columns(offers), bad, compare_claims=False)
+    chosen = match_offers(cat, reading.offers, bad, compare_claims=False)
     totals = _totals(cat, chosen)
     _check_constraints(cat, chosen, totals, bad)
     kpis = _kpis(truth, chosen, totals)
@@ -204,7 +212,7 @@ def _kpis(inst: Instance, chosen: pd.DataFrame, t: dict[str, Any]) -> dict[str, 
     }
 
 
-def _check_totals(plan: dict[str, Any], objective: float, kpis: dict[str, Any],
+def _check_totals(plan: Mapping[str, Any], objective: float, kpis: dict[str, Any],
                   bad: list[str]) -> None:
     claimed = plan.get("objective")
     if not isinstance(claimed, int | float) or not _close(float(claimed), objective):

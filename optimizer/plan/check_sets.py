@@ -19,13 +19,14 @@ import pandas as pd
 import pyarrow as pa
 
 from optimizer.plan.check_catalog import Catalog, positions
-from optimizer.plan.check_offers import Columns, as_floats, is_instance, is_none
+from optimizer.plan.columns import Columns, as_floats, is_instance, is_none
+from optimizer.plan.model import OfferTable
 
 TOL = 1e-6
 Lines = list[tuple[int, int, Any, str]]  # (set, order of the rule, order within, message)
 
 
-def check_offer_sets(cat: Catalog, sets: Any, offers: Columns, bad: list[str]) -> None:
+def check_offer_sets(cat: Catalog, sets: Any, offers: OfferTable, bad: list[str]) -> None:
     """Spec section 7 on `sets` (the plan's `offer_sets`), given the plan's offers."""
     if not isinstance(sets, list) or not is_instance(sets, dict).all():
         bad.append("offer_sets: must be a list of objects")

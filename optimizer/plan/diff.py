@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from optimizer.plan.offers import OFFER_KEY, offers_of
+from optimizer.plan.model import OFFER_KEY, Plan
 
 # (KPI, label) as a run report shows them; inventory utilisation is derived below
 REPORTED_KPIS = (
@@ -21,17 +22,17 @@ REPORTED_KPIS = (
 )
 
 
-def inventory_utilisation(kpis: dict[str, Any]) -> float | None:
+def inventory_utilisation(kpis: Mapping[str, Any]) -> float | None:
     """Units used over units in stock, over every stocked item."""
     inventory = kpis.get("inventory") or {}
     stock = sum(v["stock"] for v in inventory.values())
     return None if stock <= 0 else sum(v["used"] for v in inventory.values()) / stock
 
 
-def kpi_table(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
+def kpi_table(before: Plan | None, after: Plan) -> list[dict[str, Any]]:
     """One row per reported KPI: yesterday's plan, today's, and the relative change."""
-    def values(plan: dict[str, Any] | None) -> dict[str, Any]:
-        kpis = (plan or {}).get("kpis") or {}
+    def values(plan: Plan | None) -> dict[str, Any]:
+        kpis = (plan.kpis if plan is not None else None) or {}
         return {**kpis, "inventory_utilisation": inventory_utilisation(kpis)} if kpis else {}
 
     old, new = values(before), values(after)
@@ -43,12 +44,11 @@ def kpi_table(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict
     return rows
 
 
-def plan_diff(before: dict[str, Any] | None, after: dict[str, Any], top: int = 10
-              ) -> dict[str, Any]:
+def plan_diff(before: Plan | None, after: Plan, top: int = 10) -> dict[str, Any]:
     """Offers added, removed and kept; segments whose offer set changed; the segments whose
     expected margin moved most."""
-    old = _margins(before or {"offers": []})
     new = _margins(after)
+    old = _margins(before) if before is not None else new.iloc[:0]
     key = list(OFFER_KEY)
     both = old.merge(new, on=key, how="outer", suffixes=("_before", "_after"), indicator=True)
     added = both["_merge"] == "right_only"
@@ -74,18 +74,17 @@ def plan_diff(before: dict[str, Any] | None, after: dict[str, Any], top: int = 1
     }
 
 
-def _margins(plan: dict[str, Any]) -> pd.DataFrame:
-    frame = offers_of(plan)
-    margins = [o.get("expected_incremental_margin", 0.0) for o in plan.get("offers") or []]
-    frame["margin"] = pd.Series(margins, dtype=float)
+def _margins(plan: Plan) -> pd.DataFrame:
+    frame = plan.offers.frame()
+    frame = frame[[*OFFER_KEY]].assign(margin=frame["expected_incremental_margin"].fillna(0.0))
     frame["perk"] = frame["perk"].fillna("")  # a missing perk must match a missing perk
     return frame
 
 
-def inventory_rows(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
+def inventory_rows(before: Plan | None, after: Plan) -> list[dict[str, Any]]:
     """Per stocked item of today's plan: the share of its stock each plan uses."""
-    def shares(plan: dict[str, Any] | None) -> dict[str, float]:
-        inventory = ((plan or {}).get("kpis") or {}).get("inventory") or {}
+    def shares(plan: Plan | None) -> dict[str, float]:
+        inventory = ((plan.kpis if plan is not None else None) or {}).get("inventory") or {}
         return {item: (v["used"] / v["stock"] if v["stock"] > 0 else 0.0)
                 for item, v in inventory.items()}
 

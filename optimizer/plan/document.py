@@ -1,4 +1,4 @@
-"""Invert: a `Solution` becomes an `offeropt/plan@1` document (spec section 4)."""
+"""Invert: a `Solution` becomes a `Plan`, the `offeropt/plan@1` document (spec section 4)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 
 from optimizer.model.families import Family
+from optimizer.plan.model import OFFER_FIELDS, OfferSet, OfferTable, Plan, SetOffer, Status
 from optimizer.solve.dispatch import Solution
 
-PLAN_FORMAT = "offeropt/plan@1"
-OFFER_COLUMNS = ("segment", "bundle", "discount", "perk", "share", "reference_price", "price",
-                 "expected_takes", "expected_incremental_margin")
 SET_COLUMNS = ("segment", "set", "weight", "explore", "bundle", "discount", "perk")
 
 
@@ -124,9 +122,8 @@ def binding_rows(solution: Solution, tol: float = 1e-6) -> list[dict[str, Any]]:
     return out
 
 
-def plan_document(solution: Solution) -> dict[str, Any]:
-    """The plan as `offeropt/plan@1`. Fields beyond the spec are additions only."""
-    offers = offers_frame(solution)
+def build_plan(solution: Solution) -> Plan:
+    """The plan of a solution. Fields beyond the spec are additions only."""
     has_plan = solution.objective is not None
     solver: dict[str, Any] = {
         "method": solution.method, "backend": solution.solver,
@@ -139,27 +136,17 @@ def plan_document(solution: Solution) -> dict[str, Any]:
     sets = solution.offer_sets if has_plan else None
     if sets is not None:
         solver["split"] = {"segments_split": len(sets.split_segments()), "sets": len(sets)}
-    doc: dict[str, Any] = {
-        "format": PLAN_FORMAT,
-        "instance": solution.instance.name,
-        "status": solution.status.value,
-        "objective": solution.objective,
-        "bound": solution.bound,
-        "gap": solution.gap,
-        "solver": solver,
-        "offers": [_offer_record(r) for r in offers.to_dict(orient="records")] if has_plan else [],
-        "kpis": kpis(solution) if has_plan else None,
-        "warnings": list(solution.candidates.warnings) + list(solution.instance.warnings),
-    }
-    if has_plan:
-        doc["binding"] = binding_rows(solution)
-    if sets is not None:
-        doc["offer_sets"] = offer_set_records(solution)
-    if solution.diagnosis is not None:
-        doc["diagnosis"] = solution.diagnosis.to_dict()
-    if solution.message:
-        doc["message"] = solution.message
-    return doc
+    offers = offers_frame(solution)
+    return Plan(
+        instance=solution.instance.name, status=Status(solution.status),
+        objective=solution.objective, bound=solution.bound, gap=solution.gap, solver=solver,
+        offers=OfferTable.from_frame(offers if has_plan else offers.iloc[:0]),
+        kpis=kpis(solution) if has_plan else None,
+        warnings=(*solution.candidates.warnings, *solution.instance.warnings),
+        binding=tuple(binding_rows(solution)) if has_plan else None,
+        offer_sets=None if sets is None else offer_set_records(solution),
+        diagnosis=None if solution.diagnosis is None else solution.diagnosis.to_dict(),
+        message=solution.message or None)
 
 
 def set_id(k: int) -> str:
@@ -172,7 +159,7 @@ def set_id(k: int) -> str:
     return out
 
 
-def offer_set_records(solution: Solution) -> list[dict[str, Any]]:
+def offer_set_records(solution: Solution) -> tuple[OfferSet, ...]:
     """Spec section 7: per segment its weighted offer sets, ids a, b, ... in the segments'
     order; a set's offers by their value to the segment, best first. Empty sets stay."""
     sets, c, inst = solution.offer_sets, solution.candidates, solution.instance
@@ -189,44 +176,33 @@ def offer_set_records(solution: Solution) -> list[dict[str, Any]]:
     starts = np.r_[0, np.cumsum(np.bincount(member_set, minlength=len(sets)))]
     first = np.r_[True, sets.segment[1:] != sets.segment[:-1]] if len(sets) else np.zeros(0, bool)
     rank = np.arange(len(sets)) - np.maximum.accumulate(np.where(first, np.arange(len(sets)), 0))
-    out = []
-    for i in range(len(sets)):
-        offers = [{"bundle": str(bundles[j]), "discount": float(discounts[j]),
-                   "perk": None if perk[j] < 0 else str(perk_ids[perk[j]])}
-                  for j in range(starts[i], starts[i + 1])]
-        out.append({"segment": str(seg_ids[sets.segment[i]]), "set": set_id(int(rank[i])),
-                    "weight": float(sets.weight[i]), "explore": False, "offers": offers})
-    return out
+    perk_names = [None if p < 0 else str(perk_ids[p]) for p in perk.tolist()]
+    members = list(map(SetOffer, bundles.tolist(), discounts.tolist(), perk_names))
+    bounds = starts.tolist()
+    return tuple(OfferSet(seg_ids[s], set_id(k), w, False, tuple(members[a:b]))
+                 for s, k, w, a, b in zip(sets.segment.tolist(), rank.tolist(),
+                                          sets.weight.tolist(), bounds[:-1], bounds[1:],
+                                          strict=True))
 
 
-def _offer_record(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key in OFFER_COLUMNS:
-        value = row[key]
-        out[key] = value.item() if isinstance(value, np.generic) else value
-    return out
-
-
-def plan_csv(doc: dict[str, Any]) -> str:
+def plan_csv(plan: Plan) -> str:
     """The plan's offers as CSV, one row per offer, for spreadsheets."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(OFFER_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for offer in doc["offers"]:
-        writer.writerow({k: "" if offer.get(k) is None else offer[k] for k in OFFER_COLUMNS})
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(OFFER_FIELDS)
+    writer.writerows(zip(*(["" if v is None else v for v in plan.offers.raw[name]]
+                           for name in OFFER_FIELDS), strict=True))
     return buffer.getvalue()
 
 
-def plan_sets_csv(doc: dict[str, Any]) -> str:
+def plan_sets_csv(plan: Plan) -> str:
     """A split plan's offer sets as CSV: one row per (segment, set, offer), with the set's
     weight on each; an empty set is one row with empty bundle, discount and perk."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(SET_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for entry in doc.get("offer_sets") or []:
-        head = {"segment": entry["segment"], "set": entry["set"], "weight": entry["weight"],
-                "explore": "true" if entry.get("explore") else "false"}
-        for offer in entry["offers"] or [{}]:
-            writer.writerow({**head, **{k: "" if offer.get(k) is None else offer[k]
-                                        for k in ("bundle", "discount", "perk")}})
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SET_COLUMNS)
+    for entry in plan.offer_sets or ():
+        head = (entry.segment, entry.set, entry.weight, "true" if entry.explore else "false")
+        offers: list[tuple[Any, ...]] = [(o.bundle, o.discount, o.perk or "") for o in entry.offers]
+        writer.writerows((*head, *offer) for offer in offers or [("", "", "")])
     return buffer.getvalue()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from optimizer.model.instance import Instance
+from optimizer.plan.model import Plan
 
 
 def _money(x: float) -> str:
@@ -15,35 +20,35 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 12) -> str:
-    """A plan document, explained: status, KPIs against the policy, top offers, binding rows."""
+def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str:
+    """A plan, explained: status, KPIs against the policy, top offers, binding rows."""
     cur = f" {inst.currency}" if inst.currency else ""
-    solver = doc["solver"]
-    out = [f"{inst.name}: {doc['status']}"]
+    solver = plan.solver
+    out = [f"{inst.name}: {plan.status}"]
     timing = (f"{solver['seconds']:.2f} s (build {solver['build_seconds']:.2f} s, solve "
               f"{solver['solve_seconds']:.2f} s) with {solver['backend']}")
-    if doc["objective"] is None:
+    if plan.objective is None:
         out.append(f"  no plan; {timing}")
-        diagnosis = doc.get("diagnosis")
+        diagnosis = plan.diagnosis
         if diagnosis is not None:
             out.append("Conflicting constraints (the least relaxation that would allow a plan):")
             out += [f"  - {_conflict_line(c)}" for c in diagnosis["conflicts"]]
             if not diagnosis["conflicts"]:
                 out.append(f"  - {diagnosis['message']}")
-        if doc["status"] == "time_limit":
+        if plan.status == "time_limit":
             out.append("  the time limit passed before any feasible plan was found; "
                        "raise --time-limit")
-        if doc.get("message"):
-            out.append(f"  {doc['message']}")
+        if plan.message:
+            out.append(f"  {plan.message}")
         return "\n".join(out)
-    bound = "none" if doc["bound"] is None else _money(doc["bound"])
-    gap = "n/a" if doc["gap"] is None else f"{100 * doc['gap']:.4f}%"
-    out.append(f"  expected incremental margin {_money(doc['objective'])}{cur} "
+    bound = "none" if plan.bound is None else _money(plan.bound)
+    gap = "n/a" if plan.gap is None else f"{100 * plan.gap:.4f}%"
+    out.append(f"  expected incremental margin {_money(plan.objective)}{cur} "
                f"(bound {bound}, gap {gap}); {timing}")
-    out += _split_lines(doc, cur)
-    out += _kpi_lines(doc["kpis"], inst, cur)
-    out += _offer_lines(doc["offers"], top, segments)
-    binding = doc.get("binding") or []
+    out += _split_lines(plan, cur)
+    out += _kpi_lines(plan.kpis or {}, inst, cur)
+    out += _offer_lines(plan.offers.frame(), top, segments)
+    binding = plan.binding or ()
     if binding:
         out.append("Binding constraints")
         for b in binding:
@@ -59,24 +64,24 @@ def summary(inst: Instance, doc: dict[str, Any], top: int = 3, segments: int = 1
         for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
             what = f"inventory of {m['item']}" if m["item"] else m["constraint"]
             out.append(f"  {what:<40}{m['multiplier']:>16,.4g}")
-    if doc["warnings"]:
+    if plan.warnings:
         out.append("Warnings")
-        out += [f"  {w}" for w in doc["warnings"][:20]]
-        if len(doc["warnings"]) > 20:
-            out.append(f"  ... {len(doc['warnings']) - 20} more in the plan file")
+        out += [f"  {w}" for w in plan.warnings[:20]]
+        if len(plan.warnings) > 20:
+            out.append(f"  ... {len(plan.warnings) - 20} more in the plan file")
     return "\n".join(out)
 
 
-def _split_lines(doc: dict[str, Any], cur: str) -> list[str]:
+def _split_lines(plan: Plan, cur: str) -> list[str]:
     """A split plan: how many segments split, and the gain over the best integral plan."""
-    if doc.get("offer_sets") is None:
+    if plan.offer_sets is None or plan.objective is None:
         return []
-    split = doc["solver"].get("split") or {}
+    split = plan.solver.get("split") or {}
     out = [f"  split traffic: {split.get('segments_split', 0)} segments split between "
-           f"{split.get('sets', len(doc['offer_sets']))} offer sets"]
-    integral = doc["solver"].get("integral_objective")
+           f"{split.get('sets', len(plan.offer_sets))} offer sets"]
+    integral = plan.solver.get("integral_objective")
     if isinstance(integral, int | float):
-        gain = doc["objective"] - integral
+        gain = plan.objective - integral
         pct = f"{100 * gain / abs(integral):+.2f}%" if integral else "n/a"
         out.append(f"  split traffic: {'+' if gain >= 0 else '-'}{_money(abs(gain))}{cur} "
                    f"({pct}) over the best integral plan")
@@ -90,7 +95,7 @@ def _conflict_line(c: dict[str, Any]) -> str:
             f"{c['limit']:,.6g}; segments: {who}")
 
 
-def _kpi_lines(k: dict[str, Any], inst: Instance, cur: str) -> list[str]:
+def _kpi_lines(k: Mapping[str, Any], inst: Instance, cur: str) -> list[str]:
     pol = inst.policy
 
     def limit(value: float | None, fmt: Any, word: str = "limit") -> str:
@@ -124,22 +129,22 @@ def _kpi_lines(k: dict[str, Any], inst: Instance, cur: str) -> list[str]:
     return lines
 
 
-def _offer_lines(offers: list[dict[str, Any]], top: int, segments: int) -> list[str]:
-    if not offers:
+def _offer_lines(offers: pd.DataFrame, top: int, segments: int) -> list[str]:
+    if not len(offers):
         return ["Offers: none"]
-    by_segment: dict[str, list[dict[str, Any]]] = {}
-    for offer in offers:
-        by_segment.setdefault(offer["segment"], []).append(offer)
-    ranked = sorted(by_segment.items(),
-                    key=lambda kv: -sum(o["expected_incremental_margin"] for o in kv[1]))
-    lines = [f"Top offers ({min(segments, len(ranked))} of {len(ranked)} segments, by value)"]
-    for seg, seg_offers in ranked[:segments]:
+    codes, names = pd.factorize(offers["segment"])
+    value = np.zeros(len(names))
+    np.add.at(value, codes, offers["expected_incremental_margin"].to_numpy())  # in plan order
+    ranked = names[np.argsort(-value, kind="stable")[:segments]]
+    lines = [f"Top offers ({len(ranked)} of {len(names)} segments, by value)"]
+    shown = offers[offers["segment"].isin(ranked)].groupby("segment", sort=False).head(top)
+    for seg in ranked:
         lines.append(f"  {seg}")
-        for o in seg_offers[:top]:
-            perk = f" + {o['perk']}" if o["perk"] else ""
-            if o.get("share", 1.0) < 1.0:  # split traffic: seen by part of the views
-                perk += f" ({100 * o['share']:.0f}% of views)"
-            deal = f"{o['discount'] * 100:.0f}% off" if o["discount"] > 0 else "list price"
-            lines.append(f"    {o['bundle']:<26}{deal:>11}{perk:<24} {_money(o['price']):>10}"
-                         f"  {o['expected_takes']:>9,.1f} takes  +{_money(o['expected_incremental_margin'])}")
+        for o in shown[shown["segment"] == seg].itertuples():
+            perk = f" + {o.perk}" if o.perk else ""
+            if o.share < 1.0:  # split traffic: seen by part of the views
+                perk += f" ({100 * o.share:.0f}% of views)"
+            deal = f"{o.discount * 100:.0f}% off" if o.discount > 0 else "list price"
+            lines.append(f"    {o.bundle:<26}{deal:>11}{perk:<24} {_money(o.price):>10}"
+                         f"  {o.expected_takes:>9,.1f} takes  +{_money(o.expected_incremental_margin)}")
     return lines

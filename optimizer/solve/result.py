@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,21 +17,12 @@ from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.offer_sets import OfferSets
 from optimizer.model.instance import Instance
+from optimizer.plan.model import Status as Status
 from optimizer.solve.diagnose import Diagnosis
 from optimizer.solve.methods import Method, Solver, Where
 from optimizer.solve.reports import CheckOutcome, SolveStats, StabilityReport
 from optimizer.solve.supervise import PlanMessage
 from optimizer.stability.reference import Stability
-
-
-class Status(StrEnum):
-    """Plan status as in spec section 4."""
-
-    OPTIMAL = "optimal"
-    FEASIBLE = "feasible"
-    INFEASIBLE = "infeasible"
-    TIME_LIMIT = "time_limit"  # the clock ran out before any feasible plan was found
-    ERROR = "error"
 
 
 def _member(kind: type[StrEnum], field_name: str, value: object) -> StrEnum:
@@ -63,9 +55,21 @@ class SolveOptions:
         object.__setattr__(self, "method", _member(Method, "method", self.method))
         object.__setattr__(self, "backend", _member(Where, "backend", self.backend))
 
+    @classmethod
+    def chosen(cls, choices: Mapping[str, Any], **run: Any) -> SolveOptions:
+        """The options a user chose, by the names they carry in every form (the command line's
+        flags, the API's `options`, the nightly job's settings): any of `CHOSEN` that
+        `choices` holds, the others at their defaults. `run` adds what the run itself
+        decides: its time budget, its progress callback, yesterday's offers."""
+        return cls(**{name: choices[name] for name in CHOSEN if name in choices}, **run)
+
     @property
     def limits(self) -> Limits:
         return Limits(self.time_limit, self.gap, self.threads, self.progress)
+
+
+CHOSEN = ("solver", "method", "gap", "threads", "backend", "scheduler", "partitions",
+          "split_traffic")  # the options a user sets by name
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
+from optimizer.plan.document import build_plan
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, relative_gap, solve
 from optimizer.solve.reports import CheckOutcome
 from optimizer.solve.supervise import PlanMessage
@@ -49,13 +49,13 @@ def verified(solution: Solution, options: SolveOptions) -> Solution:
     """`solution` if its plan passes the check, else its best earlier plan that does."""
     if solution.status not in SUCCESS:
         return solution
-    report = check_plan(solution.instance, plan_document(solution))
+    report = check_plan(solution.instance, build_plan(solution).to_dict())
     if report.ok:
         return _with_check(solution, CheckOutcome.PASSED)
     first = list(report.violations[:3])
     for plan in solution.earlier:
         fallback = _from_earlier(solution, plan, options)
-        if check_plan(solution.instance, plan_document(fallback)).ok:
+        if check_plan(solution.instance, build_plan(fallback).to_dict()).ok:
             return _with_check(dataclasses.replace(
                 fallback, message=f"the final plan failed the independent check ({first[0]}); "
                                   f"an earlier plan that passes is used ({plan.how})"),

@@ -22,6 +22,7 @@ from api.store import RunStatus, Store
 from optimizer.estimation.simulate import simulate
 from optimizer.io import load_instance
 from tests.constants import DATA, ROOT
+from tests.plans import bare_plan
 
 OFFEROPT = str(Path(sys.executable).parent / "offeropt")
 DEMO = ROOT / "instances" / "demo"
@@ -268,8 +269,8 @@ _PLAN: list[dict[str, Any]] = []
 
 def _solved_plan() -> dict[str, Any]:
     if not _PLAN:
-        from optimizer.plan.document import plan_document
         from optimizer.solve.dispatch import SolveOptions, solve
+        from tests.plans import plan_document
 
         _PLAN.append(plan_document(solve(load_instance(DATA / "demo.json"),
                                          SolveOptions(method="exact", gap=1e-2))))
@@ -355,7 +356,7 @@ def _published(tmp_path: Path, count: int) -> str:
     plan_ids = []
     for k in range(2):
         run_id, _ = store.submit(f"c{k}", "{}", f"{k:064d}", {"time_limit": 1.0}, "test", None)
-        store.finish_run(run_id, RunStatus.SUCCEEDED, {"status": "optimal"}, checked=True)
+        store.finish_run(run_id, RunStatus.SUCCEEDED, bare_plan("optimal"), checked=True)
         plan_ids.append(store.run(run_id)["plan_id"])
     for v in range(count):
         store.publish(plan_ids[v % 2], "test")

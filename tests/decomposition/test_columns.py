@@ -16,8 +16,8 @@ from optimizer.formulation.candidates import expand
 from optimizer.formulation.milp import formulate_rows, live_coupling, milp_problem
 from optimizer.model.generate import generate
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, solve
+from tests.plans import plan_document
 
 
 def _catalog(seed: int):  # type: ignore[no-untyped-def]

@@ -13,10 +13,10 @@ from cli.main import main
 from optimizer.io import instance_from_document
 from optimizer.model.generate import generate
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, Status, solve
 from tests.bruteforce import best_objective
 from tests.constants import DATA, ROOT
+from tests.plans import plan_document
 from tests.strategies import tiny_instances
 
 

@@ -13,9 +13,9 @@ from optimizer.formulation.candidates import expand
 from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, solve
 from optimizer.solve.reports import DecompositionStats
+from tests.plans import plan_document
 
 distributed = pytest.importorskip("dask.distributed")
 

@@ -18,8 +18,8 @@ from optimizer.formulation.milp import live_coupling
 from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, solve
+from tests.plans import plan_document
 
 
 def _checked(inst: Instance, rows: Any, plan: Candidates) -> bool:

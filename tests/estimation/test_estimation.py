@@ -16,8 +16,8 @@ from optimizer.io.fields import Locator
 from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import evaluate_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, solve
+from tests.plans import plan_document
 
 LOCATOR = Locator("logs", "csv")
 

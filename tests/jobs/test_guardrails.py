@@ -12,9 +12,10 @@ from optimizer.errors import InputError
 from optimizer.io import instance_from_document
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
+from optimizer.plan.model import Plan
 from optimizer.solve.dispatch import SolveOptions, solve
 from tests.nightly_helpers import base_catalog, corrupted_estimates
+from tests.plans import plan_document
 
 
 @pytest.fixture(scope="module")
@@ -23,47 +24,55 @@ def normal() -> tuple[Instance, dict[str, Any]]:
     return inst, plan_document(solve(inst, SolveOptions(gap=1e-6)))
 
 
-def _failed(plan: dict[str, Any], inst: Instance, yesterday: Yesterday, gap: float | None = 0.0,
+def _failed(doc: dict[str, Any], inst: Instance, yesterday: Yesterday, gap: float | None = 0.0,
             limits: Thresholds | None = None) -> set[str]:
-    rails = evaluate(plan, check_plan(inst, plan), inst, gap, yesterday, limits or Thresholds())
+    plan = Plan.from_dict(doc)
+    rails = evaluate(plan, check_plan(inst, doc), inst, gap, yesterday, limits or Thresholds())
     return {g.name for g in rails if not g.passed}
+
+
+def _yesterday(doc: dict[str, Any], inst: Instance, fallback: float | None) -> Yesterday:
+    return Yesterday(Plan.from_dict(doc), inst, fallback)
 
 
 def test_a_normal_night_passes_every_guardrail(normal: tuple[Instance, dict[str, Any]]) -> None:
     inst, plan = normal
-    assert _failed(plan, inst, Yesterday(plan, inst, plan["objective"])) == set()
+    assert _failed(plan, inst, _yesterday(plan, inst, plan["objective"])) == set()
 
 
 def test_each_guardrail_binds(normal: tuple[Instance, dict[str, Any]]) -> None:
     inst, plan = normal
-    same = Yesterday(plan, inst, plan["objective"])
+    same = _yesterday(plan, inst, plan["objective"])
     broken = copy.deepcopy(plan)
     broken["offers"][0]["price"] *= 2
     assert _failed(broken, inst, same) == {"plan_check"}
     assert _failed(plan, inst, same, gap=0.05) == {"solver_status"}
     assert _failed(plan, inst, same, gap=None) == {"solver_status"}
-    better_yesterday = Yesterday(plan, inst, plan["objective"] * 1.02)
+    better_yesterday = _yesterday(plan, inst, plan["objective"] * 1.02)
     assert _failed(plan, inst, better_yesterday) == {"objective_vs_active"}
     assert _failed(plan, inst, better_yesterday, limits=Thresholds(objective_tolerance=0.05)) == set()
-    poorer = Yesterday({**plan, "objective": plan["objective"] / 4}, inst, plan["objective"])
+    poorer = _yesterday({**plan, "objective": plan["objective"] / 4}, inst, plan["objective"])
     assert _failed(plan, inst, poorer) == {"objective_jump"}
     fuller = copy.deepcopy(plan)  # yesterday every segment had an offer; today a sixth have none
     dropped = {o["segment"] for o in plan["offers"]}
     cut = sorted(dropped)[: len(dropped) // 6]
     fewer = {**plan, "offers": [o for o in plan["offers"] if o["segment"] not in cut]}
-    assert no_offer_share(fewer, inst) > no_offer_share(fuller, inst) + 0.05
-    rails = evaluate(fewer, check_plan(inst, fewer), inst, 0.0, Yesterday(fuller, inst, None),
-                     Thresholds())
+    fewer_plan, fuller_plan = Plan.from_dict(fewer), Plan.from_dict(fuller)
+    assert no_offer_share(fewer_plan, inst) > no_offer_share(fuller_plan, inst) + 0.05
+    rails = evaluate(fewer_plan, check_plan(inst, fewer), inst, 0.0,
+                     Yesterday(fuller_plan, inst, None), Thresholds())
     assert {g.name for g in rails if not g.passed} >= {"no_offer_share"}
     corrupted = instance_from_document(corrupted_estimates(base_catalog(30, 9)))
-    rails = evaluate(plan, check_plan(inst, plan), corrupted, 0.0, same, Thresholds())
+    parsed = Plan.from_dict(plan)
+    rails = evaluate(parsed, check_plan(inst, plan), corrupted, 0.0, same, Thresholds())
     assert {g.name for g in rails if not g.passed} == {"estimate_drift"}
 
 
 def test_without_an_active_plan_only_the_plan_itself_is_guarded(
         normal: tuple[Instance, dict[str, Any]]) -> None:
-    inst, plan = normal
-    rails = evaluate(plan, check_plan(inst, plan), inst, 0.0, None, Thresholds())
+    inst, doc = normal
+    plan = Plan.from_dict(doc)
+    rails = evaluate(plan, check_plan(inst, doc), inst, 0.0, None, Thresholds())
     assert [g.name for g in rails] == ["plan_check", "solver_status"]
 
 

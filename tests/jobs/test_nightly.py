@@ -17,6 +17,7 @@ from cli.main import main
 from jobs.nightly.ledger import Ledger, NightlyStatus, Outcome
 from optimizer.io import instance_from_document
 from optimizer.plan.check import check_plan
+from optimizer.plan.model import Plan
 from tests.nightly_helpers import (
     base_catalog,
     corrupted_estimates,
@@ -187,7 +188,7 @@ def test_publish_refuses_when_the_active_plan_moved_meanwhile(night: Any) -> Non
     night(doc, "base")
     ledger = Ledger(night.store)
     assert ledger.begin("late") is None
-    plan = json.loads(night.store.active_bundle()["plan"])
+    plan = Plan.from_dict(json.loads(night.store.active_bundle()["plan"]))
     before = _plan_count(night.store)
     outcome = Outcome(NightlyStatus.PUBLISHED, 0, "c", "{}", "0" * 64, plan, True, {}, True,
                       expected_version=None)  # it saw no active plan; version 1 is active now

@@ -10,8 +10,8 @@ import pytest
 
 from optimizer.io import instance_from_document
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import solve
+from tests.plans import plan_document
 
 Plan = dict[str, Any]
 

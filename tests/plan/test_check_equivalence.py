@@ -252,8 +252,8 @@ def test_broken_plans(where: str, name: str, message: str, change: Change,
 
 def test_broken_split_plans() -> None:
     """Every tampering of the split-traffic tests, on the split demo plan."""
-    from optimizer.plan.document import plan_document
     from tests.plan.test_check import SPLIT_TAMPERING
+    from tests.plans import plan_document
     from tests.split_helpers import split_solution, tight_demo
 
     inst = tight_demo()
@@ -306,7 +306,8 @@ def test_the_checker_imports_nothing_of_the_solver() -> None:
                             cwd=ROOT).stdout.split()
     assert set(loaded) == {"optimizer", "optimizer.errors", "optimizer.model", "optimizer.model.instance",
                            "optimizer.plan", "optimizer.plan.check", "optimizer.plan.check_catalog",
-                           "optimizer.plan.check_offers", "optimizer.plan.check_sets"}
+                           "optimizer.plan.check_offers", "optimizer.plan.check_sets",
+                           "optimizer.plan.columns", "optimizer.plan.model"}
 
 
 # -- where the checker differs from the former one, on purpose ------------------------------------
@@ -328,7 +329,7 @@ def test_infinite_claims_are_refused() -> None:
 
 def test_integers_too_large_for_a_float_are_broken_rules() -> None:
     """The former checker raised OverflowError on them; they are infinite, so no figure."""
-    from optimizer.plan.document import plan_document
+    from tests.plans import plan_document
     from tests.split_helpers import split_solution, tight_demo
 
     inst, _, plan = _shipped("demo")
@@ -345,3 +346,4 @@ def test_integers_too_large_for_a_float_are_broken_rules() -> None:
     violations = check_plan(split, doc).violations
     assert any(v.startswith("offer_sets[0].weight: must be in (0, 1]") for v in violations)
     assert any(v.startswith("offer_sets[1].offers[0]: must be a candidate") for v in violations)
+

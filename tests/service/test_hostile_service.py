@@ -21,7 +21,7 @@ from api.app import create_app
 from api.store import RunStatus, Store
 from optimizer.io import instance_from_document, load_instance
 from optimizer.io.json_form import instance_to_document
-from optimizer.plan.document import plan_document
+from optimizer.plan.document import build_plan
 from optimizer.solve.dispatch import SolveOptions, solve
 from tests.constants import MERCHANDISER, ROOT, STOREFRONT
 from tests.server import Processes, Server
@@ -81,7 +81,7 @@ def _store_plans(store: Store, docs: list[dict[str, Any]]) -> list[str]:
         document = json.dumps(instance_to_document(inst), sort_keys=True)
         run_id, _ = store.submit(inst.name, document, f"{k:064d}", {"time_limit": 60.0},
                                  "test", None)
-        plan = plan_document(solve(inst, SolveOptions(method="exact", gap=1e-2)))
+        plan = build_plan(solve(inst, SolveOptions(method="exact", gap=1e-2)))
         store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True)
         plan_ids.append(store.run(run_id)["plan_id"])
     return plan_ids

@@ -9,6 +9,7 @@ import pytest
 
 from api.store import Conflict, RunStatus, Store
 from api.store.schema import MIGRATIONS
+from tests.plans import bare_plan
 from tests.server import Processes
 
 
@@ -35,7 +36,7 @@ def test_rollback_walks_back_through_distinct_plans(database_url: str) -> None:
     plans = []
     for i in range(3):
         run_id, _ = store.submit(f"c{i}", "{}", f"h{i}", {"time_limit": 1}, "me", None)
-        store.finish_run(run_id, RunStatus.SUCCEEDED, {"status": "optimal"}, checked=True)
+        store.finish_run(run_id, RunStatus.SUCCEEDED, bare_plan("optimal"), checked=True)
         plans.append(store.run(run_id)["plan_id"])
     for p in plans:
         store.publish(p, "me")
@@ -51,7 +52,7 @@ def test_rollback_walks_back_through_distinct_plans(database_url: str) -> None:
 def test_unchecked_plans_are_not_published(database_url: str) -> None:
     store = Store.open(database_url)
     run_id, _ = store.submit("c", "{}", "h", {"time_limit": 1}, "me", None)
-    store.finish_run(run_id, RunStatus.SUCCEEDED, {"status": "feasible"}, checked=False)
+    store.finish_run(run_id, RunStatus.SUCCEEDED, bare_plan("feasible"), checked=False)
     with pytest.raises(Conflict, match="must be a checked plan"):
         store.publish(store.run(run_id)["plan_id"], "me")
 

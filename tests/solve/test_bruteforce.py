@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 
 from optimizer.io import instance_from_document
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, Status, solve
 from tests.bruteforce import best_objective, lp_optimum
 from tests.constants import DATA
+from tests.plans import plan_document
 from tests.strategies import tiny_instances
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,9 +15,9 @@ import pytest
 from optimizer.formulation.candidates import expand
 from optimizer.io import instance_from_document
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, solve
 from tests.bruteforce import best_objective
+from tests.plans import plan_document
 
 
 def base() -> dict[str, Any]:

@@ -19,10 +19,10 @@ from optimizer.backends.highs import solve_highs
 from optimizer.io import instance_from_document
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, Status, solve
 from optimizer.solve.reports import CheckOutcome
 from optimizer.solve.verify import verified
+from tests.plans import plan_document
 
 HANG_SECONDS = 600.0
 WITHIN = 60.0  # a stopped solve ends in about its limit; a hung one would take HANG_SECONDS

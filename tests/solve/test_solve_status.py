@@ -11,8 +11,8 @@ import optimizer.solve.dispatch as solve_module
 from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Termination
 from optimizer.errors import OfferOptError
 from optimizer.io import instance_from_document
-from optimizer.plan.document import plan_document
 from optimizer.solve.dispatch import SolveOptions, Status, solve
+from tests.plans import plan_document
 
 
 def _stub(termination: Termination, with_point: bool, bound: float | None) -> Any:

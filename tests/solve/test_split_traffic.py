@@ -21,9 +21,11 @@ from optimizer.io import instance_from_document
 from optimizer.io.json_form import instance_to_document
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
-from optimizer.plan.document import offers_frame, plan_document, plan_sets_csv, set_id
+from optimizer.plan.document import build_plan, offers_frame, plan_sets_csv, set_id
+from optimizer.plan.model import Plan
 from optimizer.solve.dispatch import Solution, SolveOptions, solve
 from tests.constants import DATA, MERCHANDISER, STOREFRONT
+from tests.plans import plan_document
 from tests.split_helpers import split_solution, tight_demo, tight_demo_document
 
 OLD_ANSWER_KEYS = ["segment", "plan_version", "holdout", "offers", "reason"]
@@ -101,10 +103,11 @@ def test_sets_csv_one_row_per_set_offer_and_empty_sets() -> None:
     doc = tight_demo_document()
     doc["policy"]["min_offers_per_view"] = 0
     inst = instance_from_document(doc)
-    plan = plan_document(split_solution(inst))
+    plan = build_plan(split_solution(inst))
     rows = list(csv.DictReader(io.StringIO(plan_sets_csv(plan))))
     assert list(rows[0]) == ["segment", "set", "weight", "explore", "bundle", "discount", "perk"]
-    assert len(rows) == sum(max(1, len(e["offers"])) for e in plan["offer_sets"])
+    assert plan.offer_sets is not None
+    assert len(rows) == sum(max(1, len(e.offers)) for e in plan.offer_sets)
     empty = [r for r in rows if not r["bundle"]]
     assert empty and all(r["discount"] == "" and r["perk"] == "" for r in empty)
     weights: dict[tuple[str, str], float] = {(r["segment"], r["set"]): float(r["weight"])
@@ -293,7 +296,8 @@ def quiet_app(tmp_path: Path) -> Flask:
 def _publish(store: Store, inst: Instance, plan: dict[str, Any]) -> str:
     catalog = json.dumps(instance_to_document(inst), sort_keys=True)
     run_id, _ = store.submit(inst.name, catalog, "sha", {"time_limit": 1}, "test", None)
-    store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True, plan_status=plan["status"])
+    store.finish_run(run_id, RunStatus.SUCCEEDED, Plan.from_dict(plan), checked=True,
+                     plan_status=plan["status"])
     plan_id = str(store.run(run_id)["plan_id"])
     store.publish(plan_id, "test")
     return plan_id
@@ -396,7 +400,7 @@ def test_catalog_plans_split_traffic_option(quiet_app: Flask, fake_split_solver:
     assert run["status"] == "succeeded" and run["error"] is None
     plan = client.get(f"/v1/runs/{run_id}/plan", headers=MERCHANDISER).get_json()
     assert plan["offer_sets"]
-    from api.schemas import PlanDocument
+    from optimizer.plan.schema import PlanDocument
 
     PlanDocument.model_validate(plan)  # the documented schema accepts a split plan
     assert client.post(f"/v1/plans/{run['plan_id']}/publish",

@@ -24,8 +24,8 @@ from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
 from optimizer.plan.diff import plan_diff
-from optimizer.plan.document import plan_document
-from optimizer.plan.offers import OFFER_KEY, offers_of
+from optimizer.plan.document import build_plan
+from optimizer.plan.model import OFFER_KEY, OfferTable, Plan
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, solve
 from optimizer.solve.reports import PreviousPlanReport, StabilitySettingsReport
 from optimizer.stability.reference import Stability, churn_budget
@@ -38,6 +38,12 @@ SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[Healt
 
 def _offers(variants: list[Any]) -> pd.DataFrame:
     return pd.DataFrame([v.offer for v in variants], columns=list(OFFER_KEY))
+
+
+def _with_offers(offers: list[dict[str, Any]]) -> Plan:
+    """A plan of these offers and nothing else: yesterday's, as far as stability reads it."""
+    return Plan(instance="yesterday", status=Status.FEASIBLE, objective=None, bound=None, gap=None,
+                offers=OfferTable.from_records(offers))
 
 
 def _previous(solution: Solution) -> PreviousPlanReport:
@@ -75,11 +81,11 @@ def test_stable_optimum_equals_bruteforce(doc: dict[str, Any], pick: int, penalt
     assert solution.status == Status.OPTIMAL
     got = _settings(solution).penalized_objective if stability.constrains else solution.objective
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
-    doc_plan = plan_document(solution)
-    assert check_plan(inst, doc_plan).ok
+    plan = build_plan(solution)
+    assert check_plan(inst, plan.to_dict()).ok
     if budget is not None:  # counted here from the two plans' offers, not by the solver
-        yesterday = {"offers": [dict(zip(OFFER_KEY, v.offer, strict=True)) for v in previous]}
-        assert plan_diff(yesterday, doc_plan)["segments_changed"] <= budget
+        yesterday = _with_offers([dict(zip(OFFER_KEY, v.offer, strict=True)) for v in previous])
+        assert plan_diff(yesterday, plan)["segments_changed"] <= budget
 
 
 
@@ -108,57 +114,58 @@ def _shifted(inst: Instance, seed: int) -> Instance:
 
 
 @pytest.fixture(scope="module")
-def nights() -> tuple[Instance, Instance, dict[str, Any]]:
+def nights() -> tuple[Instance, Instance, Plan]:
     yesterday = _generated()
-    plan = plan_document(solve(yesterday, SolveOptions(method="exact", gap=1e-6)))
+    plan = build_plan(solve(yesterday, SolveOptions(method="exact", gap=1e-6)))
     return yesterday, _shifted(yesterday, 1), plan
 
 
-def _changed_segments(before: dict[str, Any], after: dict[str, Any]) -> int:
+def _changed_segments(before: Plan, after: Plan) -> int:
     return int(plan_diff(before, after)["segments_changed"])
 
 
-def test_change_penalty_binds(nights: tuple[Instance, Instance, dict[str, Any]]) -> None:
+def test_change_penalty_binds(nights: tuple[Instance, Instance, Plan]) -> None:
     _, today, plan = nights
-    options = SolveOptions(method="exact", gap=1e-6, previous=offers_of(plan))
-    free = plan_document(solve(today, options))
+    options = SolveOptions(method="exact", gap=1e-6, previous=plan.offer_keys())
+    free = build_plan(solve(today, options))
     held = solve(today, dataclasses.replace(options, stability=Stability(change_penalty=1e9)))
     assert _changed_segments(plan, free) > 0  # the new estimates move the free optimum
     # the fallback's own changes (an offer whose value turned < 0, stock) bound what must change
     forced = _previous(held).forced_segments
     assert forced < _changed_segments(plan, free)
-    assert _changed_segments(plan, plan_document(held)) <= forced  # a prohibitive penalty
-    assert held.objective is not None and free["objective"] >= held.objective
+    assert _changed_segments(plan, build_plan(held)) <= forced  # a prohibitive penalty
+    assert held.objective is not None and free.objective is not None and free.objective >= held.objective
     mild = solve(today, dataclasses.replace(options, stability=Stability(change_penalty=1e4)))
     assert _previous(mild).changed_offers <= plan_diff(plan, free)["offers_added"] + \
         plan_diff(plan, free)["offers_removed"]
 
 
-def test_max_churn_binds(nights: tuple[Instance, Instance, dict[str, Any]]) -> None:
+def test_max_churn_binds(nights: tuple[Instance, Instance, Plan]) -> None:
     _, today, plan = nights
-    options = SolveOptions(method="exact", gap=1e-6, previous=offers_of(plan))
-    free = plan_document(solve(today, options))
+    options = SolveOptions(method="exact", gap=1e-6, previous=plan.offer_keys())
+    free = build_plan(solve(today, options))
     budget = churn_budget(len(today.segments), 0.05)
     stable = solve(today, dataclasses.replace(options, stability=Stability(max_churn=0.05)))
     forced = _previous(stable).forced_segments  # changes outside the budget
     assert _changed_segments(plan, free) > budget + forced  # the budget matters here
-    doc = plan_document(stable)
-    assert check_plan(today, doc).ok
+    doc = build_plan(stable)
+    assert check_plan(today, doc.to_dict()).ok
     assert budget < _changed_segments(plan, doc) <= budget + forced
-    assert stable.objective is not None and stable.objective < free["objective"]  # it cost
+    assert stable.objective is not None and free.objective is not None
+    assert stable.objective < free.objective  # it cost
     assert stable.bound is None  # a bound on the penalized problem bounds no plan's value
 
 
-def test_fallback_meets_a_stock_collapse(nights: tuple[Instance, Instance, dict[str, Any]]) -> None:
+def test_fallback_meets_a_stock_collapse(nights: tuple[Instance, Instance, Plan]) -> None:
     yesterday, _, plan = nights
     items = yesterday.items.copy()
     items["stock"] = items["stock"] * 0.1
     today = dataclasses.replace(yesterday, items=items)
-    solution = solve(today, SolveOptions(method="exact", gap=1e-6, previous=offers_of(plan)))
+    solution = solve(today, SolveOptions(method="exact", gap=1e-6, previous=plan.offer_keys()))
     report = _previous(solution)
     assert report.fallback_objective is not None
     assert report.fallback_objective < report.reevaluated_objective  # stock now binds
-    assert check_plan(today, plan_document(solution)).ok
+    assert check_plan(today, build_plan(solution).to_dict()).ok
     assert solution.objective is not None and solution.objective >= report.fallback_objective
 
 
@@ -187,26 +194,26 @@ def test_fallback_always_passes_the_check(doc: dict[str, Any], pick: int, shrink
                         status=Status.FEASIBLE, selected=np.ones(len(fallback), dtype=bool),
                         objective=float(fallback.value.sum()), bound=None, termination="",
                         solver="fallback")
-    report = check_plan(today, plan_document(solution))
+    report = check_plan(today, build_plan(solution).to_dict())
     assert report.ok, report.violations
 
 
-def test_max_churn_needs_the_exact_method(nights: tuple[Instance, Instance, dict[str, Any]]) -> None:
+def test_max_churn_needs_the_exact_method(nights: tuple[Instance, Instance, Plan]) -> None:
     _, today, plan = nights
     with pytest.raises(OfferOptError, match="max_churn: must be used with --method exact"):
-        solve(today, SolveOptions(method="decompose", previous=offers_of(plan),
+        solve(today, SolveOptions(method="decompose", previous=plan.offer_keys(),
                                   stability=Stability(max_churn=0.1)))
     with pytest.raises(OfferOptError, match="--backend dask: yesterday's plan"):
-        solve(today, SolveOptions(backend="dask", previous=offers_of(plan)))
+        solve(today, SolveOptions(backend="dask", previous=plan.offer_keys()))
 
 
-def test_change_penalty_with_decomposition(nights: tuple[Instance, Instance, dict[str, Any]]) -> None:
+def test_change_penalty_with_decomposition(nights: tuple[Instance, Instance, Plan]) -> None:
     """The decomposition prices the penalty into candidate values; the plan reports true values."""
     _, today, plan = nights
-    solution = solve(today, SolveOptions(method="decompose", time_limit=20, previous=offers_of(plan),
+    solution = solve(today, SolveOptions(method="decompose", time_limit=20, previous=plan.offer_keys(),
                                          stability=Stability(change_penalty=1e9)))
-    doc = plan_document(solution)
-    assert check_plan(today, doc).ok  # the objective checked is the plain incremental margin
+    doc = build_plan(solution)
+    assert check_plan(today, doc.to_dict()).ok  # the objective checked is the plain incremental margin
     assert _changed_segments(plan, doc) <= _previous(solution).forced_segments
 
 
@@ -220,12 +227,12 @@ def test_stability_settings_are_validated() -> None:
 def test_previous_offers_of_vanished_segments_and_bundles_are_dropped() -> None:
     inst = _generated(10, 3)
     doc = instance_to_document(inst)
-    plan = plan_document(solve(inst, SolveOptions(method="exact")))
+    offers = build_plan(solve(inst, SolveOptions(method="exact"))).offers.records()
     ghost = {"segment": "gone", "bundle": doc["bundles"][0]["id"], "discount": 0.0, "perk": None}
-    lost = {**plan["offers"][0], "bundle": "retired-bundle"}
-    previous = offers_of({"offers": [*plan["offers"], ghost, lost]})
+    lost = {**offers[0], "bundle": "retired-bundle"}
+    previous = _with_offers([*offers, ghost, lost]).offer_keys()
     solution = solve(inst, SolveOptions(method="exact", previous=previous))
     report = _previous(solution)
-    assert report.offers == len(plan["offers"]) + 1  # the vanished segment's offer is gone
-    assert report.still_candidates == len(plan["offers"])
+    assert report.offers == len(offers) + 1  # the vanished segment's offer is gone
+    assert report.still_candidates == len(offers)
     assert report.forced_segments >= 1  # the retired bundle's segment must change

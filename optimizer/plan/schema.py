@@ -1,0 +1,94 @@
+"""The JSON Schema of the plan document (`optimizer.plan.model.Plan`), as pydantic models.
+
+The service's OpenAPI document takes its plan schemas from here. Field names are those of
+`optimizer.plan.model` (a test holds them equal), and every plan the writer makes
+validates against `PlanDocument`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optimizer.plan.model import Status
+
+
+class PlanOffer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    segment: str
+    bundle: str
+    discount: float
+    perk: str | None
+    share: float = Field(gt=0, le=1, description="share of the segment's views; 1 unless split")
+    reference_price: float
+    price: float
+    expected_takes: float
+    expected_incremental_margin: float
+
+
+class SetOffer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bundle: str
+    discount: float
+    perk: str | None
+
+
+class OfferSet(BaseModel):
+    """One offer set of a split plan (spec section 7)."""
+
+    model_config = ConfigDict(extra="allow")
+    segment: str
+    set: str = Field(description="unique within the segment: a, b, ...")
+    weight: float = Field(gt=0, le=1, description="share of the segment's views; a segment's "
+                                                  "weights sum to 1")
+    explore: bool = False
+    offers: list[SetOffer] = Field(description="empty only where the segment may show nothing")
+
+
+class InventoryUse(BaseModel):
+    used: float
+    stock: float
+
+
+class Kpis(BaseModel):
+    """Spec section 4, every figure weighted by the offers' shares."""
+
+    model_config = ConfigDict(extra="allow")
+    expected_incremental_margin: float
+    expected_offer_revenue: float
+    expected_offer_margin: float
+    expected_takes: float
+    impressions: float
+    take_rate: float
+    attach_rate: float
+    discounted_share: float
+    avg_discount: float
+    promotion_spend: float
+    aggregate_margin_rate: float
+    segments_with_offers: int
+    inventory: dict[str, InventoryUse] = Field(description="per stocked item")
+
+
+class PlanDocument(BaseModel):
+    """offeropt/plan@1 (spec section 4), with offeropt's documented additions."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str = Field(description="offeropt/plan@1")
+    instance: str
+    status: Status
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solver: dict[str, Any] = Field(description="method, backend, seconds, termination, and "
+                                               "what the method reports (docs/formats.md)")
+    offers: list[PlanOffer]
+    kpis: Kpis | None
+    warnings: list[str]
+    binding: list[dict[str, Any]] | None = Field(
+        None, description="the coupling rows at their limit; absent without a plan")
+    offer_sets: list[OfferSet] | None = Field(
+        None, description="split traffic (spec section 7): absent in an integral plan")
+    diagnosis: dict[str, Any] | None = Field(
+        None, description="an infeasible instance: the least relaxation that allows a plan")
+    message: str | None = None
