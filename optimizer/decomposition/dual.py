@@ -51,6 +51,7 @@ class Decomposition:
     recovery: str = ""
     infeasible: bool = False  # a row no candidate enters is violated
     row_prices: np.ndarray = field(default_factory=lambda: np.zeros(0))  # margin per unit of row
+    early_price: np.ndarray | None = None  # per-variant prices at the best early multipliers
 
 
 class Dual:
@@ -116,14 +117,20 @@ class _Search:
     cuts_g: list[np.ndarray] = field(default_factory=list)
     history: list[tuple[float, float | None, float]] = field(default_factory=list)
     stop: bool = False
+    early_until: int = 0  # evaluations within which the best multipliers are kept apart
+    early_lam: np.ndarray | None = None
+    evaluations: int = 0
 
     def evaluate(self, lam: np.ndarray, track: bool = False) -> tuple[float, np.ndarray]:
         """Every L(lam) is a bound, wherever lam comes from; every feasible choice a plan."""
         value, g, objective, usage = self.dual.evaluate(lam, track)
+        self.evaluations += 1
         self.cuts_f = [*self.cuts_f[-MAX_CUTS + 1:], value - float(lam @ g)]
         self.cuts_g = [*self.cuts_g[-MAX_CUTS + 1:], g]
         if value < self.best_bound:
             self.best_bound, self.best_lam = value, lam
+            if self.evaluations <= self.early_until:
+                self.early_lam = lam
         if self.dual.feasible(usage) and objective > self.best_obj:
             self.best_obj, self.best_plan_lam = objective, lam
         self._report()
@@ -152,10 +159,13 @@ def gap_of(objective: float, bound: float) -> float:
 
 def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: float,
               max_iterations: int = 1000, dual_share: float = DUAL_SHARE,
-              on_progress: Callable[[Progress], bool] | None = None) -> Decomposition:
+              on_progress: Callable[[Progress], bool] | None = None,
+              early_until: int = 0) -> Decomposition:
+    """The multipliers; with `early_until`, also the best of the first that many
+    evaluations (`Decomposition.early_price`), for a repair to start from."""
     start = time.perf_counter()
     dual = Dual(oracle, rows)
-    search = _Search(dual, start, on_progress)
+    search = _Search(dual, start, on_progress, early_until=early_until)
     if dual.dead_violated:
         return Decomposition(-np.inf, np.zeros(oracle.n_variants), None, None, 0, infeasible=True,
                              recovery="a coupling row no candidate enters is violated")
@@ -183,7 +193,8 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
         objective=None if plan_lam is None else search.best_obj * dual.scale,
         iterations=iterations, history=search.history,
         recovery=how if plan_lam is not None else "no subproblem choice met every row",
-        row_prices=row_prices)
+        row_prices=row_prices,
+        early_price=None if search.early_lam is None else dual.price(search.early_lam))
 
 
 def _rprop(search: _Search, more: Callable[[int], bool]) -> tuple[int, np.ndarray]:

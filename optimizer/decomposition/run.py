@@ -38,6 +38,12 @@ MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that siz
 REASSIGN_SEGMENTS = 30_000
 REASSIGN_SHARE = 0.6  # of the time left after the repair; the contested-segment MIP gets the rest
 REASSIGN_MIN_SECONDS = 20.0
+# There, the repair starts from the best multipliers of the dual's first evaluations. At L,
+# four duals stopped by the clock after 42-58 evaluations gave repairs 0.074-0.077% below
+# the bound, one that ran to 99 evaluations 0.25% (and within one run, the best multipliers
+# as of evaluations 30-57 all gave 0.074-0.095%): converged multipliers leave more
+# segments indifferent, and their choice overdraws more.
+REPAIR_FROM_EVALUATIONS = 60
 
 
 def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
@@ -138,8 +144,11 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     lp_step = isinstance(oracle, LocalOracle) and not small and \
         n_candidates <= LP_STEP_MAX_CANDIDATES
     share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
+    reassigning = not lp_step and not small and isinstance(oracle, LocalOracle)
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
-                  dual_share=share, on_progress=options.progress)
+                  dual_share=share, on_progress=options.progress,
+                  early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0)
+    repair_from = d.bound_price if d.early_price is None else d.early_price
     plan = None if d.price is None else oracle.chosen(d.price)
     objective = None if plan is None else float(plan.value.sum())
     if plan is not None and on_plan is not None:
@@ -149,7 +158,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     moved = np.zeros(0, dtype=np.int64)
     repair_moves = None if d.price is None else np.zeros(0, dtype=np.int64)  # the plan's
     if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
-        repaired, moved = repair(oracle, rows, d.bound_price, d.price)
+        repaired, moved = repair(oracle, rows, repair_from, d.price)
         if repaired.value.sum() > float(objective or 0.0):
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
@@ -157,12 +166,12 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             if on_plan is not None:
                 on_plan(plan, how)
     left = time_left(options.time_limit, start)
-    if not lp_step and not small and isinstance(oracle, LocalOracle) and d.price is not None \
+    if reassigning and isinstance(oracle, LocalOracle) and d.price is not None \
             and repair_moves is not None and objective is not None and \
             gap_of(objective, d.bound) > options.gap and (left is None or left > REASSIGN_MIN_SECONDS):
         at = np.zeros(len(oracle.signature), dtype=np.int64)
         at[repair_moves] = 1
-        found_mip = reassign(oracle, rows, [d.bound_price, d.price], at, backend,
+        found_mip = reassign(oracle, rows, [repair_from, d.price], at, backend,
                              Limits(None if left is None else left * REASSIGN_SHARE, options.gap,
                                     options.threads), REASSIGN_SEGMENTS)
         if found_mip is not None and found_mip.value.sum() > objective:

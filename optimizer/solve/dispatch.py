@@ -29,7 +29,7 @@ from optimizer.formulation.milp import Formulation, formulate, live_coupling, mi
 from optimizer.formulation.segment_choice import SegmentChooser
 from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
-from optimizer.solve.reports import LpGuidedStats, SolveStats
+from optimizer.solve.reports import FoundPlan, LpGuidedStats, SolveStats
 from optimizer.solve.result import Solution as Solution
 from optimizer.solve.result import SolveOptions as SolveOptions
 from optimizer.solve.result import Status as Status
@@ -72,7 +72,9 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
         here = Collector(options.progress)
         found = _solve_here(instance, cands, method, options, backend, start, here)
         earlier = sorted(here.plans, key=lambda p: -p.objective)
-        return dataclasses.replace(found.solution_for(instance, cands), earlier=tuple(earlier))
+        return _with_found(dataclasses.replace(found.solution_for(instance, cands),
+                                               earlier=tuple(earlier)),
+                           here.plans, here.found_at, start)
     deadline = start + options.time_limit
 
     def work(channel: Channel) -> Final:
@@ -80,7 +82,22 @@ def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
         return _solve_here(instance, cands, method, options, backend, start, channel)
 
     run = supervise(work, deadline, options.progress)
-    return _assemble(instance, cands, method, options, run, start)
+    return _with_found(_assemble(instance, cands, method, options, run, start), run.plans,
+                       run.found_at, start)
+
+
+MAX_FOUND_PLANS = 30  # reported: the first ten and the last twenty
+
+
+def _with_found(solution: Solution, plans: list[PlanMessage], found_at: list[float],
+                start: float) -> Solution:
+    """The solution, its stats listing the plans found on the way and when."""
+    found = [FoundPlan(seconds=round(t - start, 3), objective=p.objective, how=p.how)
+             for p, t in zip(plans, found_at, strict=True)]
+    if len(found) > MAX_FOUND_PLANS:
+        found = found[:10] + found[10 - MAX_FOUND_PLANS:]
+    return dataclasses.replace(solution, stats=dataclasses.replace(solution.stats,
+                                                                   plans=found or None))
 
 
 def _method(options: SolveOptions, n_candidates: int) -> str:

@@ -12,6 +12,15 @@ from typing import TypedDict
 History = list[list[float | None]]  # [seconds, objective, bound] points, the last the final plan
 
 
+class FoundPlan(TypedDict):
+    """A plan the solve found on its way: when (seconds since the solve began), its value,
+    and the step that found it."""
+
+    seconds: float
+    objective: float
+    how: str
+
+
 class PricedRow(TypedDict):
     """A coupling row with a positive multiplier: margin per unit of the row."""
 
@@ -71,12 +80,13 @@ class SolveStats:
     history: History | None = None  # the objective-and-bound curve; None until it is drawn
     integral_objective: float | None = None  # split traffic: the best integral plan's value
     recovery: str | None = None  # how the plan was found, when not by the method's own MIP
+    plans: list[FoundPlan] | None = None  # the plans found on the way, when each was found
 
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
         """The `solver` keys; `stability` comes first, the curve being drawn after the method."""
         return {**_reported(stability), **_given(history=self.history,
                                                  integral_objective=self.integral_objective,
-                                                 recovery=self.recovery)}
+                                                 recovery=self.recovery, plans=self.plans)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +99,7 @@ class DecompositionStats(SolveStats):
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
         return {**_given(iterations=self.iterations, recovery=self.recovery,
                          multipliers=self.multipliers, integral_objective=self.integral_objective,
-                         history=self.history), **_reported(stability)}
+                         history=self.history), **_reported(stability), **_given(plans=self.plans)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +112,7 @@ class LpGuidedStats(SolveStats):
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
         return {**_given(steps=self.steps, history=self.history, lp_bound=self.lp_bound,
                          integral_objective=self.integral_objective, recovery=self.recovery),
-                **_reported(stability)}
+                **_reported(stability), **_given(plans=self.plans)}
 
 
 class CheckOutcome(StrEnum):

@@ -64,10 +64,12 @@ class Collector:
 
     def __init__(self, progress: Callable[[Progress], bool] | None) -> None:
         self.plans: list[PlanMessage] = []
+        self.found_at: list[float] = []  # perf_counter when each plan came
         self._progress = progress
 
     def plan(self, message: PlanMessage) -> None:
         self.plans.append(message)
+        self.found_at.append(time.perf_counter())
 
     def progress(self, snapshot: Progress) -> bool:
         return self._progress is not None and bool(self._progress(snapshot))
@@ -90,6 +92,7 @@ class Channel:
 @dataclass
 class Supervised:
     plans: list[PlanMessage] = field(default_factory=list)  # in the order found
+    found_at: list[float] = field(default_factory=list)  # perf_counter when each plan came
     result: Any = None  # what the work returned; None when it was stopped
     stopped: str | None = None  # "deadline" or "cancelled" when the child was killed
     last_progress: Progress | None = None
@@ -149,6 +152,7 @@ def _collect(receive: Connection, child: Any, deadline: float | None,
                                 f"(exit code {child.exitcode})") from exc
         if kind == "plan":
             out.plans.append(payload)
+            out.found_at.append(time.perf_counter())
         elif kind == "progress":
             out.last_progress = payload
             if progress is not None:
@@ -180,6 +184,7 @@ def _drain_plans(receive: Connection, out: Supervised) -> None:
             return
         if kind == "plan":
             out.plans.append(payload)
+            out.found_at.append(time.perf_counter())
 
 
 def _die_with_parent(parent: int) -> None:

@@ -112,3 +112,26 @@ def test_price_shifting_alone_reaches_a_sound_plan(seed: int) -> None:
     report = check_plan(inst, plan_document(solution))
     assert report.ok, report.violations
     assert d.objective <= d.bound
+
+
+def test_the_early_multipliers_are_the_best_of_the_first_evaluations() -> None:
+    """The first evaluation is at zero multipliers: kept alone, its prices are zero; kept
+    over every evaluation, they are the best multipliers'; not asked for, there are none."""
+    import numpy as np
+
+    from optimizer.decomposition.dual import decompose
+    from optimizer.decomposition.oracle import LocalOracle
+    from optimizer.formulation.candidates import expand
+    from optimizer.formulation.milp import live_coupling
+
+    inst = generate(400, seed=2, responses_per_segment=10)
+    cands = expand(inst)
+    rows, oracle = live_coupling(inst, cands), LocalOracle(cands)
+    first = decompose(oracle, rows, None, 1e-9, max_iterations=8, early_until=1)
+    every = decompose(oracle, rows, None, 1e-9, max_iterations=8, early_until=10_000)
+    none = decompose(oracle, rows, None, 1e-9, max_iterations=8)
+    assert first.early_price is not None and not first.early_price.any()
+    assert first.bound_price.any()  # the search moved past zero
+    assert every.early_price is not None
+    np.testing.assert_array_equal(every.early_price, every.bound_price)
+    assert none.early_price is None

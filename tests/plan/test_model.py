@@ -11,8 +11,8 @@ import pytest
 
 from optimizer.errors import InputError
 from optimizer.io import instance_from_document
-from optimizer.plan.document import build_plan
 from optimizer.plan import model, schema
+from optimizer.plan.document import build_plan
 from optimizer.plan.model import OFFER_FIELDS, Plan, Status
 from optimizer.plan.schema import Kpis, PlanDocument, PlanOffer
 from optimizer.solve.dispatch import SolveOptions, solve
@@ -51,8 +51,7 @@ def test_the_schema_names_the_fields_the_plan_has(plans: dict[str, Plan]) -> Non
     assert set(Kpis.model_fields) == set(plans["integral"].kpis or {})
     assert tuple(schema.SetOffer.model_fields) == model.SetOffer._fields
     assert tuple(schema.OfferSet.model_fields) == model.OfferSet._fields
-    assert tuple(PlanDocument.model_fields) == tuple(plans["split"].to_dict()) + \
-        ("diagnosis", "message")
+    assert tuple(PlanDocument.model_fields) == (*plans["split"].to_dict(), "diagnosis", "message")
 
 
 def test_unknown_top_level_fields_survive_a_round_trip(plans: dict[str, Plan]) -> None:

@@ -65,6 +65,9 @@ def test_a_hung_solver_is_stopped_with_its_best_plan(monkeypatch: pytest.MonkeyP
     assert solution.objective is not None and solution.objective > 0
     assert "stopped at the time limit" in solution.message
     assert check_plan(demo, plan_document(solution)).ok
+    found = plan_document(solution)["solver"]["plans"]  # what the stopped child had found
+    assert [p["objective"] for p in found] == pytest.approx([solution.objective])
+    assert 0 <= found[0]["seconds"] <= time.monotonic() - started
 
 
 def test_a_hung_solver_without_a_plan_ends_without_one(monkeypatch: pytest.MonkeyPatch,

@@ -66,3 +66,13 @@ def test_options_refuse_unknown_names_where_they_are_made(field: str, value: obj
     """`method="foo"` once solved exact in silence: every name is an enum member or an error."""
     with pytest.raises(OfferOptError, match=rf"^{field}: must be one of .*, got {value!r}$"):
         SolveOptions(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("time_limit", [None, 60.0])  # solved here, and in a supervised child
+def test_the_plans_found_on_the_way_are_reported_in_order(demo_doc: dict[str, Any],
+                                                           time_limit: float | None) -> None:
+    solution = solve(instance_from_document(demo_doc), SolveOptions(time_limit=time_limit))
+    found = plan_document(solution)["solver"]["plans"]
+    seconds = [p["seconds"] for p in found]
+    assert seconds == sorted(seconds) and all(p["how"] for p in found)
+    assert max(p["objective"] for p in found) == pytest.approx(solution.objective)
