@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from optimizer.backends import Backend, Limits, Termination
-from optimizer.decomposition.dual import DUAL_SHARE, decompose, gap_of
+from optimizer.decomposition.dual import DUAL_SHARE, RPROP_ITERATIONS, decompose, gap_of
 from optimizer.decomposition.oracle import LocalOracle, Oracle
 from optimizer.decomposition.restricted import restricted_lp, split_lp
 from optimizer.formulation.candidates import Candidates, expand
@@ -38,12 +38,12 @@ MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that siz
 REASSIGN_SEGMENTS = 30_000
 REASSIGN_SHARE = 0.6  # of the time left after the repair; the contested-segment MIP gets the rest
 REASSIGN_MIN_SECONDS = 20.0
-# There, the repair starts from the best multipliers of the dual's first evaluations. At L,
-# four duals stopped by the clock after 42-58 evaluations gave repairs 0.074-0.077% below
-# the bound, one that ran to 99 evaluations 0.25% (and within one run, the best multipliers
-# as of evaluations 30-57 all gave 0.074-0.095%): converged multipliers leave more
-# segments indifferent, and their choice overdraws more.
-REPAIR_FROM_EVALUATIONS = 60
+# There, the repair starts from the best multipliers of the sign-based descent (Rprop); the
+# cutting planes that follow only tighten the bound. At L, four duals stopped by the clock
+# within Rprop (42-58 iterations) gave repairs 0.074-0.077% below the bound, one that ran to
+# 99 (cutting planes near convergence) 0.25%: converged multipliers leave more segments
+# indifferent, and their choice overdraws more.
+REPAIR_FROM_EVALUATIONS = RPROP_ITERATIONS + 1  # the zero point and the Rprop steps
 
 
 def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
@@ -156,22 +156,25 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     how, infeasible = d.recovery, d.infeasible
     bound_seen = d.bound  # the Lagrangian bound, or a lower one proved later
     moved = np.zeros(0, dtype=np.int64)
-    repair_moves = None if d.price is None else np.zeros(0, dtype=np.int64)  # the plan's
+    # the plan as a base price's choice with some segments moved to the safe prices' choice:
+    # every segment at the safe prices, until the repair is adopted
+    base_price, repair_moves = d.price, None if d.price is None else np.zeros(0, dtype=np.int64)
     if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
         repaired, moved = repair(oracle, rows, repair_from, d.price)
         if repaired.value.sum() > float(objective or 0.0):
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
-            repair_moves = moved
+            base_price, repair_moves = repair_from, moved
             if on_plan is not None:
                 on_plan(plan, how)
     left = time_left(options.time_limit, start)
-    if reassigning and isinstance(oracle, LocalOracle) and d.price is not None \
-            and repair_moves is not None and objective is not None and \
+    if reassigning and isinstance(oracle, LocalOracle) and base_price is not None \
+            and d.price is not None and repair_moves is not None and objective is not None and \
             gap_of(objective, d.bound) > options.gap and (left is None or left > REASSIGN_MIN_SECONDS):
+        other = d.price if base_price is repair_from else repair_from
         at = np.zeros(len(oracle.signature), dtype=np.int64)
         at[repair_moves] = 1
-        found_mip = reassign(oracle, rows, [repair_from, d.price], at, backend,
+        found_mip = reassign(oracle, rows, [base_price, other], at, backend,
                              Limits(None if left is None else left * REASSIGN_SHARE, options.gap,
                                     options.threads), REASSIGN_SEGMENTS)
         if found_mip is not None and found_mip.value.sum() > objective:
@@ -183,8 +186,8 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
             (objective is None or gap_of(objective, d.bound) > options.gap) and \
             (left is None or left > RESTRICTED_MIN_SECONDS):
-        held = None if repair_moves is None or d.price is None else \
-            oracle.mixed_positions(d.bound_price, [(d.price, repair_moves)])
+        held = None if repair_moves is None or d.price is None or base_price is None else \
+            oracle.mixed_positions(base_price, [(d.price, repair_moves)])
         found_lp = restricted_lp(oracle, rows, d, held, moved, backend,
                                  Limits(time_left(options.time_limit, start), options.gap,
                                         options.threads), on_plan)
@@ -209,6 +212,8 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             bound_seen = min(bound_seen, found.bound)
         if found.plan is not None and (objective is None or found.plan.value.sum() > objective):
             plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
+            if on_plan is not None:
+                on_plan(plan, how)
     if plan is None:
         plan = oracle.chosen(d.bound_price).subset(np.zeros(0, dtype=np.int64))
     bound = bound_seen if objective is None else max(bound_seen, objective)

@@ -82,7 +82,7 @@ class Channel:
         self.conn = conn
 
     def plan(self, message: PlanMessage) -> None:
-        self.conn.send(("plan", message))
+        self.conn.send(("plan", (message, time.perf_counter())))  # one clock across the fork
 
     def progress(self, snapshot: Progress) -> bool:
         self.conn.send(("progress", snapshot))
@@ -139,6 +139,7 @@ def _collect(receive: Connection, child: Any, deadline: float | None,
         wait = TICK_SECONDS / 2 if deadline is None else \
             min(TICK_SECONDS / 2, deadline - time.perf_counter())
         if wait <= 0:
+            _drain_plans(receive, out)
             return "deadline"
         if not receive.poll(wait):
             if not child.is_alive() and not receive.poll(0):
@@ -151,8 +152,7 @@ def _collect(receive: Connection, child: Any, deadline: float | None,
             raise OfferOptError(f"the solve process ended without a result "
                                 f"(exit code {child.exitcode})") from exc
         if kind == "plan":
-            out.plans.append(payload)
-            out.found_at.append(time.perf_counter())
+            _keep_plan(out, payload)
         elif kind == "progress":
             out.last_progress = payload
             if progress is not None:
@@ -183,8 +183,13 @@ def _drain_plans(receive: Connection, out: Supervised) -> None:
         except EOFError:
             return
         if kind == "plan":
-            out.plans.append(payload)
-            out.found_at.append(time.perf_counter())
+            _keep_plan(out, payload)
+
+
+def _keep_plan(out: Supervised, sent: tuple[PlanMessage, float]) -> None:
+    message, found_at = sent
+    out.plans.append(message)
+    out.found_at.append(found_at)
 
 
 def _die_with_parent(parent: int) -> None:

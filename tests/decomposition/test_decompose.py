@@ -114,11 +114,13 @@ def test_price_shifting_alone_reaches_a_sound_plan(seed: int) -> None:
     assert d.objective <= d.bound
 
 
-def test_the_early_multipliers_are_the_best_of_the_first_evaluations() -> None:
+def test_the_early_multipliers_are_the_best_of_the_first_evaluations(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The first evaluation is at zero multipliers: kept alone, its prices are zero; kept
     over every evaluation, they are the best multipliers'; not asked for, there are none."""
     import numpy as np
 
+    import optimizer.decomposition.dual as dual_module
     from optimizer.decomposition.dual import decompose
     from optimizer.decomposition.oracle import LocalOracle
     from optimizer.formulation.candidates import expand
@@ -135,3 +137,15 @@ def test_the_early_multipliers_are_the_best_of_the_first_evaluations() -> None:
     assert every.early_price is not None
     np.testing.assert_array_equal(every.early_price, every.bound_price)
     assert none.early_price is None
+    seen: list[tuple[float, np.ndarray]] = []  # (L, prices) of each evaluation, in order
+    evaluate = dual_module._Search.evaluate
+
+    def recorded(search: Any, lam: np.ndarray, track: bool = False) -> tuple[float, np.ndarray]:
+        value, g = evaluate(search, lam, track)
+        seen.append((value, search.dual.price(lam)))
+        return value, g
+
+    monkeypatch.setattr(dual_module._Search, "evaluate", recorded)
+    three = decompose(oracle, rows, None, 1e-9, max_iterations=8, early_until=3)
+    assert three.early_price is not None and len(seen) > 3
+    np.testing.assert_array_equal(three.early_price, min(seen[:3], key=lambda s: s[0])[1])

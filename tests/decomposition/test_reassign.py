@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from optimizer.backends import Limits, Termination, get_backend
-from optimizer.decomposition.dual import decompose
+from optimizer.decomposition.dual import Decomposition, decompose
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.decomposition.reassign import reassign
 from optimizer.decomposition.recovery import repair
@@ -68,10 +68,28 @@ def test_the_decomposition_reassigns_above_the_lp_steps_size(
         calls.append(1)
         return reassign(*args, **kwargs)
 
+    import optimizer.decomposition.recovery as recovery
+
+    duals: list[Decomposition] = []
+    repaired_from: list[np.ndarray] = []
+
+    def kept(*args: Any, **kwargs: Any) -> Decomposition:
+        duals.append(decompose(*args, **kwargs))
+        return duals[-1]
+
+    def repair_from(oracle: Any, rows: Any, price_a: np.ndarray, safe: np.ndarray) -> Any:
+        repaired_from.append(price_a)
+        return repair(oracle, rows, price_a, safe)
+
     monkeypatch.setattr(run, "LP_STEP_MAX_CANDIDATES", 0)
     monkeypatch.setattr(run, "AUTO_EXACT_MAX_CANDIDATES", 0)
+    monkeypatch.setattr(run, "decompose", kept)
+    monkeypatch.setattr(recovery, "repair", repair_from)
     monkeypatch.setattr(module, "reassign", counted)
     inst = generate(150, seed=8, profile="realistic")
     solution = solve(inst, SolveOptions(method="decompose", gap=1e-9, threads=1))
     assert calls and solution.status in (Status.OPTIMAL, Status.FEASIBLE)
     assert check_plan(inst, plan_document(solution)).ok
+    # the repair started from the best multipliers of the sign-based descent
+    assert duals[0].early_price is not None and repaired_from
+    assert repaired_from[0] is duals[0].early_price

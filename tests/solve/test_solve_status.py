@@ -12,6 +12,7 @@ from optimizer.backends import Limits, MilpProblem, MilpSolution, Progress, Term
 from optimizer.errors import OfferOptError
 from optimizer.io import instance_from_document
 from optimizer.solve.dispatch import SolveOptions, Status, solve
+from optimizer.solve.supervise import PlanMessage
 from tests.plans import plan_document
 
 
@@ -68,11 +69,24 @@ def test_options_refuse_unknown_names_where_they_are_made(field: str, value: obj
         SolveOptions(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("time_limit", [None, 60.0])  # solved here, and in a supervised child
-def test_the_plans_found_on_the_way_are_reported_in_order(demo_doc: dict[str, Any],
+@pytest.mark.parametrize(("method", "time_limit"),  # solved here, and in a supervised child
+                         [("lp", None), ("lp", 60.0), ("decompose", None), ("decompose", 60.0)])
+def test_the_plans_found_on_the_way_are_reported_in_order(demo_doc: dict[str, Any], method: str,
                                                            time_limit: float | None) -> None:
-    solution = solve(instance_from_document(demo_doc), SolveOptions(time_limit=time_limit))
+    solution = solve(instance_from_document(demo_doc),
+                     SolveOptions(method=method, time_limit=time_limit))
     found = plan_document(solution)["solver"]["plans"]
     seconds = [p["seconds"] for p in found]
     assert seconds == sorted(seconds) and all(p["how"] for p in found)
     assert max(p["objective"] for p in found) == pytest.approx(solution.objective)
+
+
+def test_at_most_the_first_ten_and_the_last_twenty_plans_are_reported(
+        demo_doc: dict[str, Any]) -> None:
+    solution = solve(instance_from_document(demo_doc), SolveOptions())
+    plans = [PlanMessage(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.full(1, k),
+                         f"step {k}") for k in range(40)]
+    reported = solve_module._with_found(solution, plans, [float(k) for k in range(40)], 0.0)
+    assert reported.stats.plans is not None
+    assert [p["how"] for p in reported.stats.plans] == \
+        [f"step {k}" for k in (*range(10), *range(20, 40))]
