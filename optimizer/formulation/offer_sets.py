@@ -63,7 +63,9 @@ def offer_sets(cands: Candidates, share: np.ndarray) -> OfferSets:
     Segments whose shares are all 0 or 1 get one set of weight 1. Candidates must be in
     (segment, slot) order, as `expand` and `Candidates.subset` give them.
     """
-    share = np.where(share < SHARE_TOL, 0.0, np.where(share > 1 - SHARE_TOL, 1.0, share))
+    share = _within_limits(cands, np.where(share < SHARE_TOL, 0.0,
+                                           np.where(share > 1 - SHARE_TOL, 1.0, share)))
+    share = np.where(share < SHARE_TOL, 0.0, share)
     n_segments = len(cands.lo)
     used = np.flatnonzero(share > 0)
     seg = cands.segment[used].astype(np.int64)
@@ -126,3 +128,18 @@ def offer_sets(cands: Candidates, share: np.ndarray) -> OfferSets:
     start = np.r_[0, np.cumsum(np.bincount(member_set, minlength=len(all_seg)))]
     return OfferSets(all_seg[order_sets].astype(np.int64), all_w[order_sets], start.astype(np.int64),
                      member_pos.astype(np.int64))
+
+
+def _within_limits(cands: Candidates, share: np.ndarray) -> np.ndarray:
+    """Shares an LP solver returned may exceed a segment's limits by its tolerance (a slot's
+    shares summing to 1 + 1e-8): on the line below, such a sum puts two of the slot's
+    variants, or one offer too many, in a set. Each such segment's shares are divided by its
+    largest excess, which moves no share by more than that tolerance."""
+    seg, key = cands.segment.astype(np.int64), cands.slot_key
+    n_segments = len(cands.lo)
+    slot = np.cumsum(np.r_[True, (seg[1:] != seg[:-1]) | (key[1:] != key[:-1])]) - 1 \
+        if len(seg) else np.zeros(0, dtype=np.int64)  # candidates come in (segment, slot) order
+    worst = np.maximum(1.0, np.bincount(seg, share, minlength=n_segments) /
+                       np.maximum(cands.hi, 1))
+    np.maximum.at(worst, seg, np.bincount(slot, share)[slot])
+    return share / worst[seg]

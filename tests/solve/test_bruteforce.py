@@ -120,3 +120,19 @@ def test_empty_coupling_row_regression(solver: str) -> None:
     and CBC crashed (SIGSEGV in clique strengthening) on the empty row."""
     doc = json.loads((DATA / "cbc_empty_row.json").read_text())
     _assert_matches_bruteforce(doc, solver)
+
+
+@pytest.mark.parametrize("method", ["lp", "decompose"])
+def test_a_slot_the_lp_overfills_within_its_tolerance_regression(method: str) -> None:
+    """Found by Hypothesis: a promotion budget of 5.5e-5 leaves a discount variant a share of
+    1.2e-8 beside its list-price twin at 1, so the bundle's shares summed past 1 and one set
+    held both (with max_offers_per_view 1). The segment's shares are now scaled into its
+    limits before the sets are cut."""
+    doc = json.loads((DATA / "split_overfull_slot.json").read_text())
+    inst = instance_from_document(doc)
+    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
+    assert solution.status == Status.OPTIMAL and solution.objective is not None
+    optimum = lp_optimum(doc)
+    assert optimum is not None and solution.objective == pytest.approx(optimum, rel=1e-6)
+    report = check_plan(inst, plan_document(solution))
+    assert report.ok, report.violations
