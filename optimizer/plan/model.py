@@ -199,12 +199,7 @@ def read_plan(doc: Any) -> PlanReading:
     if not isinstance(offers, list):
         return PlanReading(doc, OfferTable.empty(),
                            (Issue("offers", "must be a list of objects", offers),))
-    is_dict = is_instance(offers, dict)
-    found = [(int(i), -1, Issue(f"offers[{i}]", "must be an object", offers[i]))
-             for i in np.flatnonzero(~is_dict)]
-    dicts = offers if is_dict.all() else [o if ok else {} for o, ok in zip(offers, is_dict,
-                                                                             strict=True)]
-    table = OfferTable.from_records(dicts)
+    _, dicts, table, found = _offer_objects(offers)
     for k, (name, kind) in enumerate(_TOLERANT):
         values = table.raw[name]
         rule = ID_RULES.get(name) or ("must be a number in (0, 1]" if name == "share" else
@@ -216,6 +211,18 @@ def read_plan(doc: Any) -> PlanReading:
     if not isinstance(doc.get("kpis"), dict | None):
         issues.append(Issue("kpis", "must be an object or null", doc.get("kpis")))
     return PlanReading(doc, table, tuple(issues))
+
+
+def _offer_objects(offers: list[Any]
+                   ) -> tuple[np.ndarray, list[Any], OfferTable, list[tuple[int, int, Issue]]]:
+    """Which offers are objects, the offers with {} for the others, their table, and an
+    issue (with its place) for each that is no object."""
+    is_dict = is_instance(offers, dict)
+    found = [(int(i), -1, Issue(f"offers[{i}]", "must be an object", offers[i]))
+             for i in np.flatnonzero(~is_dict)]
+    dicts = offers if is_dict.all() else [o if ok else {} for o, ok in zip(offers, is_dict,
+                                                                             strict=True)]
+    return is_dict, dicts, OfferTable.from_records(dicts), found
 
 
 def _typed(values: list[Any], kind: str) -> np.ndarray:
@@ -268,12 +275,7 @@ def _header_issues(doc: dict[str, Any]) -> list[Issue]:
 
 def _strict_offers(offers: list[Any]) -> tuple[OfferTable, list[Issue]]:
     """Every offer an object with every field of its type; a share in (0, 1]."""
-    is_dict = is_instance(offers, dict)
-    found = [(int(i), -1, Issue(f"offers[{i}]", "must be an object", offers[i]))
-             for i in np.flatnonzero(~is_dict)]
-    dicts = offers if is_dict.all() else [o if ok else {} for o, ok in zip(offers, is_dict,
-                                                                             strict=True)]
-    table = OfferTable.from_records(dicts)
+    is_dict, _, table, found = _offer_objects(offers)
     for k, name in enumerate(OFFER_FIELDS):
         values = table.raw[name]
         if name in ID_RULES:
