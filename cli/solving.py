@@ -58,6 +58,14 @@ def register(sub: Any) -> None:
                    help="default: the original generator (same output per seed); realistic: a "
                         "hard catalog, with heavy-tailed views, tight stock on about half the "
                         "items and every policy limit calibrated to bind")
+    g.add_argument("--contexts", type=int, choices=range(5), default=0, metavar="K",
+                   help="group the segments into audiences of K contexts each (1-4: cart, "
+                        "product page, post-purchase email, renewal talk; --segments a multiple "
+                        "of K), with frequency and repeat caps calibrated to bind (default 0: "
+                        "no audiences, the same output as before)")
+    g.add_argument("--channels", action="store_true",
+                   help="with --contexts: channels site (no capacity), email and cs-talk "
+                        "(contact costs, capacities calibrated to bind)")
     g.set_defaults(run=_generate)
 
 
@@ -217,10 +225,22 @@ def _generate(args: argparse.Namespace) -> int:
     from optimizer.io import write_instance
     from optimizer.model.generate import generate
 
+    usage = None
+    if args.channels and not args.contexts:
+        usage = "--channels needs --contexts K (K >= 1)"
+    elif args.contexts and args.segments % args.contexts:  # audiences of exactly K segments
+        usage = f"--segments ({args.segments}) must be a multiple of --contexts ({args.contexts})"
+    if usage:  # reported as argparse reports a usage error
+        print(f"offeropt generate: error: {usage}", file=sys.stderr)
+        return ExitCode.USAGE
     inst = generate(args.segments, args.seed, args.responses_per_segment, args.items,
-                    args.bundles, args.name, profile=args.profile)
+                    args.bundles, args.name, profile=args.profile, contexts=args.contexts,
+                    channels=args.channels)
     write_instance(inst, args.output, args.to)
+    contacts = "".join(f", {len(t)} {n}" for n, t in (("audiences", inst.audiences),
+                                                      ("channels", inst.channels)) if len(t))
     print(f"{inst.name}: {len(inst.items)} items, {len(inst.bundles)} bundles, "
-          f"{len(inst.segments)} segments, {len(inst.responses)} responses -> {args.output}")
+          f"{len(inst.segments)} segments, {len(inst.responses)} responses{contacts} "
+          f"-> {args.output}")
     return ExitCode.OK
 

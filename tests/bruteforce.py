@@ -43,6 +43,7 @@ def variants_of(doc: dict[str, Any]) -> dict[str, list[list[Variant]]]:
     items = {i["id"]: i for i in doc["items"]}
     bundles = {b["id"]: b for b in doc["bundles"]}
     segs = {s["id"]: s for s in doc["segments"]}
+    contact = {c["id"]: c.get("cost_per_impression") or 0.0 for c in doc.get("channels") or []}
     out: dict[str, list[list[Variant]]] = {s: [] for s in segs}
     for resp in doc["responses"]:
         s, b = segs[resp["segment"]], bundles[resp["bundle"]]
@@ -67,7 +68,8 @@ def variants_of(doc: dict[str, Any]) -> dict[str, list[list[Variant]]]:
                 p = 1 / (1 + math.exp(-(math.log(t / (1 - t)) + beta * d + lift)))
                 r = price * (1 - d)
                 m = r - cost - ck
-                value = s["views"] * (p * m - base * (price - cost))
+                value = s["views"] * (p * m - base * (price - cost)) - \
+                    s["views"] * contact.get(s.get("channel"), 0.0)
                 if r <= 0 or m < floor * r or (value < 0 and not pol["allow_negative_uplift"]):
                     continue
                 qty = {line["item"]: line["qty"] for line in b["items"]}
@@ -120,14 +122,15 @@ def enumerate_plans(doc: dict[str, Any], rel_tol: float = 1e-9,
     variants = variants_of(doc)
     stocked = [i["id"] for i in doc["items"] if i.get("stock") is not None]
     stock = np.array([i["stock"] for i in doc["items"] if i.get("stock") is not None], dtype=float)
+    caps = contact_rows(doc)
     # Per segment: a matrix of its plans' aggregates; combined across segments by broadcasting.
     total: np.ndarray | None = None
     per_segment = []
     for seg in doc["segments"]:
         plans = segment_plans(doc, seg, variants[seg["id"]])
         per_segment.append(plans)
-        rows = np.array([_aggregate(p, stocked) + (extra(seg["id"], p) if extra else [])
-                         for p in plans])
+        rows = np.array([_aggregate(p, stocked) + contact_usage(caps, seg, p) +
+                         (extra(seg["id"], p) if extra else []) for p in plans])
         total = rows if total is None else (total[:, None, :] + rows[None, :, :]).reshape(
             -1, rows.shape[1])
     assert total is not None
@@ -148,7 +151,45 @@ def enumerate_plans(doc: dict[str, Any], rel_tol: float = 1e-9,
         ok &= le(spend, pol["promotion_budget"], np.maximum(spend, pol["promotion_budget"]))
     if pol.get("min_aggregate_margin_rate") is not None:
         ok &= le(pol["min_aggregate_margin_rate"] * rev, margin, listed)
+    first = 7 + len(stocked)
+    for k, (_, _, limit) in enumerate(caps):
+        used = total[:, first + k]
+        ok &= le(used, limit, np.maximum(used, limit))
     return Enumeration(per_segment, total, ok)
+
+
+Cap = tuple[str, Any, float]  # (kind, subject, limit)
+
+
+def contact_rows(doc: dict[str, Any]) -> list[Cap]:
+    """Spec section 8's rows 8-10, each with its limit; a frequency cap's subject is the
+    audience and its customers."""
+    caps: list[Cap] = []
+    for a in doc.get("audiences") or []:
+        if a.get("max_offers_per_customer") is not None:
+            caps.append(("frequency", (a["id"], a["customers"]), float(a["max_offers_per_customer"])))
+        if a.get("max_repeats") is not None:
+            caps += [("repeat", (a["id"], b["id"]), float(a["max_repeats"]))
+                     for b in doc["bundles"]]
+    caps += [("capacity", c["id"], float(c["capacity"])) for c in doc.get("channels") or []
+             if c.get("capacity") is not None]
+    return caps
+
+
+def contact_usage(caps: list[Cap], seg: dict[str, Any], plan: tuple[Variant, ...]) -> list[float]:
+    """What one segment's plan adds to each row 8-10 (offers shown, not takes)."""
+    out = []
+    for kind, subject, _ in caps:
+        if kind == "frequency":
+            audience, customers = subject
+            out.append(len(plan) * seg["views"] / customers if seg.get("audience") == audience
+                       else 0.0)
+        elif kind == "repeat":
+            out.append(float(sum(v.bundle == subject[1] for v in plan))
+                       if seg.get("audience") == subject[0] else 0.0)
+        else:
+            out.append(len(plan) * seg["views"] if seg.get("channel") == subject else 0.0)
+    return out
 
 
 def best_objective(doc: dict[str, Any], rel_tol: float = 1e-9) -> float | None:
@@ -202,14 +243,16 @@ def lp_optimum(doc: dict[str, Any]) -> float | None:
     variants = variants_of(doc)
     stocked = [i["id"] for i in doc["items"] if i.get("stock") is not None]
     stock = [float(i["stock"]) for i in doc["items"] if i.get("stock") is not None]
+    caps = contact_rows(doc)
     columns, owner = [], []
     for k, seg in enumerate(doc["segments"]):
         for plan in segment_plans(doc, seg, variants[seg["id"]]):
-            columns.append(_aggregate(plan, stocked))
+            columns.append(_aggregate(plan, stocked) + contact_usage(caps, seg, plan))
             owner.append(k)
     agg = np.array(columns).T  # aggregates x columns
     value, rev, disc_rev, listed, disc_val, spend, margin = agg[:7]
-    rows, limits = [*agg[7:7 + len(stocked)]], [*stock]
+    rows = [*agg[7:7 + len(stocked)], *agg[7 + len(stocked):]]
+    limits = [*stock, *(limit for _, _, limit in caps)]
     if pol.get("max_discounted_share") is not None:
         rows.append(disc_rev - pol["max_discounted_share"] * rev)
         limits.append(0.0)

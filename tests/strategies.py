@@ -69,3 +69,22 @@ def tiny_instances(draw: st.DrawFn, max_segments: int = 2, max_bundles: int = 3)
     }
     return {"format": "offeropt/instance@1", "name": "tiny", "items": items, "bundles": bundles,
             "segments": segments, "responses": responses, "policy": policy}
+
+
+@st.composite
+def tiny_contact_instances(draw: st.DrawFn) -> dict[str, Any]:
+    """Tiny instances with spec section 8: segments in audiences with frequency and repeat
+    caps, met in channels with capacities and contact costs (any of them may be absent)."""
+    doc = draw(tiny_instances(max_segments=3, max_bundles=2))
+    audiences = [{"id": f"a{k}", "customers": float(draw(st.integers(100, 3000))),
+                  "max_offers_per_customer": draw(st.none() | st.floats(0, 3)),
+                  "max_repeats": draw(st.none() | st.integers(1, 2))}
+                 for k in range(draw(st.integers(1, 2)))]
+    channels = [{"id": f"c{k}", "capacity": draw(st.none() | st.integers(0, 4000).map(float)),
+                 "cost_per_impression": draw(st.sampled_from([0.0, 0.5, 2.0, 20.0]))}
+                for k in range(draw(st.integers(1, 2)))]
+    for seg in doc["segments"]:
+        seg["audience"] = draw(st.none() | st.sampled_from([a["id"] for a in audiences]))
+        seg["channel"] = draw(st.none() | st.sampled_from([c["id"] for c in channels]))
+        seg["timing"] = draw(st.sampled_from(["cart", "email", None]))
+    return {**doc, "audiences": audiences, "channels": channels}

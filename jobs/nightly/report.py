@@ -41,6 +41,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"{_e(report.get('summary', ''))}</p>",
         "<h2>KPIs against yesterday</h2>", _kpi_table(report.get("kpis") or []),
         "<h2>Guardrails</h2>", _guardrail_table(report.get("guardrails") or []),
+        _contacts(report.get("contacts")),
         "<h2>Plots</h2><div class='plots'>", _plots(report), "</div>",
         "<h2>Plan diff</h2>", _diff(report.get("diff") or {}),
         "<h2>Solver</h2>", _solver_table(report.get("solver") or {}),
@@ -83,6 +84,25 @@ def _guardrail_table(rails: list[dict[str, Any]]) -> str:
         for g in rails)
     return ("<table id='guardrails'><thead><tr><th>Guardrail</th><th>Result</th><th>Detail</th>"
             f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _contacts(contacts: dict[str, Any] | None) -> str:
+    """Spec section 8: channels against capacity, audiences against their caps."""
+    if not contacts:
+        return ""
+    channels = "".join(
+        f"<tr><td>{_e(c['channel'])}</td><td>{c['impressions']:,.0f}</td>"
+        f"<td>{_fmt('capacity', c['capacity'])}</td></tr>" for c in contacts["channels"])
+    nearest = "".join(
+        f"<tr><td>{_e(a['audience'])}</td><td>{a['offers_per_customer']:,.2f}</td>"
+        f"<td>{a['cap']:,.2f}</td></tr>" for a in contacts["nearest_cap"])
+    return (
+        "<h2>Channels and audiences</h2><table id='channels'><thead><tr><th>Channel</th>"
+        f"<th>Offer impressions</th><th>Capacity</th></tr></thead><tbody>{channels}</tbody>"
+        f"</table><p>{contacts['at_cap']:,} of {contacts['capped']:,} capped audiences "
+        f"({contacts['audiences']:,} in all) are at their frequency cap.</p>"
+        "<table id='audiences'><thead><tr><th>Audience (nearest its cap)</th>"
+        f"<th>Offers per customer</th><th>Cap</th></tr></thead><tbody>{nearest}</tbody></table>")
 
 
 def _diff(diff: dict[str, Any]) -> str:

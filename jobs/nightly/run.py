@@ -117,7 +117,7 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
          report: dict[str, Any], log: JobLog) -> int:
     from optimizer.io.json_form import instance_to_document
     from optimizer.plan.check import check_plan
-    from optimizer.plan.diff import inventory_rows, kpi_table, plan_diff
+    from optimizer.plan.diff import contact_summary, inventory_rows, kpi_table, plan_diff
     from optimizer.solve.verify import solve_budget
 
     started = time.monotonic()  # the time limit covers loading, estimation, solves and check
@@ -142,6 +142,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     report.update(guardrails=[g.to_dict() for g in rails], kpis=kpi_table(yesterday_plan, plan),
                   diff=plan_diff(yesterday_plan, plan),
                   inventory=inventory_rows(yesterday_plan, plan))
+    if "channels" in (plan.kpis or {}):
+        report["contacts"] = contact_summary(plan)
     if plan.status == "error":
         raise OfferOptError(f"solver: must end with a plan, got an error: {plan.message}")
     ok = not failed

@@ -24,6 +24,7 @@ from optimizer.decomposition.lp_guided import Relaxation, Solved
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.milp import Formulation, formulate_rows, milp_problem
+from optimizer.formulation.segment_choice import SegmentBest
 
 MAX_ROUNDS = 30
 CONVERGED = 1e-7  # relative distance of the bound to the LP's value
@@ -52,16 +53,21 @@ class Restricted:
 
 def generate_columns(oracle: LocalOracle, rows: VariantRows, positions: np.ndarray,
                      anchor: np.ndarray, free: np.ndarray, deadline: float | None,
-                     threads: int | None, rounds: int | None = MAX_ROUNDS) -> Restricted:
+                     threads: int | None, rounds: int | None = MAX_ROUNDS,
+                     fractional: bool = False) -> Restricted:
     """Columns for the free segments (`free`, bool per segment) until the LP is optimal
     for the whole problem, `rounds` LPs are solved or the deadline comes (the first LP is
     always solved); `positions` holds the free segments' starting candidates and `anchor`
-    a plan (positions) for every segment."""
+    a plan (positions) for every segment. The bound is on integral plans, unless
+    `fractional` (split traffic): then it bounds the LP, audiences' caps priced by its duals."""
     free = free.copy()
     current = _solve(oracle, rows, positions, anchor, free, deadline, threads)
     best_bound, done = np.inf, 1
+    relaxed = SegmentBest(oracle.cands) if fractional and oracle.cands.contacts.audience_capped \
+        else None
     while current.solved is not None:
-        chosen, bound = _priced(oracle, rows, current.solved.lp)
+        chosen, bound = _priced(oracle, rows, current.solved.lp) if relaxed is None else \
+            _priced_fractional(oracle, relaxed, rows, current.solved.lp)
         best_bound = min(best_bound, bound)
         lp_value = current.solved.value + current.held_value
         if gap_of(lp_value, best_bound) <= CONVERGED:
@@ -88,8 +94,7 @@ def _solve(oracle: LocalOracle, rows: VariantRows, positions: np.ndarray, anchor
     cands = oracle.cands
     held = anchor[~free[cands.segment[anchor]]]
     held_plan = cands.subset(held)
-    form = formulate_rows(cands.subset(positions), rows,
-                          rows.K @ held_plan.takes_per_variant())
+    form = formulate_rows(cands.subset(positions), rows, held_plan)
     lp = Relaxation(form, milp_problem(form), threads)
     termination, x, value = lp.solve(None if deadline is None else
                                      max(0.1, deadline - time.perf_counter()))
@@ -107,16 +112,36 @@ def _priced(oracle: LocalOracle, rows: VariantRows, lp: Relaxation) -> tuple[np.
     """Every segment's best choice at the prices of the LP's duals, and the
     Lagrangian bound there: the best priced values plus the duals' value of the limits
     (an upper limit for a positive dual, a lower one for a negative)."""
-    cands = oracle.cands
     duals = lp.row_duals()
     price = np.asarray(rows.K.T @ duals).ravel()
     chosen = oracle.choose(price)
-    priced = float((cands.value[chosen] - oracle.takes[chosen] * price[cands.variant[chosen]])
-                   .sum())
+    priced = oracle.chooser.bound  # the best priced value (bounded, under audience caps)
     limit = np.where(duals > 0, rows.upper, np.where(duals < 0, rows.lower, 0.0))
     if not np.all(np.isfinite(limit)):  # a dual on a side without a limit: no bound
         return chosen, np.inf
     return chosen, priced + float(duals @ limit)
+
+
+def _priced_fractional(oracle: LocalOracle, chooser: SegmentBest, rows: VariantRows,
+                       lp: Relaxation) -> tuple[np.ndarray, float]:
+    """`_priced` for the LP with audience caps: rows 8-9 priced too, at the LP's duals of
+    those rows it holds (0 for the others, which is a valid multiplier), so that each
+    segment chooses alone (Dantzig-Wolfe over segments, not audiences)."""
+    cands = oracle.cands
+    duals = lp.row_duals()
+    price = np.asarray(rows.K.T @ duals).ravel()
+    held, dual = lp.contact_duals()
+    keys, coef, pos = cands.contacts.entries(cands.segment, cands.bundle)
+    at = np.minimum(np.searchsorted(held, keys), max(len(held) - 1, 0))
+    per_key = np.where(held[at] == keys, dual[at], 0.0) if len(held) else np.zeros(len(keys))
+    value = cands.value - cands.priced(price, oracle.takes) - \
+        np.bincount(pos, coef * per_key, minlength=len(cands))
+    chosen = np.flatnonzero(chooser.choose(value))
+    limit = np.where(duals > 0, rows.upper, np.where(duals < 0, rows.lower, 0.0))
+    if not np.all(np.isfinite(limit)):
+        return chosen, np.inf
+    return chosen, chooser.bound + float(duals @ limit) + \
+        float(dual @ cands.contacts.limit(held))
 
 
 def _members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

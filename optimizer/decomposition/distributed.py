@@ -22,6 +22,7 @@ from optimizer.decomposition.oracle import Evaluation, LocalOracle
 from optimizer.decomposition.run import decomposed_solution
 from optimizer.errors import OfferOptError
 from optimizer.formulation.candidates import Candidates, expand, variant_table
+from optimizer.formulation.contacts import Contacts
 from optimizer.formulation.coupling import coupling_rows, live_rows
 from optimizer.model.instance import Instance
 from optimizer.solve.result import Solution, SolveOptions
@@ -46,8 +47,9 @@ class Partition:
     def max_takes(self) -> np.ndarray:
         return self.oracle.max_takes()
 
-    def variant_counts(self) -> np.ndarray:
-        return np.bincount(self.oracle.cands.variant, minlength=len(self.oracle.cands.variants))
+    def column_counts(self) -> np.ndarray:
+        cands = self.oracle.cands
+        return np.bincount(cands.usage_entries()[0], minlength=cands.n_columns)
 
     def reset_tracking(self) -> None:
         self.oracle.reset_tracking()
@@ -85,12 +87,15 @@ class Partition:
 
 
 def split(instance: Instance, partitions: int) -> list[tuple[Instance, int]]:
-    """Contiguous segment ranges of about equal response counts, each a small instance."""
+    """Contiguous segment ranges of about equal response counts, each a small instance.
+    No range cuts through a capped audience (its caps tie its segments): a cut moves up to
+    the next place between audiences, so audiences listed apart make fewer partitions."""
     seg_ids = pd.Index(instance.segments["id"])
     r_seg = seg_ids.get_indexer(instance.responses["segment"])
     per_segment = np.bincount(r_seg, minlength=len(seg_ids))
     cuts = np.searchsorted(np.cumsum(per_segment),
                            np.linspace(0, per_segment.sum(), partitions + 1)[1:-1])
+    cuts = _between_audiences(Contacts.of(instance).leader(), cuts)
     bounds = np.unique(np.r_[0, cuts, len(seg_ids)])
     order = np.argsort(r_seg, kind="stable")
     starts = np.searchsorted(r_seg[order], bounds)
@@ -104,14 +109,27 @@ def split(instance: Instance, partitions: int) -> list[tuple[Instance, int]]:
     return out
 
 
+def _between_audiences(leader: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Each cut (a first segment of a range) moved up to the nearest place where no
+    audience has segments on both sides."""
+    n = len(leader)
+    last = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last, leader, np.arange(n))  # each audience's last segment, at its first
+    reach = np.maximum.accumulate(last[leader])  # the furthest segment tied to those so far
+    allowed = np.r_[np.flatnonzero(reach[:-1] < np.arange(1, n)) + 1, n]  # cuts before them
+    out: np.ndarray = allowed[np.minimum(np.searchsorted(allowed, cuts), len(allowed) - 1)]
+    return out
+
+
 class DaskOracle:
     """The `Oracle` over partitions resident on a Dask cluster."""
 
     def __init__(self, client: Any, instance: Instance, partitions: int) -> None:
         self.client = client
         self.variants = variant_table(instance)
-        self.n_variants = len(self.variants)
+        self.n_columns = len(self.variants) + len(instance.channels)
         self.segment_views = instance.segments["views"].to_numpy(dtype=np.float64)
+        self.contacts = Contacts.of(instance)
         self.group_names = tuple(str(g) for g in pd.factorize(
             instance.bundles["exclusion_group"], use_na_sentinel=True)[1])
         # Actors: each partition lives on one worker, and its methods run there, on it.
@@ -158,9 +176,9 @@ class DaskOracle:
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.concatenate([p[2] for p in parts]), np.sum([p[3] for p in parts], axis=0))
 
-    def used_variants(self) -> np.ndarray:
-        """Variants some candidate of some partition offers."""
-        out: np.ndarray = np.sum(self._all("variant_counts"), axis=0) > 0
+    def used_columns(self) -> np.ndarray:
+        """Usage columns some candidate of some partition enters."""
+        out: np.ndarray = np.sum(self._all("column_counts"), axis=0) > 0
         return out
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
@@ -172,7 +190,7 @@ class DaskOracle:
             segment=columns["segment"].astype(np.int32), variant=columns["variant"],
             take_prob=columns["take_prob"], value=columns["value"], variants=self.variants,
             segment_views=self.segment_views, lo=self.lo, hi=self.hi, showable=self.showable,
-            group_names=self.group_names, warnings=self.warnings)
+            group_names=self.group_names, warnings=self.warnings, contacts=self.contacts)
 
 
 def connect(scheduler: str | None) -> Any:
@@ -197,7 +215,7 @@ def solve_on_dask(instance: Instance, options: SolveOptions, backend: Backend,
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         oracle = DaskOracle(client, instance, options.partitions or 2 * workers)
-        rows = live_rows(coupling_rows(instance, oracle.variants), oracle.used_variants())
+        rows = live_rows(coupling_rows(instance, oracle.variants), oracle.used_columns())
         return decomposed_solution(instance, oracle, rows, oracle.n_candidates, options, backend,
                                    start, time.perf_counter())
     finally:

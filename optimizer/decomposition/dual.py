@@ -66,7 +66,7 @@ class Dual:
         K, limit = rows.as_le()
         peak = np.asarray(abs(rows.K).multiply(oracle.max_takes()[None, :]).max(axis=1)
                           .todense()).ravel() if len(rows) else np.zeros(0)
-        self.unpriced = oracle.evaluate(np.zeros(oracle.n_variants))
+        self.unpriced = oracle.evaluate(np.zeros(oracle.n_columns))
         reach = abs(K) @ self.unpriced.takes
         row_scale = np.maximum(np.maximum(np.abs(limit), reach), peak)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -95,8 +95,8 @@ class Dual:
         e = self.unpriced if not lam.any() and not track else \
             self.oracle.evaluate(self.price(lam), track)
         usage: np.ndarray = self.K @ e.takes
-        return float(lam @ self.h) + e.adjusted / self.scale, self.h - usage, \
-            e.objective / self.scale, usage
+        objective = e.objective / self.scale if e.meets_caps else -np.inf  # no plan otherwise
+        return float(lam @ self.h) + e.adjusted / self.scale, self.h - usage, objective, usage
 
     def feasible(self, usage: np.ndarray) -> bool:
         return bool(np.all(usage <= self.h + self.tol))
@@ -167,7 +167,7 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
     dual = Dual(oracle, rows)
     search = _Search(dual, start, on_progress, early_until=early_until)
     if dual.dead_violated:
-        return Decomposition(-np.inf, np.zeros(oracle.n_variants), None, None, 0, infeasible=True,
+        return Decomposition(-np.inf, np.zeros(oracle.n_columns), None, None, 0, infeasible=True,
                              recovery="a coupling row no candidate enters is violated")
     budget = dual_share * (time_limit if time_limit is not None else np.inf)
 

@@ -32,9 +32,10 @@ import numpy as np
 from optimizer.backends import Backend, Limits, MilpProblem, Progress, Termination
 from optimizer.backends.highs import new_highs, to_highs_lp
 from optimizer.formulation.candidates import Candidates
+from optimizer.formulation.contacts import keys_of
 from optimizer.formulation.milp import Formulation, coupling_scaling, formulate_rows, milp_problem
 from optimizer.formulation.offer_sets import OfferSets, offer_sets
-from optimizer.model.families import Family
+from optimizer.model.families import ON_CANDIDATES, ON_USAGE
 
 INTEGRAL_TOL = 1e-6
 PRIMAL_SIMPLEX = 4  # HiGHS's simplex_strategy value
@@ -70,6 +71,7 @@ class Outcome:
     history: tuple[tuple[float, float | None, float | None], ...]
     steps: dict[str, float]
     integral_objective: float | None = None  # split traffic: the best integral plan found
+    row_prices: np.ndarray | None = None  # the LP's duals of `form.coupling`'s rows
 
 
 class Relaxation:
@@ -86,10 +88,12 @@ class Relaxation:
         self.n = len(form.candidates)
         self.upper = np.asarray(problem.col_upper, dtype=np.float64)[: self.n]
         assert problem.row_family is not None
-        self.coupling = np.flatnonzero(problem.row_family >= Family.INVENTORY)
+        self.coupling = np.flatnonzero(np.isin(problem.row_family, ON_USAGE))
         # coupling rows sit on the takes columns: their duals price a take of each variant
         self.per_take = problem.matrix[self.coupling][:, self.n:].tocsc()
-        self.position = form.takes_columns[1]
+        # rows 8-9 (audiences' caps) sit on the candidates: their duals price an offer
+        self.contact = np.flatnonzero(np.isin(problem.row_family, ON_CANDIDATES))
+        self.per_offer = problem.matrix[self.contact][:, : self.n].tocsc()
         self.form = form
 
     def solve(self, time_limit: float | None) -> tuple[Termination, np.ndarray | None, float | None]:
@@ -114,16 +118,37 @@ class Relaxation:
 
     def priced_values(self) -> np.ndarray:
         """Each column's value less what its coupling-row use costs at the LP's duals."""
-        duals = np.asarray(self.h.getSolution().row_dual)[self.coupling]
-        price = np.asarray(self.per_take.T @ duals).ravel()  # per take of each variant
+        row_dual = np.asarray(self.h.getSolution().row_dual)
+        price = np.asarray(self.per_take.T @ row_dual[self.coupling]).ravel()  # per used column
         c = self.form.candidates
-        out: np.ndarray = c.value - c.takes * price[self.position]
+        out: np.ndarray = c.value - self.form.usage_columns.priced(price, len(c)) - \
+            np.asarray(self.per_offer.T @ row_dual[self.contact]).ravel()
         return out
 
     def row_duals(self) -> np.ndarray:
         """The LP's duals of every coupling row of `form.per_take`, in the row's own units."""
         duals = np.asarray(self.h.getSolution().row_dual)[self.coupling]
         return coupling_scaling(self.form).unscaled_duals(duals)  # only column generation asks
+
+    def row_prices(self) -> np.ndarray:
+        """The duals of `form.coupling`'s rows (coupling, then rows 8-10), in each row's own
+        units, as magnitudes: margin per unit of the row."""
+        row_dual = np.asarray(self.h.getSolution().row_dual)
+        contact = self.form.contact
+        peak = np.asarray(abs(contact.matrix).max(axis=1).todense()).ravel() if len(contact) \
+            else np.zeros(0)
+        return np.abs(np.r_[self.row_duals(), row_dual[self.contact] / np.where(peak > 0, peak, 1)])
+
+    def contact_duals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows 8-9 of the LP by key (`optimizer.formulation.contacts`, sorted), and their
+        duals in each row's own units (margin per unit of the row, >= 0)."""
+        contact = self.form.contact
+        keys = keys_of(contact.family, contact.subject)
+        peak = np.asarray(abs(contact.matrix).max(axis=1).todense()).ravel() if len(contact) \
+            else np.zeros(0)
+        dual = np.asarray(self.h.getSolution().row_dual)[self.contact] / np.where(peak > 0, peak, 1)
+        order = np.argsort(keys)
+        return keys[order], np.maximum(dual[order], 0.0)
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         if len(cols):
@@ -144,6 +169,12 @@ class _Run:
     best: Found | None = None
     bound: float | None = None
     history: list[tuple[float, float | None, float | None]] = dataclasses.field(default_factory=list)
+    row_prices: np.ndarray | None = None
+
+    def outcome(self, bound: float | None, lp_objective: float | None, termination: Termination,
+                infeasible: bool, integral_objective: float | None = None) -> Outcome:
+        return Outcome(bound, lp_objective, termination, infeasible, tuple(self.history),
+                       self.steps, integral_objective, self.row_prices)
 
     def left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.perf_counter()
@@ -198,13 +229,13 @@ def lp_guided(cands: Candidates, form: Formulation, backend: Backend, limits: Li
         lp, x, value, termination = solved.lp, solved.x, solved.value, Termination.OPTIMAL
     steps["lp_seconds"] = round(time.perf_counter() - started, 3)
     if termination != Termination.OPTIMAL or x is None or value is None:
-        return Outcome(None, None, termination, termination == Termination.INFEASIBLE,
-                       tuple(run.history), steps)
+        return run.outcome(None, None, termination, termination == Termination.INFEASIBLE)
     run.bound = value
     run.note()  # the LP bound is known: a progress line even before the first plan
     fractional = _fractional_segments(cands, x)
     steps["lp_fractional_segments"] = len(fractional)
     priced = lp.priced_values()
+    run.row_prices = lp.row_prices()
     if split_traffic:
         sets = offer_sets(cands, x)
         positions = np.unique(sets.member)
@@ -214,17 +245,16 @@ def lp_guided(cands: Candidates, form: Formulation, backend: Backend, limits: Li
         on_plan(run.best)
         run.note()
         integral = _integral_comparison(run, lp, x, priced)
-        return Outcome(value, value, Termination.OPTIMAL, False, tuple(run.history), steps,
-                       integral)
+        return run.outcome(value, value, Termination.OPTIMAL, False, integral)
     if not len(fractional):
         run.offer(np.flatnonzero(x > 0.5), "the LP optimum is integral")
-        return Outcome(value, value, Termination.OPTIMAL, False, tuple(run.history), steps)
+        return run.outcome(value, value, Termination.OPTIMAL, False)
 
     if len(cands) <= FULL_MIP_MAX_CANDIDATES:  # small: the whole MIP is quicker than LNS
         bound_out, termination = _full_mip(run, value)
         if run.best is None and termination == Termination.OPTIMAL:
-            return Outcome(None, value, Termination.INFEASIBLE, True, tuple(run.history), steps)
-        return Outcome(bound_out, value, termination, False, tuple(run.history), steps)
+            return run.outcome(None, value, Termination.INFEASIBLE, True)
+        return run.outcome(bound_out, value, termination, False)
     x, stuck = _dive(run, lp, x)
     steps["dive_seconds"] = round(time.perf_counter() - started - steps["lp_seconds"], 3)
     open_ = _fractional_segments(cands, x)
@@ -232,13 +262,13 @@ def lp_guided(cands: Candidates, form: Formulation, backend: Backend, limits: Li
     if not len(open_):
         run.offer(np.flatnonzero(x > 0.5), "LP dive: heaviest fractional segments rounded")
     elif not _close(run, x, open_, priced):
-        return Outcome(None, value, Termination.INFEASIBLE, True, tuple(run.history), steps)
+        return run.outcome(None, value, Termination.INFEASIBLE, True)
     bound_out = value
     termination = Termination.OPTIMAL if run.gap() <= limits.gap else Termination.TIME_LIMIT
     if run.best is not None and run.gap() > limits.gap:
         bound_out, termination = _improve(run, priced, x, value)
     steps["stuck_segments"] = len(stuck)
-    return Outcome(bound_out, value, termination, False, tuple(run.history), steps)
+    return run.outcome(bound_out, value, termination, False)
 
 
 def _integral_comparison(run: _Run, lp: Relaxation, x: np.ndarray, priced: np.ndarray
@@ -385,10 +415,9 @@ def _sub_mip(run: _Run, free: np.ndarray, incumbent: np.ndarray, time_limit: flo
     is_free[free] = True
     sub_pos = np.flatnonzero(is_free[cands.segment])
     fixed = incumbent[~is_free[cands.segment[incumbent]]]
-    rows = run.form.per_take
-    # what the segments held outside `cands` use, and the fixed ones of `cands`
-    usage = run.form.fixed_usage + rows.K @ cands.subset(fixed).takes_per_variant()
-    form = formulate_rows(cands.subset(sub_pos), rows, usage)
+    # the segments held outside `cands`, and the fixed ones of `cands`
+    form = formulate_rows(cands.subset(sub_pos), run.form.per_take,
+                          run.form.held_with(cands.subset(fixed)))
     problem = milp_problem(form)
     if start:
         x0 = np.isin(sub_pos, incumbent).astype(np.float64)

@@ -1,9 +1,11 @@
 """The per-segment step of the decomposition, behind one interface wherever candidates live.
 
 An oracle holds candidates (here, all in this process; `optimizer.decomposition.distributed` spreads
-them over a Dask cluster). Given one price per variant (objective units per expected
-take) every segment picks its best offers; the oracle returns only aggregates: the
-adjusted and the plain value of the choice, and its expected takes per variant. It also
+them over a Dask cluster). Given one price per usage column (objective units per expected
+take of a variant, or per impression in a channel) every segment (with audience caps,
+every audience) picks its best offers; the oracle returns only aggregates: a bound on the
+adjusted value of the best choice, the plain value of the choice made, and its usage
+per column. It also
 remembers which segments changed their choice while tracking is on: those are the
 contested segments a recovery MIP re-decides.
 """
@@ -17,18 +19,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.formulation.candidates import Candidates
-from optimizer.formulation.segment_choice import SegmentChooser
+from optimizer.formulation.choice import chooser_for
+from optimizer.formulation.segment_choice import Chooser
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    adjusted: float  # sum over the chosen candidates of value - takes * price[variant]
+    adjusted: float  # sum over the chosen candidates of value less their usage at the prices
     objective: float  # sum over the chosen candidates of value
-    takes: np.ndarray  # per variant: expected takes of the chosen candidates
+    takes: np.ndarray  # per usage column: the chosen candidates' takes (or impressions)
+    meets_caps: bool = True  # the choice meets every audience's caps (rows 8-9)
 
 
 class Oracle(Protocol):
-    n_variants: int
+    n_columns: int  # prices and usage are per usage column (`Candidates.usage_entries`)
 
     def evaluate(self, price: np.ndarray, track: bool = False) -> Evaluation: ...
 
@@ -65,37 +69,40 @@ class Oracle(Protocol):
 
 
 class LocalOracle:
-    """All candidates in this process."""
+    """All candidates in this process.
 
-    def __init__(self, cands: Candidates, chooser: SegmentChooser | None = None) -> None:
+    "Segments" in this interface are units moved whole: a segment, or (with audience caps)
+    every segment of its audience, named by the audience's first segment
+    (`Contacts.leader`): a mix of two choices that meet rows 8-9 meets them per audience."""
+
+    def __init__(self, cands: Candidates, chooser: Chooser | None = None) -> None:
         self.cands = cands
-        self.n_variants = len(cands.variants)
+        self.n_columns = cands.n_columns
         self.takes = cands.takes
+        self.segment_columns = cands.segment_columns()
         # groups found once, reused per price (and by a caller that already has them)
-        self.chooser = chooser or SegmentChooser(cands)
+        self.chooser = chooser or chooser_for(cands)
+        self.unit = cands.contacts.leader()[cands.segment]  # per candidate
         n_segments = len(cands.lo)
         self.signature: np.ndarray = np.zeros(n_segments)
         self.changed = np.zeros(n_segments, dtype=bool)
         self.tracking = False
 
     def choose(self, price: np.ndarray) -> np.ndarray:
-        """Positions of the chosen candidates."""
-        adjusted = self.cands.value - self.takes * price[self.cands.variant]
+        """Positions of the chosen candidates; `self.chooser.bound` bounds their priced value."""
+        adjusted = self.cands.value - self.cands.priced(price, self.takes)
         return np.flatnonzero(self.chooser.choose(adjusted))
 
     def evaluate(self, price: np.ndarray, track: bool = False) -> Evaluation:
         chosen = self.choose(price)
-        takes = self.takes[chosen]
-        var = self.cands.variant[chosen]
+        usage = self.cands.usage_of(chosen, takes=self.takes)
         value = float(self.cands.value[chosen].sum())
         if track:
             self._track(chosen)
-        return Evaluation(value - float(takes @ price[var]), value,
-                          np.bincount(var, takes, minlength=self.n_variants))
+        return Evaluation(self.chooser.bound, value, usage, self.chooser.meets_caps)
 
     def _track(self, chosen: np.ndarray) -> None:
-        # positions are exact in float64; a changed choice changes the sum (up to rare ties)
-        signature = np.bincount(self.cands.segment[chosen], chosen + 1.0,
+        signature = np.bincount(self.unit[chosen], _fingerprint(chosen),
                                 minlength=len(self.signature))
         if self.tracking:
             self.changed |= signature != self.signature
@@ -109,25 +116,26 @@ class LocalOracle:
         return np.flatnonzero(self.changed)
 
     def max_takes(self) -> np.ndarray:
-        out = np.zeros(self.n_variants)
+        out = np.zeros(self.n_columns)
         np.maximum.at(out, self.cands.variant, self.takes)
+        on = self.segment_columns >= 0  # a channel's column: one offer to a whole segment
+        np.maximum.at(out, self.segment_columns[on], self.cands.segment_views[on])
         return out
 
     def load(self, price: np.ndarray, row_weight: np.ndarray) -> np.ndarray:
         chosen = self.choose(price)
-        weight = self.takes[chosen] * row_weight[self.cands.variant[chosen]]
-        out: np.ndarray = np.bincount(self.cands.segment[chosen], weight,
-                                      minlength=len(self.signature))
+        weight = self.cands.subset(chosen).priced(row_weight)
+        out: np.ndarray = np.bincount(self.unit[chosen], weight, minlength=len(self.signature))
         return out
 
     def chosen(self, price: np.ndarray, exclude: np.ndarray | None = None) -> Candidates:
         chosen = self.choose(price)
         if exclude is not None and len(exclude):
-            chosen = chosen[~np.isin(self.cands.segment[chosen], exclude)]
+            chosen = chosen[~np.isin(self.unit[chosen], exclude)]
         return self.cands.subset(chosen)
 
     def of_segments(self, segments: np.ndarray) -> Candidates:
-        return self.cands.subset(np.flatnonzero(np.isin(self.cands.segment, segments)))
+        return self.cands.subset(np.flatnonzero(np.isin(self.unit, segments)))
 
     def compare(self, price_a: np.ndarray, price_b: np.ndarray, K: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -139,19 +147,23 @@ class LocalOracle:
 
     def per_segment(self, price: np.ndarray, K: sp.csr_matrix, priced_at: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
-        """Per segment, of its choice at `price`: a signature (equal for equal choices), the
-        value, the usage of each row of K (rows x segments), and its takes priced at
+        """Per unit, of its choice at `price`: a signature (equal for equal choices), the
+        value, the usage of each row of K (rows x units), and its usage priced at
         `priced_at` (zeros without it)."""
         n = len(self.signature)
         chosen = self.choose(price)
-        seg = self.cands.segment[chosen]
-        signature = np.bincount(seg, chosen + 1.0, minlength=n)
-        value = np.bincount(seg, self.cands.value[chosen], minlength=n)
+        unit = self.unit[chosen]
+        signature = np.bincount(unit, _fingerprint(chosen), minlength=n)
+        value = np.bincount(unit, self.cands.value[chosen], minlength=n)
         cost = np.zeros(n) if priced_at is None else \
-            np.bincount(seg, self.takes[chosen] * priced_at[self.cands.variant[chosen]], minlength=n)
-        spread = sp.csr_matrix((self.takes[chosen], (np.arange(len(chosen)), seg)),
-                               shape=(len(chosen), n))
-        return signature, value, sp.csr_matrix(K[:, self.cands.variant[chosen]] @ spread), cost
+            np.bincount(unit, self.cands.subset(chosen).priced(priced_at), minlength=n)
+        column = self.segment_columns[self.cands.segment[chosen]]
+        on = column >= 0
+        per_unit = sp.csr_matrix(  # usage columns x units
+            (np.r_[self.takes[chosen], self.cands.segment_views[self.cands.segment[chosen][on]]],
+             (np.r_[self.cands.variant[chosen], column[on]], np.r_[unit, unit[on]])),
+            shape=(self.n_columns, n))
+        return signature, value, sp.csr_matrix(K @ per_unit), cost
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         return self.cands.subset(self.mixed_positions(price_a, moves))
@@ -163,8 +175,17 @@ class LocalOracle:
         for k, (_, segments) in enumerate(moves):
             level[segments] = k
         a = self.choose(price_a)
-        parts = [a[level[self.cands.segment[a]] < 0]]
+        parts = [a[level[self.unit[a]] < 0]]
         for k, (price, _) in enumerate(moves):
             chosen = self.choose(price)
-            parts.append(chosen[level[self.cands.segment[chosen]] == k])
+            parts.append(chosen[level[self.unit[chosen]] == k])
         return np.sort(np.concatenate(parts))
+
+
+def _fingerprint(positions: np.ndarray) -> np.ndarray:
+    """Per chosen candidate, a number whose sum over a unit tells its choices apart: the
+    position alone ties where two offers of an audience swap for two whose positions have
+    the same sum (seen on 1 audience in 100), and so does any linear function of it; a
+    sine of it breaks the tie."""
+    out: np.ndarray = positions + 1.0 + 0.25 * np.sin(positions)
+    return out

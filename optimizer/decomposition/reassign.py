@@ -96,7 +96,7 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
     moves = [(prices[t], np.r_[free[owner[pick & (column_price == t)]], kept[start[kept] == t]])
              for t in range(1, len(prices))]
     plan = oracle.mixed(prices[0], moves)
-    takes = plan.takes_per_variant()
+    takes = plan.usage_per_column()
     # within the solver's tolerance of each row's own size (a ratio row's limit is 0)
     size = np.maximum(np.maximum(1.0, np.abs(limit)), abs(K) @ takes)
     return plan if np.all(K @ takes <= limit + 1e-9 * size) else None

@@ -104,10 +104,13 @@ def _fill_slack(usage: np.ndarray, limit: np.ndarray, tol: np.ndarray, loss: np.
 def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.ndarray,
             ranked: np.ndarray, bound: float, limits: Limits, backend: Backend, grow: bool
             ) -> Recovered:
-    """Re-decide the `first` segments (then the next of `ranked`) exactly; keep the rest."""
+    """Re-decide the `first` segments (then the next of `ranked`) exactly; keep the rest.
+    Segments are the oracle's units: with audience caps, an audience by its first segment."""
     started = time.perf_counter()
-    n_segments = len(anchor.lo)
-    candidates = np.r_[first, ranked].astype(np.int64)
+    leader = anchor.contacts.leader()
+    units = np.unique(leader)
+    n_segments = len(units)
+    candidates = np.r_[first, ranked[np.isin(ranked, units)]].astype(np.int64)
     priority = candidates[np.sort(np.unique(candidates, return_index=True)[1])]  # first, then load
     size = max(20, len(first))
     best: Candidates | None = None
@@ -130,10 +133,10 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
             size = max(1, int(len(free) * MIP_COLUMNS_PER_SECOND * slice_ / len(sub)))
             free = np.sort(priority[:size])
             sub = oracle.of_segments(free)
-        free_mask = np.zeros(n_segments, dtype=bool)
+        free_mask = np.zeros(len(leader), dtype=bool)
         free_mask[free] = True
-        fixed = anchor.subset(np.flatnonzero(~free_mask[anchor.segment]))
-        form = formulate_rows(sub, rows, rows.K @ fixed.takes_per_variant())
+        fixed = anchor.subset(np.flatnonzero(~free_mask[leader[anchor.segment]]))
+        form = formulate_rows(sub, rows, fixed)
         last = len(free) >= n_segments or not grow
         # no progress callback: a MIP over some segments reports bounds on those alone
         problem = milp_problem(form)

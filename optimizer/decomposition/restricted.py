@@ -100,12 +100,12 @@ def split_lp(oracle: LocalOracle, rows: VariantRows, d: Decomposition, backend: 
     positions, free, anchor = chosen
     deadline = None if limits.time_limit is None else started + limits.time_limit
     columns = generate_columns(oracle, rows, positions, anchor, free, deadline, limits.threads,
-                               rounds=None)
+                               rounds=None, fractional=True)
     everything = np.arange(len(oracle.cands))
     if columns.infeasible and free.all() and len(everything) <= MAX_CANDIDATES:
         # the restricted LP may lack the columns that meet every row: try them all
         columns = generate_columns(oracle, rows, everything, anchor, free, deadline,
-                                   limits.threads, rounds=1)
+                                   limits.threads, rounds=1, fractional=True)
         if columns.infeasible:
             return dataclasses.replace(none, how="the LP has no solution", infeasible=True)
     if columns.solved is None:

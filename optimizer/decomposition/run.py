@@ -17,13 +17,13 @@ from optimizer.decomposition.dual import DUAL_SHARE, RPROP_ITERATIONS, decompose
 from optimizer.decomposition.oracle import LocalOracle, Oracle
 from optimizer.decomposition.restricted import restricted_lp, split_lp
 from optimizer.formulation.candidates import Candidates, expand
+from optimizer.formulation.choice import chooser_for
 from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.milp import formulate, live_coupling
-from optimizer.formulation.segment_choice import SegmentChooser
-from optimizer.model.families import Family
+from optimizer.formulation.segment_choice import SegmentBest
 from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
-from optimizer.solve.reports import DecompositionStats, PricedRow
+from optimizer.solve.reports import DecompositionStats, priced_rows
 from optimizer.solve.result import Solution, SolveOptions, Status, relative_gap, thin, time_left
 from optimizer.solve.supervise import PlanMessage, Sink
 from optimizer.stability.warm import WarmStart
@@ -76,7 +76,7 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     if options.previous is None:
         return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
                                    backend, start, time.perf_counter(), on_plan)
-    chooser = SegmentChooser(cands)  # the segments' structure: the same for adjusted values
+    chooser = chooser_for(cands)  # the segments' structure: the same for adjusted values
     warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
     adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
     found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
@@ -96,7 +96,10 @@ def split_decomposed(instance: Instance, cands: Candidates, options: SolveOption
     rows = live_coupling(instance, cands)
     oracle = LocalOracle(cands)
     built = time.perf_counter()
-    d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
+    # the multipliers bound the LP: audiences' caps are relaxed in them (the columns price
+    # those rows at the LP's duals); plans near them still meet every cap
+    relaxed = LocalOracle(cands, SegmentBest(cands)) if cands.contacts.audience_capped else oracle
+    d = decompose(relaxed, rows, time_left(options.time_limit, start), options.gap,
                   dual_share=DUAL_SHARE_BEFORE_LP, on_progress=options.progress)
     found = split_lp(oracle, rows, d, backend, Limits(time_left(options.time_limit, start),
                                                         options.gap, options.threads))
@@ -104,7 +107,7 @@ def split_decomposed(instance: Instance, cands: Candidates, options: SolveOption
                 build_seconds=built - start, solve_seconds=time.perf_counter() - built)
     bound = min(d.bound, found.bound)
     stats = DecompositionStats(iterations=d.iterations, recovery=found.how,
-                               multipliers=priced_rows(instance, rows, d.row_prices))
+                               multipliers=priced_rows(instance, rows.family, rows.subject, d.row_prices))
     if d.infeasible or found.plan is None or found.sets is None or found.value is None:
         infeasible = d.infeasible or found.infeasible
         status = Status.INFEASIBLE if infeasible else Status.TIME_LIMIT
@@ -142,7 +145,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     # tenth of all candidates), the multipliers need not be exact; far above its size
     # (1M segments) its LP does not solve in the time left, and the repair is the plan
     lp_step = isinstance(oracle, LocalOracle) and not small and \
-        n_candidates <= LP_STEP_MAX_CANDIDATES
+        n_candidates <= LP_STEP_MAX_CANDIDATES and not oracle.cands.contacts.audience_capped
     share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     reassigning = not lp_step and not small and isinstance(oracle, LocalOracle)
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
@@ -237,7 +240,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         solve_seconds=time.perf_counter() - built, diagnosis=diagnosis,
         stats=DecompositionStats(
             iterations=d.iterations, recovery=how,
-            multipliers=priced_rows(instance, rows, d.row_prices),
+            multipliers=priced_rows(instance, rows.family, rows.subject, d.row_prices),
             history=_thinned(d.history, time.perf_counter() - start, objective, bound)))
 
 
@@ -245,14 +248,3 @@ def _thinned(history: list[tuple[float, float | None, float]], total: float,
              objective: float | None, bound: float) -> list[list[float | None]]:
     """[seconds, objective, bound] along the multiplier search, ending with the final plan."""
     return thin([*([round(t, 3), o, b] for t, o, b in history), [round(total, 3), objective, bound]])
-
-
-def priced_rows(instance: Instance, rows: VariantRows, prices: np.ndarray) -> list[PricedRow]:
-    """The coupling rows with a positive multiplier: margin per unit of the row."""
-    return [
-        PricedRow(constraint=Family(int(rows.family[i])).label,
-                  item=(str(instance.items["id"].iloc[int(rows.subject[i])])
-                        if rows.family[i] == Family.INVENTORY else None),
-                  multiplier=float(prices[i]))
-        for i in np.flatnonzero(prices > 0)
-    ]

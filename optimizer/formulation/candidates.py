@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.special import expit, logit
 
+from optimizer.formulation.contacts import Contacts
 from optimizer.model.instance import Instance
 
 MAX_SLOT_WARNINGS = 1000
@@ -101,6 +103,7 @@ class Candidates:
     showable: np.ndarray  # per segment: eligible ungrouped bundles + distinct groups
     group_names: tuple[str, ...]
     warnings: tuple[str, ...]
+    contacts: Contacts  # audiences and channels (spec section 8)
 
     def __len__(self) -> int:
         return len(self.segment)
@@ -162,15 +165,70 @@ class Candidates:
     def slot_key(self) -> np.ndarray:
         return self._per_candidate(self.variants.slot_key)
 
+    def contact_usage(self, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The keys of rows 8-9 (audiences) these candidates enter, and their use at `share`;
+        channels' capacities are coupling rows on usage columns."""
+        return self.contacts.usage(self.segment, self.bundle, share)
+
     @property
     def views(self) -> np.ndarray:
         out: np.ndarray = self.segment_views[self.segment]
         return out
 
-    def takes_per_variant(self) -> np.ndarray:
-        """Expected takes of each variant of `variants` summed over these candidates."""
-        out: np.ndarray = np.bincount(self.variant, self.takes, minlength=len(self.variants))
+    # Usage columns: what the coupling rows are written on (`optimizer.formulation.coupling`).
+    # Column v < len(variants) holds the expected takes of variant v; column
+    # len(variants) + c the offer impressions of channel c (spec section 8), for the
+    # channels with a capacity. A candidate enters its variant's column with its takes, and
+    # its segment's channel's column with the segment's views.
+    @property
+    def n_columns(self) -> int:
+        return len(self.variants) + len(self.contacts.capacity)
+
+    def segment_columns(self) -> np.ndarray:
+        """Per segment: its channel's usage column, -1 without a capacity to count against."""
+        channel = self.contacts.channel
+        capped = np.isfinite(np.append(self.contacts.capacity, np.inf)[channel]) & (channel >= 0)
+        out: np.ndarray = np.where(capped, len(self.variants) + channel, -1)
         return out
+
+    def usage_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (column, amount per unit of x, candidate position) of these candidates."""
+        channel = self.segment_columns()[self.segment]
+        on = np.flatnonzero(channel >= 0)
+        return (np.r_[self.variant.astype(np.int64), channel[on]],
+                np.r_[self.takes, self.views[on]], np.r_[np.arange(len(self)), on])
+
+    def usage_of(self, chosen: np.ndarray, share: np.ndarray | None = None,
+                 takes: np.ndarray | None = None) -> np.ndarray:
+        """Each usage column summed over the candidates at positions `chosen`, each shown to
+        `share` of its views (default all); `takes` may pass `self.takes`, computed already."""
+        seg = self.segment[chosen]
+        weight = (self.takes if takes is None else takes)[chosen]
+        views = self.segment_views[seg]
+        if share is not None:
+            weight, views = weight * share, views * share
+        out = np.bincount(self.variant[chosen], weight, minlength=self.n_columns)
+        column = self.segment_columns()[seg]
+        on = column >= 0
+        out += np.bincount(column[on], views[on], minlength=self.n_columns)
+        return out
+
+    def usage_per_column(self, share: np.ndarray | None = None) -> np.ndarray:
+        """Each usage column summed over these candidates, each shown to `share` (default 1)."""
+        return self.usage_of(np.arange(len(self)), share)
+
+    def priced(self, price: np.ndarray, takes: np.ndarray | None = None) -> np.ndarray:
+        """Per candidate: its usage at `price` (one price per usage column)."""
+        column = self.segment_columns()
+        per_view = np.where(column >= 0, self.segment_views * price[np.maximum(column, 0)], 0.0)
+        out: np.ndarray = (self.takes if takes is None else takes) * price[self.variant] + \
+            per_view[self.segment]
+        return out
+
+    def usage_matrix(self) -> sp.csr_matrix:
+        """Columns x candidates: the amount each candidate puts in each usage column."""
+        cols, amount, pos = self.usage_entries()
+        return sp.csr_matrix((amount, (cols, pos)), shape=(self.n_columns, len(self)))
 
     @property
     def takes(self) -> np.ndarray:
@@ -188,6 +246,8 @@ def expand(instance: Instance) -> Candidates:
     r_bun = pd.Index(instance.bundles["id"]).get_indexer(resp["bundle"]).astype(np.int32)
     views = segs["views"].to_numpy(dtype=np.float64)
     silent = segs["silent"].to_numpy(dtype=bool)
+    contacts = Contacts.of(instance)
+    contact_cost = views * contacts.impression_cost  # per offer shown to the whole segment
 
     live = np.flatnonzero(variants.offerable)  # offerable variants, still ordered by bundle
     v_count = np.bincount(variants.bundle[live], minlength=n_bundles)
@@ -217,7 +277,8 @@ def expand(instance: Instance) -> Candidates:
         var = live[v_start[r_bun[resp_row]] + within].astype(np.int32)
         seg = r_seg[resp_row]
         p = expit(r_logit[resp_row] + r_beta[resp_row] * variants.discount[var] + variants.lift[var])
-        value = views[seg] * (p * variants.margin[var] - r_base[resp_row] * variants.list_margin[var])
+        value = views[seg] * (p * variants.margin[var] - r_base[resp_row] *
+                              variants.list_margin[var]) - contact_cost[seg]
         keep = slice(None) if policy.allow_negative_uplift else value >= 0
         parts.append((seg[keep], var[keep], p[keep], value[keep]))
         first = last
@@ -235,7 +296,7 @@ def expand(instance: Instance) -> Candidates:
         segment=seg, variant=var, take_prob=p, value=value, variants=variants,
         segment_views=views, lo=lo, hi=hi, showable=showable,
         group_names=tuple(str(g) for g in group_names),
-        warnings=_slot_warnings(segs["id"], lo, lo_req, showable),
+        warnings=_slot_warnings(segs["id"], lo, lo_req, showable), contacts=contacts,
     )
 
 

@@ -41,10 +41,12 @@ class VariantRows:
 
 
 def coupling_rows(instance: Instance, variants: Variants) -> VariantRows:
+    """Every coupling row over the usage columns (`Candidates.usage_entries`): the variants'
+    takes, then the channels' impressions."""
+    n = len(variants) + len(instance.channels)
     inventory = _inventory(instance, variants)
     policy = _policy(instance, variants)
-    n = len(variants)
-    blocks = [inventory, *policy]
+    blocks = [_wide(inventory, n), *(_wide(b, n) for b in policy), _channels(instance, variants)]
     return VariantRows(
         K=sp.csr_matrix(sp.vstack([b[0] for b in blocks], format="csr")) if blocks else
         sp.csr_matrix((0, n)),
@@ -58,13 +60,30 @@ def coupling_rows(instance: Instance, variants: Variants) -> VariantRows:
 
 
 def live_rows(rows: VariantRows, used: np.ndarray) -> VariantRows:
-    """The rows some used variant enters (and every policy row, as the spec writes them)."""
-    live = (abs(rows.K) @ used.astype(np.float64) > 0) | (rows.family != Family.INVENTORY)
+    """The rows some used column enters (and every policy row, as the spec writes them)."""
+    live = (abs(rows.K) @ used.astype(np.float64) > 0) | \
+        ~np.isin(rows.family, (Family.INVENTORY, Family.CHANNEL_CAPACITY))
     return VariantRows(sp.csr_matrix(rows.K[live]), rows.lower[live], rows.upper[live],
                        rows.family[live], rows.subject[live])
 
 
 _Block = tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _wide(block: _Block, n_columns: int) -> _Block:
+    """A block over the variants' columns, widened to every usage column."""
+    K = block[0]
+    return (sp.csr_matrix((K.data, K.indices, K.indptr), shape=(K.shape[0], n_columns)),
+            *block[1:])
+
+
+def _channels(instance: Instance, variants: Variants) -> _Block:
+    """Spec section 8, row 10: each channel's offer impressions <= its capacity."""
+    capacity = instance.channels["capacity"].to_numpy(np.float64)
+    capped = np.flatnonzero(~np.isnan(capacity))
+    k, n = len(capped), len(variants) + len(capacity)
+    K = sp.csr_matrix((np.ones(k), (np.arange(k), len(variants) + capped)), shape=(k, n))
+    return K, np.full(k, -np.inf), capacity[capped], np.full(k, Family.CHANNEL_CAPACITY), capped
 
 
 def _inventory(instance: Instance, variants: Variants) -> _Block:

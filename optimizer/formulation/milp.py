@@ -14,54 +14,11 @@ import scipy.sparse as sp
 
 from optimizer.backends import MilpProblem
 from optimizer.formulation.candidates import Candidates
+from optimizer.formulation.contacts import contact_rows
 from optimizer.formulation.coupling import VariantRows, coupling_rows, live_rows
+from optimizer.formulation.rows import Rows as Rows
 from optimizer.model.families import Family
 from optimizer.model.instance import Instance
-
-
-@dataclass(frozen=True)
-class Rows:
-    """Linear rows `lower <= matrix @ x <= upper`, each tagged with its family and subject."""
-
-    matrix: sp.csr_matrix
-    lower: np.ndarray
-    upper: np.ndarray
-    family: np.ndarray  # int8 Family
-    subject: np.ndarray  # int64: segment row (families 1-3), item row (4), -1 otherwise
-
-    def __len__(self) -> int:
-        return int(self.matrix.shape[0])
-
-    def normalized(self) -> Rows:
-        """The same rows divided by their largest |coefficient|: same feasible set, sane scaling.
-
-        Coupling rows mix coefficients near 1e7 (takes x yen) with unit ones, which
-        HiGHS's presolve has been seen to mishandle; solvers get normalized rows.
-        """
-        empty = self.matrix.shape[0] == 0 or self.matrix.shape[1] == 0
-        peak = np.zeros(len(self)) if empty else \
-            np.asarray(abs(self.matrix).max(axis=1).todense()).ravel()
-        scale = np.where(peak > 0, peak, 1.0)
-        matrix = self.matrix.tocsr(copy=True)
-        # Divide rather than multiply by 1/scale: a row of denormal coefficients stays finite.
-        matrix.data = matrix.data / np.repeat(scale, np.diff(matrix.indptr))
-        with np.errstate(over="ignore"):  # a finite limit far beyond the row's reach becomes inf
-            return Rows(matrix, self.lower / scale, self.upper / scale, self.family, self.subject)
-
-    @staticmethod
-    def stack(parts: list[Rows], n_cols: int) -> Rows:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            empty = np.zeros(0)
-            return Rows(sp.csr_matrix((0, n_cols)), empty, empty, empty.astype(np.int8),
-                        empty.astype(np.int64))
-        return Rows(
-            sp.vstack([p.matrix for p in parts], format="csr"),
-            np.concatenate([p.lower for p in parts]),
-            np.concatenate([p.upper for p in parts]),
-            np.concatenate([p.family for p in parts]),
-            np.concatenate([p.subject for p in parts]),
-        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +28,8 @@ class Formulation:
     structure: Rows
     per_take: VariantRows  # the coupling rows per unit of takes of each variant
     fixed_usage: np.ndarray  # per coupling row: what candidates held fixed elsewhere use
+    contact: Rows  # rows 8-10 on the candidates, less what candidates held fixed use
+    held: Candidates | None = None  # the candidates held chosen outside `candidates`
 
     @property
     def coupling_lower(self) -> np.ndarray:
@@ -84,22 +43,44 @@ class Formulation:
 
     @cached_property
     def coupling(self) -> Rows:
-        """The coupling rows on the candidates themselves (row x candidate), for diagnosis."""
+        """The coupling rows on the candidates themselves (row x candidate), then rows 8-9."""
         c, rows = self.candidates, self.per_take
-        G = sp.csr_matrix(rows.K[:, c.variant] @ sp.diags(c.takes))
-        return Rows(G, self.coupling_lower, self.coupling_upper, rows.family, rows.subject)
+        G = sp.csr_matrix(rows.K @ c.usage_matrix())
+        return Rows.stack([Rows(G, self.coupling_lower, self.coupling_upper, rows.family,
+                                rows.subject), self.contact], len(c))
 
     @cached_property
-    def takes_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """The variants the candidates use, and each candidate's position among them."""
-        used, position = np.unique(self.candidates.variant, return_inverse=True)
-        return used, position.astype(np.int64)
+    def usage_columns(self) -> UsageColumns:
+        cols, amount, candidate = self.candidates.usage_entries()
+        used, position = np.unique(cols, return_inverse=True)
+        return UsageColumns(used, position.astype(np.int64), amount, candidate)
+
+    def held_with(self, more: Candidates) -> Candidates:
+        """`more` and the candidates this formulation already holds fixed."""
+        return more if self.held is None else self.held.join(more)
 
     def start(self, x: np.ndarray) -> np.ndarray:
-        """A point over the candidates, completed with the takes columns of `milp_problem`."""
-        used, position = self.takes_columns
-        takes = np.bincount(position, self.candidates.takes * x, minlength=len(used))
-        out: np.ndarray = np.r_[x, takes]
+        """A point over the candidates, completed with the usage columns of `milp_problem`."""
+        u = self.usage_columns
+        usage = np.bincount(u.position, u.amount * x[u.candidate], minlength=len(u.used))
+        out: np.ndarray = np.r_[x, usage]
+        return out
+
+
+@dataclass(frozen=True)
+class UsageColumns:
+    """The usage columns the candidates enter (`Candidates.usage_entries`), as `milp_problem`
+    writes them: `used` columns, and per entry its position among them, amount and candidate."""
+
+    used: np.ndarray
+    position: np.ndarray
+    amount: np.ndarray
+    candidate: np.ndarray
+
+    def priced(self, price: np.ndarray, n_candidates: int) -> np.ndarray:
+        """Per candidate: its usage priced at `price` (one price per used column)."""
+        out: np.ndarray = np.bincount(self.candidate, self.amount * price[self.position],
+                                      minlength=n_candidates)
         return out
 
 
@@ -108,18 +89,24 @@ def formulate(instance: Instance, cands: Candidates) -> Formulation:
 
 
 def formulate_rows(cands: Candidates, per_take: VariantRows,
-                   fixed_usage: np.ndarray | None = None) -> Formulation:
-    """The MIP over `cands` (all candidates, or the free ones of a recovery); coupling rows
-    lose `fixed_usage`, what the candidates held fixed outside `cands` already use."""
+                   fixed: Candidates | None = None) -> Formulation:
+    """The MIP over `cands` (all candidates, or the free ones of a recovery); every row
+    loses what `fixed`, the candidates held chosen outside `cands`, already uses."""
     n = len(cands)
     structure = Rows.stack([_slot_rows(cands), _offer_rows(cands)], n)
-    used = np.zeros(len(per_take)) if fixed_usage is None else fixed_usage
-    return Formulation(cands, cands.value, structure, per_take, used)
+    if fixed is None:
+        used, fixed_keys, fixed_contact = np.zeros(len(per_take)), None, None
+    else:
+        used = per_take.K @ fixed.usage_per_column()
+        fixed_keys, fixed_contact = fixed.contact_usage(np.ones(len(fixed)))
+    contact = contact_rows(cands.contacts, cands.segment, cands.bundle, fixed_keys,
+                           fixed_contact)
+    return Formulation(cands, cands.value, structure, per_take, used, contact, fixed)
 
 
 def live_coupling(instance: Instance, cands: Candidates) -> VariantRows:
     """The coupling rows some candidate enters (every policy row; items of candidate bundles)."""
-    used = np.bincount(cands.variant, minlength=len(cands.variants)) > 0
+    used = np.bincount(cands.usage_entries()[0], minlength=cands.n_columns) > 0
     return live_rows(coupling_rows(instance, cands.variants), used)
 
 
@@ -185,7 +172,7 @@ class CouplingScaling:
 
 def coupling_scaling(form: Formulation) -> CouplingScaling:
     rows = form.per_take
-    K = sp.csr_matrix(rows.K[:, form.takes_columns[0]])
+    K = sp.csr_matrix(rows.K[:, form.usage_columns.used])
     peak = np.asarray(abs(K).max(axis=1).todense()).ravel() if K.shape[0] and K.shape[1] else \
         np.zeros(K.shape[0])
     scale = np.where(peak > 0, peak, 1.0)
@@ -197,9 +184,10 @@ def coupling_scaling(form: Formulation) -> CouplingScaling:
 
 def milp_problem(form: Formulation) -> MilpProblem:
     """The arrays a backend solves: a binary column per candidate, then a continuous column
-    per variant in use holding its expected takes (`t_v = sum of takes x` over its
-    candidates, one linking row each); the coupling rows are written on those columns,
-    `K t` within the limits, each scaled to a largest coefficient of 1.
+    per usage column in use: a variant's expected takes (`t_v = sum of takes x` over its
+    candidates) or a channel's impressions (`sum of views x`), one linking row each; the
+    coupling rows are written on those columns, `K t` within the limits, each scaled to a
+    largest coefficient of 1; rows 8-9 (audiences) on the candidates.
 
     Written this way every candidate enters one linking row instead of every coupling row
     it touches, and no row is dense: HiGHS's LP on a realistic 2,000-segment catalog solves
@@ -208,25 +196,28 @@ def milp_problem(form: Formulation) -> MilpProblem:
     """
     c, structure = form.candidates, form.structure
     n = len(c)
-    used, position = form.takes_columns
+    u = form.usage_columns
+    used = u.used
     k = len(used)
-    link = sp.hstack([sp.csr_matrix((-c.takes, (position, np.arange(n))), shape=(k, n)),
+    link = sp.hstack([sp.csr_matrix((-u.amount, (u.position, u.candidate)), shape=(k, n)),
                       sp.identity(k, format="csr")], format="csr")
     scaling = coupling_scaling(form)
     keep, K = scaling.keep, scaling.scaled(used)
     lower, upper = scaling.lower, scaling.upper
+    contact = form.contact.normalized()
     matrix = sp.vstack([
         sp.hstack([structure.matrix, sp.csr_matrix((len(structure), k))]),
         link,
         sp.hstack([sp.csr_matrix((int(keep.sum()), n)), K]),
+        sp.hstack([contact.matrix, sp.csr_matrix((len(contact), k))]),
     ], format="csr")
     return MilpProblem(
         objective=np.r_[form.objective, np.zeros(k)], matrix=matrix,
-        row_lower=np.r_[structure.lower, np.zeros(k), lower[keep]],
-        row_upper=np.r_[structure.upper, np.zeros(k), upper[keep]],
+        row_lower=np.r_[structure.lower, np.zeros(k), lower[keep], contact.lower],
+        row_upper=np.r_[structure.upper, np.zeros(k), upper[keep], contact.upper],
         col_upper=np.r_[np.ones(n), np.full(k, np.inf)],
         integer=np.r_[np.ones(n, dtype=bool), np.zeros(k, dtype=bool)],
         row_family=np.r_[structure.family, np.full(k, Family.TAKES, np.int8),
-                         form.per_take.family[keep]].astype(np.int8),
+                         form.per_take.family[keep], contact.family].astype(np.int8),
         choices=n,
     )

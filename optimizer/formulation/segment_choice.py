@@ -9,6 +9,8 @@ into `value`, this is the Lagrangian subproblem of a decomposition.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from optimizer.formulation.candidates import Candidates
@@ -66,3 +68,24 @@ class SegmentChooser:
 def best_choice(cands: Candidates, value: np.ndarray) -> np.ndarray:
     """A boolean selection over candidates maximizing `value` under the structure rows."""
     return SegmentChooser(cands).choose(value)
+
+
+class Chooser(Protocol):
+    bound: float  # after `choose`: an upper bound on the best choice's value
+    meets_caps: bool  # after `choose`: whether its choice meets every audience's caps
+
+    def choose(self, value: np.ndarray) -> np.ndarray: ...
+
+
+class SegmentBest:
+    """`SegmentChooser`, which is exact: its choice's value is the bound."""
+
+    def __init__(self, cands: Candidates) -> None:
+        self.chooser = SegmentChooser(cands)
+        self.bound = 0.0
+        self.meets_caps = not cands.contacts.audience_capped  # it ignores them
+
+    def choose(self, value: np.ndarray) -> np.ndarray:
+        chosen = self.chooser.choose(value)
+        self.bound = float(value[chosen].sum())
+        return chosen

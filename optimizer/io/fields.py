@@ -17,7 +17,8 @@ from pyarrow.lib import ArrowException
 from optimizer.errors import Issue
 from optimizer.io.safe_json import SURROGATE_RULE, has_lone_surrogate
 
-Kind = Literal["id", "text", "number", "int", "bool", "ladder"]
+# "label": a string where an empty one means not given (an optional reference or a tag)
+Kind = Literal["id", "text", "label", "number", "int", "bool", "ladder"]
 Source = Literal["json", "text", "native"]
 
 
@@ -62,6 +63,11 @@ TABLE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("min_offers", "int"),
         FieldSpec("max_offers", "int"),
         FieldSpec("silent", "bool"),
+        # spec section 8: the segment's audience and channel (ids of those tables) and a
+        # free timing label; empty means none
+        FieldSpec("audience", "label"),
+        FieldSpec("channel", "label"),
+        FieldSpec("timing", "label"),
     ),
     "responses": (
         FieldSpec("segment", "id", True),
@@ -69,6 +75,18 @@ TABLE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("take_rate", "number", True),
         FieldSpec("baseline_rate", "number"),
         FieldSpec("price_sensitivity", "number"),
+    ),
+    # spec section 8, optional tables (absent = no rows)
+    "audiences": (
+        FieldSpec("id", "id", True),
+        FieldSpec("customers", "number", True),
+        FieldSpec("max_offers_per_customer", "number"),
+        FieldSpec("max_repeats", "int"),
+    ),
+    "channels": (
+        FieldSpec("id", "id", True),
+        FieldSpec("capacity", "number"),
+        FieldSpec("cost_per_impression", "number"),
     ),
 }
 
@@ -89,14 +107,15 @@ POLICY_FIELDS: tuple[FieldSpec, ...] = (
 _KIND_RULE: dict[str, str] = {
     "id": "must be a non-empty string",
     "text": "must be a string",
+    "label": "must be a string",
     "number": "must be a number",
     "int": "must be an integer",
     "bool": "must be true or false",
     "ladder": "must be a list of numbers",
 }
 _KIND_COLUMN: dict[str, str] = {
-    "id": "text", "text": "text", "number": "numbers", "int": "integers", "bool": "booleans",
-    "ladder": "lists of numbers (or text)",
+    "id": "text", "text": "text", "label": "text", "number": "numbers", "int": "integers",
+    "bool": "booleans", "ladder": "lists of numbers (or text)",
 }
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -277,23 +296,30 @@ def _coerce_bool(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np.n
     return np.array([bool(p) for p in parsed], dtype=bool), null, bad
 
 
-def _coerce_text(s: pd.Series, source: Source, *, nonempty: bool) -> tuple[
-    object, np.ndarray, np.ndarray
-]:
+def _coerce_text(s: pd.Series, source: Source, *, nonempty: bool,
+                  empty_null: bool = False) -> tuple[object, np.ndarray, np.ndarray]:
+    """Strings; an empty one is unreadable when `nonempty`, not given when `empty_null`."""
     null = _null_mask(s, source)
     if source != "json":  # whole columns of Arrow strings: large tables stay columnar
         text = _text(s)
         text = (text.str.strip() if source == "text" else text).mask(null)
         bad = np.zeros(len(s), bool)
-        if nonempty:
-            bad = (text == "").to_numpy(dtype=bool, na_value=False)
-            text = text.mask(bad)
+        if nonempty or empty_null:
+            empty = (text == "").to_numpy(dtype=bool, na_value=False)
+            text = text.mask(empty)
+            if nonempty:
+                bad = empty
+            else:
+                null = null | empty
         return text, null, bad
     bad = ~s.map(lambda v: v is None or isinstance(v, str)).to_numpy(dtype=bool)
     vals = [None if (n or b) else str(v) for v, n, b in zip(s, null, bad, strict=True)]
-    if nonempty:
+    if nonempty or empty_null:
         empty = np.array([v == "" for v in vals], dtype=bool)
-        bad = bad | empty
+        if nonempty:
+            bad = bad | empty
+        else:
+            null = null | empty
         vals = [None if e else v for v, e in zip(vals, empty, strict=True)]
     try:
         return _text(pd.Series(vals, dtype=object)), null, bad
@@ -327,6 +353,7 @@ def _coerce_ladder(s: pd.Series, source: Source) -> tuple[object, np.ndarray, np
 _COERCERS: dict[str, Callable[[pd.Series, Source], tuple[object, np.ndarray, np.ndarray]]] = {
     "id": lambda s, src: _coerce_text(s, src, nonempty=True),
     "text": lambda s, src: _coerce_text(s, src, nonempty=False),
+    "label": lambda s, src: _coerce_text(s, src, nonempty=False, empty_null=True),
     "number": _coerce_number,
     "int": _coerce_int,
     "bool": _coerce_bool,

@@ -12,10 +12,12 @@ from optimizer.errors import InputError, Issue
 from optimizer.io.fields import TABLE_FIELDS, Locator, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
 from optimizer.io.safe_json import SURROGATE_RULE, has_lone_surrogate, parse_json, printable
-from optimizer.model.instance import FORMAT, Instance
+from optimizer.model.instance import FORMAT, OPTIONAL_TABLES, Instance
 
-_TOP_LEVEL = ("format", "name", "currency", "items", "bundles", "segments", "responses", "policy")
-_FLAT_TABLES = ("items", "segments", "responses")
+_TOP_LEVEL = ("format", "name", "currency", "items", "bundles", "audiences", "channels",
+              "segments", "responses", "policy")
+# spec section 8's `audiences` and `channels` are optional lists: absent = no rows
+_FLAT_TABLES = ("items", "segments", "responses", *OPTIONAL_TABLES)
 
 
 def read_json(text: str | bytes, origin: str, default_name: str) -> RawInstance:
@@ -56,7 +58,7 @@ def read_document(doc: object, raw: RawInstance) -> None:
             setattr(raw, key, value)
 
     for table in _FLAT_TABLES:
-        records, positions = _records(doc, table, raw, required=True)
+        records, positions = _records(doc, table, raw, required=table not in OPTIONAL_TABLES)
         columns = {spec.name: [r.get(spec.name) for r in records] for spec in TABLE_FIELDS[table]}
         _warn_unknown(records, positions, table, TABLE_FIELDS[table], raw)
         raw.tables[table] = coerce_table(
@@ -154,16 +156,22 @@ def instance_to_document(instance: Instance) -> dict[str, Any]:
         if bundle_id in perks_by_bundle:
             record["perks"] = perks_by_bundle[bundle_id]
         bundles.append(record)
-    return {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "name": instance.name,
         "currency": instance.currency,
         "items": _clean_records(instance.items),
         "bundles": bundles,
-        "segments": _clean_records(instance.segments),
-        "responses": _clean_records(instance.responses),
-        "policy": instance.policy.to_dict(),
     }
+    # Spec section 8's lists only when they have rows: a version 1 instance writes as before
+    # (segment fields that are null are dropped with every other null below).
+    for table in OPTIONAL_TABLES:
+        if len(instance.table(table)):
+            doc[table] = _clean_records(instance.table(table))
+    doc["segments"] = _clean_records(instance.segments)
+    doc["responses"] = _clean_records(instance.responses)
+    doc["policy"] = instance.policy.to_dict()
+    return doc
 
 
 def _num(value: Any) -> Any:

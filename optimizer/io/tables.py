@@ -21,10 +21,12 @@ from optimizer.errors import InputError, Issue, file_error
 from optimizer.io.fields import TABLE_FIELDS, Locator, Source, coerce_table
 from optimizer.io.raw import RawInstance, coerce_policy
 from optimizer.io.safe_json import parse_json
-from optimizer.model.instance import FORMAT, TABLE_COLUMNS, Instance
+from optimizer.model.instance import FORMAT, OPTIONAL_SEGMENT_COLUMNS, TABLE_COLUMNS, Instance
+from optimizer.model.instance import OPTIONAL_TABLES as CONTACT_TABLES
 
 TableFormat = Literal["csv", "parquet"]
-OPTIONAL_TABLES = frozenset({"perks"})
+# Table files a folder may leave out (no rows): perks, and spec section 8's audiences and channels.
+OPTIONAL_TABLES = frozenset({"perks", *CONTACT_TABLES})
 
 
 def folder_format(folder: Path) -> TableFormat:
@@ -147,8 +149,16 @@ def read_table_file(path: str | Path) -> tuple[pd.DataFrame, Locator]:
 
 
 def instance_tables(instance: Instance) -> dict[str, pd.DataFrame]:
-    """The instance's tables in the spec's tabular columns (ladders as `0;0.05;0.1`)."""
-    tables = {name: instance.table(name).loc[:, list(cols)] for name, cols in TABLE_COLUMNS.items()}
+    """The instance's tables in the spec's tabular columns (ladders as `0;0.05;0.1`).
+
+    Spec section 8's additions appear only when used: an `audiences` or `channels` table
+    with no rows and a segment column null in every row are left out, so a version 1
+    instance gives exactly the files it gave before them.
+    """
+    tables = {name: instance.table(name).loc[:, list(cols)] for name, cols in TABLE_COLUMNS.items()
+              if name not in CONTACT_TABLES or len(instance.table(name))}
+    unused = [c for c in OPTIONAL_SEGMENT_COLUMNS if tables["segments"][c].isna().all()]
+    tables["segments"] = tables["segments"].drop(columns=unused)
     tables["bundles"] = tables["bundles"].assign(
         discounts=[None if d is None else ";".join(_fmt(x) for x in d)
                    for d in tables["bundles"]["discounts"]]
@@ -169,7 +179,12 @@ def write_folder(instance: Instance, folder: Path, fmt: TableFormat) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise file_error(folder, exc, "must be a folder that can be created and written") from exc
-    for name, frame in instance_tables(instance).items():
+    tables = instance_tables(instance)
+    # A section 8 table left out: a stale file of an earlier write would be read back.
+    for name in (n for n in CONTACT_TABLES if n not in tables):
+        for ext in ("csv", "parquet"):
+            (folder / f"{name}.{ext}").unlink(missing_ok=True)
+    for name, frame in tables.items():
         target = folder / f"{name}.{fmt}"
         other = folder / f"{name}.{'parquet' if fmt == 'csv' else 'csv'}"
         other.unlink(missing_ok=True)  # a stale file of the other form would win detection

@@ -1,4 +1,4 @@
-"""Every field rule of spec section 2, checked over whole columns at once.
+"""Every field rule of spec sections 2 and 8, checked over whole columns at once.
 
 All issues are collected; the instance is built only when there are none.
 """
@@ -12,7 +12,13 @@ import pandas as pd
 
 from optimizer.errors import InputError, Issue
 from optimizer.io.raw import RawInstance, RawTable
-from optimizer.model.instance import BUNDLE_KINDS, Instance, Policy
+from optimizer.model.instance import (
+    BUNDLE_KINDS,
+    OPTIONAL_SEGMENT_COLUMNS,
+    TABLE_COLUMNS,
+    Instance,
+    Policy,
+)
 
 MAX_PER_RULE = 50  # beyond this, one summary line per rule keeps reports readable
 
@@ -112,7 +118,7 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
 
 def validate(raw: RawInstance) -> Instance:
     """Check every rule; raise InputError listing all issues, else build the Instance."""
-    if set(raw.tables) != {"items", "bundles", "bundle_items", "perks", "segments", "responses"}:
+    if set(raw.tables) != set(TABLE_COLUMNS):
         raise InputError(raw.issues)
     check = _Checker(raw)
     t = raw.tables
@@ -162,6 +168,7 @@ def validate(raw: RawInstance) -> Instance:
     hi = segs.frame["max_offers"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         check.rule(segs, "min_offers", lo > hi, "must be <= max_offers")
+    _check_contacts(check, segs, t["audiences"], t["channels"])
 
     check.reference(resp, "segment", segs, "segment")
     check.reference(resp, "bundle", bundles, "bundle")
@@ -176,6 +183,26 @@ def validate(raw: RawInstance) -> Instance:
     if raw.issues:
         raise InputError(raw.issues)
     return _build(raw, policy)
+
+
+def _check_contacts(check: _Checker, segs: RawTable, audiences: RawTable,
+                    channels: RawTable) -> None:
+    """Spec section 8: audiences and channels, and the segments' references to them.
+    `timing` is a free label: being a string is its only rule."""
+    for table in (audiences, channels):
+        check.unique(table, ["id"], "id")
+    check.number(audiences, "customers", low=0, low_open=True)
+    check.number(audiences, "max_offers_per_customer", low=0)
+    check.number(audiences, "max_repeats", low=1)  # an integer: checked when read
+    for column in ("customers", "max_offers_per_customer", "max_repeats"):
+        check.bounded(audiences, column, MAX_COUNT, COUNT_RULE)
+    check.number(channels, "capacity", low=0)
+    check.bounded(channels, "capacity", MAX_COUNT, COUNT_RULE)
+    check.number(channels, "cost_per_impression", low=0)
+    check.bounded(channels, "cost_per_impression", MAX_MONEY, MONEY_RULE)
+    # null or empty means none (its own audience, no channel); a given name must resolve
+    check.reference(segs, "audience", audiences, "audience")
+    check.reference(segs, "channel", channels, "channel")
 
 
 def _check_ladders(check: _Checker, table: RawTable, column: str) -> None:
@@ -274,8 +301,26 @@ def _build(raw: RawInstance, policy: Policy) -> Instance:
         price_sensitivity=t["responses"]["price_sensitivity"].fillna(0.0),
     )
     bundle_items = t["bundle_items"].assign(qty=t["bundle_items"]["qty"].astype(np.int64))
+    # Spec section 8: names as plain str or None (the model's dtypes); numbers float64 with
+    # NaN for none, max_repeats too (its integers were checked when read).
+    segments = segments.assign(**{c: _names(segments[c]) for c in OPTIONAL_SEGMENT_COLUMNS})
+    audiences = t["audiences"].assign(id=_names(t["audiences"]["id"]))
+    channels = t["channels"].assign(
+        id=_names(t["channels"]["id"]),
+        cost_per_impression=t["channels"]["cost_per_impression"].fillna(0.0),
+    )
     return Instance(
         name=raw.name, currency=raw.currency, items=items, bundles=t["bundles"],
         bundle_items=bundle_items, perks=t["perks"], segments=segments, responses=responses,
         policy=policy, warnings=tuple(warnings),
+        audiences=audiences.loc[:, list(TABLE_COLUMNS["audiences"])].astype(
+            {c: np.float64 for c in TABLE_COLUMNS["audiences"][1:]}),
+        channels=channels.loc[:, list(TABLE_COLUMNS["channels"])].astype(
+            {c: np.float64 for c in TABLE_COLUMNS["channels"][1:]}),
     )
+
+
+def _names(column: pd.Series) -> pd.Series:
+    """A text column as an object column of str, None where not given."""
+    return pd.Series(column.to_numpy(dtype=object, na_value=None), index=column.index,
+                     dtype=object)

@@ -8,6 +8,11 @@ some items. Every table is built as whole arrays.
 Two profiles: "default" (the above, with a fixed policy) and "realistic", a hard catalog
 like the real ones measured: heavy-tailed views, tight stock on about half the items, and
 every policy row calibrated to bind at the LP optimum (see `_calibrated`).
+
+Either profile can also tie segments together as spec section 8 does (`contexts`,
+`channels`): audiences of customers met in several contexts, on the site, by email and in a
+support talk, with frequency and repeat caps and channel capacities calibrated to bind (see
+`_contact_segments` and `_with_caps`).
 """
 
 from __future__ import annotations
@@ -21,20 +26,36 @@ import scipy.sparse as sp
 
 from optimizer.formulation.candidates import Candidates, Variants, expand, variant_table
 from optimizer.formulation.segment_choice import SegmentChooser
-from optimizer.model.instance import Instance, Policy
+from optimizer.model.instance import Instance, Policy, empty_table
 
 CONTEXTS = ("product", "cart", "checkout", "account", "email")
 KINDS = ("cross_sell", "upsell", "downsell", "bundle")
 KIND_WEIGHTS = (0.45, 0.25, 0.15, 0.15)
 LADDERS = ((0.0, 0.05, 0.1), (0.0, 0.1, 0.2, 0.3), (0.0, 0.03, 0.05, 0.08))
 PROFILES = ("default", "realistic")
+# Spec section 8: the contexts an audience is met in, in this order. Per context: timing
+# label, channel, views per base view of the audience (its cart views), take-rate factor
+# for other bundles and for upsells and bundles with a perk (warranties and upgrades sell in
+# a renewal talk), and min and max offers (None: the policy's).
+CONTACT_CONTEXTS: tuple[tuple[str, str, float, float, float, int | None, int | None], ...] = (
+    ("cart", "site", 1.0, 1.0, 1.0, None, None),
+    ("product-page", "site", 2.5, 0.6, 0.6, None, None),
+    ("post-purchase", "email", 0.6, 0.4, 0.4, 0, 2),  # a mail may carry no offer at all
+    ("renewal", "cs-talk", 0.04, 2.0, 6.0, 0, 1),  # at most one pitch per talk
+)
+# id, share of the uncapped plan's impressions its capacity allows (None: no capacity),
+# contact cost per impression (JPY)
+CHANNELS: tuple[tuple[str, tuple[float, float] | None, float], ...] = (
+    ("site", None, 0.0), ("email", (0.5, 0.7), 2.0), ("cs-talk", (0.4, 0.55), 350.0),
+)
 PERKS = (("extended-warranty", 0.04, (0.1, 0.5)), ("free-setup", 0.02, (0.05, 0.35)),
          ("gift-wrap", 0.005, (0.05, 0.15)))
 
 
 def generate(segments: int, seed: int, responses_per_segment: int = 15,
              items: int | None = None, bundles: int | None = None,
-             name: str | None = None, profile: str = "default") -> Instance:
+             name: str | None = None, profile: str = "default", contexts: int = 0,
+             channels: bool = False) -> Instance:
     """A seeded instance; the same arguments give the same instance.
 
     `profile` "default" is the original generator (its output for a seed never changes:
@@ -44,34 +65,65 @@ def generate(segments: int, seed: int, responses_per_segment: int = 15,
     unconstrained best choice breaks it, while a plan showing lo_eff undiscounted
     offers keeps to all of them (so the instance is feasible). Both size the catalog the
     same way; the real catalogs measured at 2,000 segments have items=120, bundles=60.
+
+    `contexts` K (1 to 4; 0, the default, leaves every output above unchanged) groups the
+    segments into `segments / K` audiences of K contexts each (cart and product page on the
+    site, post-purchase email, renewal talk; see CONTACT_CONTEXTS), whose responses share
+    bundles, with a frequency and a repeat cap on every audience. `channels` adds the
+    channels `site`, `email` and `cs-talk` (contact costs, capacities) and names each
+    segment's. Caps and capacities are calibrated to bind (`_with_caps`).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: one of {', '.join(PROFILES)}")
+    if not 0 <= contexts <= len(CONTACT_CONTEXTS):
+        raise ValueError(f"contexts must be in 0..{len(CONTACT_CONTEXTS)}, got {contexts}")
+    if channels and not contexts:
+        raise ValueError("channels need contexts >= 1 (a channel is met in a context)")
+    if contexts and segments % contexts:
+        raise ValueError(f"segments ({segments}) must be a multiple of contexts ({contexts}): "
+                         "every audience has exactly that many segments")
     rng = np.random.default_rng(seed)
     n_items = items or max(12, segments // 10 + 20)
     n_bundles = bundles or max(responses_per_segment + 2, n_items // 2)
     item_table = _items(rng, n_items)
     bundle_table, lines, perk_table = _bundles(rng, item_table, n_bundles)
     realistic = profile == "realistic"
-    segment_table = _segments(rng, segments, realistic)
-    responses, seg, chosen = _responses(rng, segment_table, n_bundles, responses_per_segment,
-                                        bundle_table)
+    audience_table, channel_table = empty_table("audiences"), empty_table("channels")
+    contacts = contexts > 0
+    if contacts:
+        # Drawn after the catalog only, so contexts=0 draws exactly what it always drew.
+        segment_table, audience_table = _contact_segments(rng, segments // contexts, contexts,
+                                                          realistic, channels)
+        if channels:
+            channel_table = _channel_table()
+        responses, seg, chosen = _contact_responses(rng, segment_table, responses_per_segment,
+                                                    bundle_table, perk_table)
+    else:
+        segment_table = _segments(rng, segments, realistic)
+        responses, seg, chosen = _responses(rng, segment_table, n_bundles, responses_per_segment,
+                                            bundle_table)
     if realistic:
-        del seg, chosen  # not needed: free them before the calibration's expansions
+        # Free what is not needed before the calibration's expansions (the caps need `chosen`).
+        del seg
+        if not contacts:
+            del chosen
         draft = Instance(
             name=name or f"realistic-{segments}-{seed}", currency="JPY", items=item_table,
             bundles=bundle_table, bundle_items=lines, perks=perk_table, segments=segment_table,
             responses=responses, policy=Policy(min_margin_rate=0.05, max_discount=0.25,
                                                holdout_fraction=0.05),
+            audiences=audience_table, channels=channel_table,
         )
-        return _calibrated(rng, draft)
+        inst = _calibrated(rng, draft)  # the policy rows, against the uncapped plans
+        return _with_caps(rng, inst, chosen) if contacts else inst
     item_table, policy = _scarcity_and_policy(rng, item_table, bundle_table, lines, segment_table,
                                              responses, seg, chosen, responses_per_segment)
-    return Instance(
+    inst = Instance(
         name=name or f"generated-{segments}-{seed}", currency="JPY", items=item_table,
         bundles=bundle_table, bundle_items=lines, perks=perk_table, segments=segment_table,
-        responses=responses, policy=policy,
+        responses=responses, policy=policy, audiences=audience_table, channels=channel_table,
     )
+    return _with_caps(rng, inst, chosen) if contacts else inst
 
 
 def _items(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -470,3 +522,219 @@ def _usage(v: Variants, qty: sp.csr_matrix, takes: np.ndarray) -> tuple[np.ndarr
                          takes @ v.margin / revenue], axis=1)
     per_bundle = np.stack([np.bincount(v.bundle, t, minlength=qty.shape[1]) for t in takes])
     return np.nan_to_num(rows), np.asarray((qty @ per_bundle.T).T)
+
+
+# Spec section 8: audiences, channels and timing (see `_contact_segments` and `_with_caps`).
+CONTEXT_JITTER = 0.25  # log-normal sigma of a context's views around its share
+VIEWS_PER_CUSTOMER = (1.5, 4.0)  # an audience's busiest context has this many views per customer
+SITE_OVERRIDE = 0.05  # share of site segments with their own offer limits, as `_segments`
+SILENT_SHARE = 0.01
+POOL_EXTRA = 0.5  # an audience's bundles: this much more than one context's responses
+TAKE_JITTER = 0.2  # log-normal sigma of a context's take rate around the audience's
+FREQUENCY_TARGET = (0.3, 1.15)  # a cap this share of the way from the lo plan's use to the
+# uncapped plan's: it binds below 1, for about 80% of the audiences
+REPEAT_CAPS, REPEAT_WEIGHTS = (1.0, 2.0, 3.0), (0.35, 0.45, 0.2)
+PICK_CHUNK = 1 << 22  # random keys per chunk when picking bundles: bounds the memory
+
+
+def _contact_segments(rng: np.random.Generator, n_audiences: int, k: int, realistic: bool,
+                      channels: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Segments `a000123-cart`, ... (audience by audience, K contexts each, in the order of
+    CONTACT_CONTEXTS) and their audiences, caps not yet set.
+
+    An audience's base views (its cart views) are heavy-tailed like a profile's segment views;
+    each context sees a fixed share of them, jittered (a renewal talk reaches a few percent
+    of the customers). Its customers are its busiest context's views over 1.5-4 views per
+    customer, so never more than that context's views.
+    """
+    n_ctx = len(CONTACT_CONTEXTS)
+    if k == n_ctx:
+        picks = np.broadcast_to(np.arange(n_ctx), (n_audiences, k))
+    else:  # a seeded subset of the contexts per audience, in their order
+        picks = np.sort(np.argsort(rng.random((n_audiences, n_ctx)), axis=1)[:, :k], axis=1)
+    code = picks.ravel()
+    audience = np.repeat(np.arange(n_audiences), k)
+    n = len(code)
+    rank = rng.permutation(n_audiences) + 1
+    base = _realistic_views(rng, rank) if realistic else \
+        np.maximum(20.0, np.round(60000.0 * rank ** -0.95))
+    share = np.array([c[2] for c in CONTACT_CONTEXTS])
+    views = np.maximum(1.0, np.round(base[audience] * share[code] *
+                                     rng.lognormal(0.0, CONTEXT_JITTER, n)))
+    busiest = views.reshape(n_audiences, k).max(axis=1)
+    customers = np.maximum(1.0, np.round(busiest / rng.uniform(*VIEWS_PER_CUSTOMER, n_audiences)))
+    lo_ctx = np.array([-1 if c[5] is None else c[5] for c in CONTACT_CONTEXTS])
+    hi_ctx = np.array([-1 if c[6] is None else c[6] for c in CONTACT_CONTEXTS])
+    override = (lo_ctx[code] < 0) & (rng.random(n) < SITE_OVERRIDE)
+    lo = np.where(override, 0, lo_ctx[code])
+    hi = np.where(override, rng.integers(1, 3, n), hi_ctx[code])
+    width = max(6, len(str(n_audiences - 1)))
+    audience_ids = np.strings.add("a", np.strings.zfill(np.arange(n_audiences).astype(np.str_),
+                                                         width))
+    timing = np.array([c[0] for c in CONTACT_CONTEXTS], dtype=object)
+    channel = np.array([c[1] if channels else None for c in CONTACT_CONTEXTS], dtype=object)
+    ids = np.strings.add(np.strings.add(audience_ids[audience], "-"),
+                         timing.astype(np.str_)[code])
+    audience_obj = audience_ids.astype(object)  # one str per audience, shared by its segments
+    segments = pd.DataFrame({
+        "id": ids.astype(object), "views": views,
+        "min_offers": pd.arrays.IntegerArray(lo.astype(np.int64), lo < 0),
+        "max_offers": pd.arrays.IntegerArray(hi.astype(np.int64), hi < 0),
+        "silent": rng.random(n) < SILENT_SHARE,
+        "audience": pd.Series(audience_obj[audience], dtype=object),
+        "channel": pd.Series(channel[code], dtype=object),
+        "timing": pd.Series(timing[code], dtype=object),
+    })
+    audiences = pd.DataFrame({
+        "id": pd.Series(audience_obj, dtype=object), "customers": customers,
+        "max_offers_per_customer": np.full(n_audiences, np.nan),
+        "max_repeats": np.full(n_audiences, np.nan),
+    })
+    return segments, audiences
+
+
+def _channel_table() -> pd.DataFrame:
+    """The channels, capacities not yet set (`_with_caps` sets them)."""
+    return pd.DataFrame({
+        "id": pd.Series([c[0] for c in CHANNELS], dtype=object),
+        "capacity": np.full(len(CHANNELS), np.nan),
+        "cost_per_impression": np.array([c[2] for c in CHANNELS]),
+    })
+
+
+def _pick(rng: np.random.Generator, rows: int, width: int, count: int,
+          weight: np.ndarray | None = None) -> np.ndarray:
+    """Per row, `count` distinct columns of `width` (a weighted sample without replacement:
+    Gumbel keys plus log weights), in chunks so that the keys stay bounded in memory."""
+    chunk = max(1, PICK_CHUNK // max(width, 1))
+    parts = []
+    for start in range(0, rows, chunk):
+        keys = rng.gumbel(size=(min(chunk, rows - start), width))
+        if weight is not None:
+            keys += weight
+        parts.append(np.argpartition(-keys, count - 1, axis=1)[:, :count])
+    return np.concatenate(parts) if parts else np.zeros((0, count), dtype=np.int64)
+
+
+def _contact_responses(rng: np.random.Generator, segs: pd.DataFrame, per_segment: int,
+                       bundles: pd.DataFrame, perks: pd.DataFrame
+                       ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Responses grouped by segment, `per_segment` each, that the contexts of an audience share.
+
+    Each audience has a pool of bundles (half again as many as one context's responses, drawn
+    as `_responses` draws a segment's) with its own take rate, baseline ratio and price
+    sensitivity: the same customers want the same things wherever they are met, which is
+    what a repeat cap limits. Each context offers a random `per_segment` of the pool, at the
+    audience's take rate times the context's factor, jittered.
+    """
+    n_bundles = len(bundles)
+    per_segment = min(per_segment, n_bundles)
+    pool = min(n_bundles, per_segment + int(np.ceil(per_segment * POOL_EXTRA)))
+    audience = pd.factorize(segs["audience"])[0]
+    n_audiences = int(audience.max(initial=-1)) + 1
+    affinity = np.log(1.0 / np.arange(1, n_bundles + 1) ** 0.5)
+    pool_bundle = _pick(rng, n_audiences, n_bundles, pool, affinity).ravel()
+    m = len(pool_bundle)
+    take = np.exp(rng.uniform(np.log(0.001), np.log(0.4), m))
+    ratio = np.where(rng.random(m) < 0.08, rng.uniform(1.05, 2.0, m), rng.uniform(0.05, 0.6, m))
+    sensitivity = rng.gamma(2.0, 3.0, m)
+
+    n_segs = len(segs)
+    seg = np.repeat(np.arange(n_segs), per_segment)
+    at = (audience[seg] * pool + _pick(rng, n_segs, pool, per_segment).ravel())
+    chosen = pool_bundle[at]
+    code = pd.Index([c[0] for c in CONTACT_CONTEXTS]).get_indexer(segs["timing"])[seg]
+    strong = (bundles["kind"].to_numpy() == "upsell") | bundles["id"].isin(perks["bundle"]).to_numpy()
+    factor = np.where(strong[chosen], np.array([c[4] for c in CONTACT_CONTEXTS])[code],
+                      np.array([c[3] for c in CONTACT_CONTEXTS])[code])
+    n = len(seg)
+    rate = np.clip(take[at] * factor * rng.lognormal(0.0, TAKE_JITTER, n), 1e-5, 0.9)
+    baseline = np.minimum(0.95, rate * ratio[at])
+    ids = pd.array(segs["id"], dtype=pd.StringDtype("pyarrow"))
+    bundle_ids = pd.array(bundles["id"], dtype=pd.StringDtype("pyarrow"))
+    return pd.DataFrame({
+        "segment": ids.take(seg), "bundle": bundle_ids.take(chosen),
+        "take_rate": np.round(rate, 5).clip(1e-5, 0.9), "baseline_rate": np.round(baseline, 5),
+        "price_sensitivity": np.round(sensitivity[at] * rng.lognormal(0.0, 0.1, n), 2),
+    }), seg, chosen
+
+
+def _with_caps(rng: np.random.Generator, inst: Instance, chosen: np.ndarray) -> Instance:
+    """Frequency and repeat caps on every audience and channel capacities, set to bind.
+
+    The uncapped plan is estimated per segment, as whole arrays: its best `hi` slots among
+    the responses whose plain variant (no discount, no perk) is a candidate, by that
+    variant's value less the contact cost (one bundle per exclusion group). From its use:
+
+    - frequency cap F: 30-115% of the way from the use of a plan showing `min(lo, hi)` offers
+      per segment (the least any feasible plan shows, so F never makes the instance
+      infeasible) to the uncapped use: it binds for about 80% of the audiences;
+    - repeat cap k: 1, 2 or 3 contexts, but at least the audience's contexts with lo > 0 (so
+      that, again, every plan showing min(lo, hi) offers keeps to it); it binds where the
+      uncapped plan offers a bundle in more (with 4 contexts: in 3 or 4 of them);
+    - channel capacity: 50-70% (email) or 40-55% (cs-talk, tight) of the uncapped plan's
+      impressions in the channel; the site has none. Email and talk segments may show no
+      offer, so any capacity is feasible.
+    """
+    segs, resp, aud = inst.segments, inst.responses, inst.audiences
+    n_segs, n_aud = len(segs), len(aud)
+    views = segs["views"].to_numpy(dtype=np.float64)
+    silent = segs["silent"].to_numpy(dtype=bool)
+    audience = pd.Index(aud["id"]).get_indexer(segs["audience"])
+    channel = pd.Index(inst.channels["id"]).get_indexer(segs["channel"])
+    cost = np.append(inst.channels["cost_per_impression"].to_numpy(dtype=np.float64), 0.0)[channel]
+    policy = inst.policy
+    lo = segs["min_offers"].fillna(policy.min_offers_per_view).to_numpy(dtype=np.int64)
+    hi = segs["max_offers"].fillna(policy.max_offers_per_view).to_numpy(dtype=np.int64)
+    lo, hi = np.where(silent, 0, lo), np.where(silent, 0, hi)
+
+    v = variant_table(inst)  # the plain variant of each bundle: economics and candidacy
+    plain = np.flatnonzero((v.discount == 0) & (v.perk < 0))
+    n_bundles = len(inst.bundles)
+    list_margin, offerable = np.zeros(n_bundles), np.zeros(n_bundles, dtype=bool)
+    slot = np.arange(n_bundles, dtype=np.int64)
+    list_margin[v.bundle[plain]] = v.list_margin[plain]
+    offerable[v.bundle[plain]] = v.offerable[plain]
+    slot[v.bundle[plain]] = v.slot_key[plain]
+    # Responses come grouped by segment, the same number each: rows of a (segments x
+    # responses) matrix, sorted row by row (small sorts, no sort of the whole table).
+    per_segment = len(resp) // max(n_segs, 1)
+    take = resp["take_rate"].to_numpy(dtype=np.float64).reshape(n_segs, per_segment)
+    base = resp["baseline_rate"].to_numpy(dtype=np.float64).reshape(n_segs, per_segment)
+    bundle = chosen.reshape(n_segs, per_segment)
+    value = views[:, None] * ((take - base) * list_margin[bundle] - cost[:, None])
+    live = offerable[bundle] & ~silent[:, None] & (value >= 0)
+    best = np.argsort(np.where(live, -value, np.inf), axis=1, kind="stable")  # best first
+    live = np.take_along_axis(live, best, axis=1)
+    slots = np.take_along_axis(slot[bundle], best, axis=1)
+    # One bundle per slot (exclusion group): the first, i.e. best, of each slot in its row.
+    by_slot = np.argsort(slots, axis=1, kind="stable")
+    sorted_slots = np.take_along_axis(slots, by_slot, axis=1)
+    repeat = np.zeros_like(live)
+    np.put_along_axis(repeat, by_slot, np.c_[np.zeros((n_segs, 1), dtype=bool),
+                                             sorted_slots[:, 1:] == sorted_slots[:, :-1]], axis=1)
+    live &= ~repeat
+    offers = (live & (np.cumsum(live, axis=1) <= hi[:, None])).sum(axis=1)  # the best hi
+
+    customers = aud["customers"].to_numpy(dtype=np.float64)
+    use = np.bincount(audience, offers * views, minlength=n_aud) / customers
+    least = np.bincount(audience, np.minimum(lo, hi) * views, minlength=n_aud) / customers
+    floor = np.ceil(least * 10.0) / 10.0  # one decimal, never below the least use
+    target = least + rng.uniform(*FREQUENCY_TARGET, n_aud) * np.maximum(use - least, 0.0)
+    frequency = np.maximum(floor, np.round(target, 1))
+    # Never below the contexts that must show an offer: a plan showing min(lo, hi) offers
+    # keeps to k whichever bundles it shows (the realistic profile's modest plan shows the
+    # same one in each, as the contexts share bundles).
+    must = np.bincount(audience, np.minimum(lo, hi) > 0, minlength=n_aud)
+    repeats = np.maximum(rng.choice(REPEAT_CAPS, size=n_aud, p=REPEAT_WEIGHTS), must)
+    audiences = aud.assign(max_offers_per_customer=frequency, max_repeats=repeats)
+
+    out = dataclasses.replace(inst, audiences=audiences)
+    if len(inst.channels):
+        impressions = np.bincount(channel[channel >= 0], (offers * views)[channel >= 0],
+                                  minlength=len(inst.channels))
+        share = np.array([rng.uniform(*c[1]) if c[1] else np.nan for c in CHANNELS])
+        by_id = pd.Series(np.floor(impressions * share), index=[c[0] for c in CHANNELS])
+        out = dataclasses.replace(out, channels=inst.channels.assign(
+            capacity=by_id.reindex(inst.channels["id"]).to_numpy()))
+    return out

@@ -21,9 +21,23 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "bundles": ("id", "name", "kind", "price", "discounts", "exclusion_group", "min_margin_rate"),
     "bundle_items": ("bundle", "item", "qty"),
     "perks": ("bundle", "id", "cost", "lift"),
-    "segments": ("id", "views", "min_offers", "max_offers", "silent"),
+    "segments": ("id", "views", "min_offers", "max_offers", "silent", "audience", "channel",
+                 "timing"),
     "responses": ("segment", "bundle", "take_rate", "baseline_rate", "price_sensitivity"),
+    "audiences": ("id", "customers", "max_offers_per_customer", "max_repeats"),
+    "channels": ("id", "capacity", "cost_per_impression"),
 }
+# Spec section 8 (version 1.1): optional tables, and segment columns that may be left out.
+OPTIONAL_TABLES = ("audiences", "channels")
+OPTIONAL_SEGMENT_COLUMNS = ("audience", "channel", "timing")
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An optional table with no rows, in its columns' dtypes."""
+    numeric = {"customers", "max_offers_per_customer", "max_repeats", "capacity",
+               "cost_per_impression"}
+    return pd.DataFrame({c: pd.Series(dtype=np.float64 if c in numeric else object)
+                         for c in TABLE_COLUMNS[name]})
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,22 @@ class Instance:
     responses: pd.DataFrame
     policy: Policy = field(default_factory=Policy)
     warnings: tuple[str, ...] = ()
+    # spec section 8: `audiences` (id, customers, max_offers_per_customer and max_repeats,
+    # NaN for none) and `channels` (id, capacity NaN for none, cost_per_impression)
+    audiences: pd.DataFrame = field(default_factory=lambda: empty_table("audiences"))
+    channels: pd.DataFrame = field(default_factory=lambda: empty_table("channels"))
+
+    def __post_init__(self) -> None:
+        missing = [c for c in OPTIONAL_SEGMENT_COLUMNS if c not in self.segments.columns]
+        if missing:  # a segment with no audience, channel or timing: None
+            object.__setattr__(self, "segments",
+                               self.segments.assign(**{c: None for c in missing}))
+
+    @property
+    def has_contacts(self) -> bool:
+        """Whether any segment names an audience or a channel (spec section 8)."""
+        segs = self.segments
+        return bool(segs["audience"].notna().any() or segs["channel"].notna().any())
 
     def table(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self, name)

@@ -5,8 +5,9 @@ Deliberately shares no code with the solver path (`candidates`, `formulation`, `
 own lookups, so a bug in the solver path cannot hide itself here. It derives only what the plan
 names, whatever the size of the instance: each offer is found by key in the tables
 (`optimizer.plan.check_catalog`), the rules and claims of single offers are checked column-wise
-(`optimizer.plan.check_offers`), offer sets likewise (`optimizer.plan.check_sets`); this module holds the
-rules over the whole plan (constraints 1-7), the KPIs and the plan's own figures.
+(`optimizer.plan.check_offers`, with their sums per audience and channel), offer sets likewise
+(`optimizer.plan.check_sets`); this module holds the rules over the whole plan (constraints
+1-10), the KPIs and the plan's own figures.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from optimizer.errors import Issue
 from optimizer.model.instance import Instance
 from optimizer.plan.check_catalog import Catalog
-from optimizer.plan.check_offers import REL_TOL, match_offers
+from optimizer.plan.check_offers import REL_TOL, Contacts, match_offers
 from optimizer.plan.check_sets import check_offer_sets
 from optimizer.plan.model import PLAN_FORMAT, STATUSES, WITH_OFFERS, read_plan
 
@@ -81,7 +82,7 @@ def check_plan(inst: Instance, doc: Mapping[str, Any]) -> CheckReport:
     _check_constraints(cat, chosen, totals, bad)
     if sets is not None:
         check_offer_sets(cat, sets, reading.offers, bad)
-    kpis = _kpis(inst, chosen, totals)
+    kpis = _kpis(cat, chosen, totals)
     objective = float(kpis["expected_incremental_margin"])
     _check_totals(plan, objective, kpis, bad)
     return CheckReport(tuple(bad), objective, kpis)
@@ -101,12 +102,12 @@ def evaluate_plan(truth: Instance, doc: Mapping[str, Any]) -> CheckReport:
     chosen = match_offers(cat, reading.offers, bad, compare_claims=False)
     totals = _totals(cat, chosen)
     _check_constraints(cat, chosen, totals, bad)
-    kpis = _kpis(truth, chosen, totals)
+    kpis = _kpis(cat, chosen, totals)
     return CheckReport(tuple(bad), float(kpis["expected_incremental_margin"]), kpis)
 
 
 def _check_constraints(cat: Catalog, chosen: pd.DataFrame, t: dict[str, Any], bad: list[str]) -> None:
-    """Constraints 1-7 over the offers that are variants, every figure weighted by `share`."""
+    """Constraints 1-10 over the offers that are variants, every figure weighted by `share`."""
     tol = 1e-6
     segments, bundles = cat.segment_ids, cat.bundle_ids
     per_pair = chosen.groupby(["segment", "bundle"], sort=False)["share"].sum()
@@ -154,6 +155,7 @@ def _check_constraints(cat: Catalog, chosen: pd.DataFrame, t: dict[str, Any], ba
             t["margin"] < pol.min_aggregate_margin_rate * rev - tol * scale:
         bad.append(f"min_aggregate_margin_rate: must be >= {pol.min_aggregate_margin_rate}, got "
                    f"{t['margin'] / rev:.6g}")
+    t["contacts"].check_rows(bad)  # rows 8-10 (spec section 8)
 
 
 def _totals(cat: Catalog, chosen: pd.DataFrame) -> dict[str, Any]:
@@ -185,13 +187,15 @@ def _totals(cat: Catalog, chosen: pd.DataFrame) -> dict[str, Any]:
         "discount_value": total(w * c["P"] * c["discount"]),
         "spend": total(w * (c["P"] * c["discount"] + c["perk_cost"])),
         "used": used,
+        "contacts": Contacts.of(cat, chosen),
     }
 
 
-def _kpis(inst: Instance, chosen: pd.DataFrame, t: dict[str, Any]) -> dict[str, Any]:
+def _kpis(cat: Catalog, chosen: pd.DataFrame, t: dict[str, Any]) -> dict[str, Any]:
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else 0.0
 
+    inst = cat.inst
     stocked = np.flatnonzero(inst.items["stock"].notna().to_numpy())
     return {
         "expected_incremental_margin": t["value"],
@@ -209,6 +213,7 @@ def _kpis(inst: Instance, chosen: pd.DataFrame, t: dict[str, Any]) -> dict[str, 
         "inventory": {str(i): {"used": float(u), "stock": float(s)} for i, u, s in zip(
             inst.items["id"].iloc[stocked].tolist(), t["used"][stocked].tolist(),
             inst.items["stock"].iloc[stocked].tolist(), strict=True)},
+        **t["contacts"].kpis(t["value"], t["spend"]),  # section 8's, if the instance has it
     }
 
 
@@ -229,7 +234,10 @@ def _check_totals(plan: Mapping[str, Any], objective: float, kpis: dict[str, Any
     claimed_kpis = plan.get("kpis") or {}
     for name, truth in kpis.items():
         got = claimed_kpis.get(name)
-        if name == "inventory":
+        if name in Contacts.KPIS:  # version 1.1: compared only where the plan claims them
+            if name in claimed_kpis:
+                Contacts.check_kpi(name, truth, got, bad)
+        elif name == "inventory":
             _check_inventory(truth, got, bad)
         elif not isinstance(got, int | float) or not _close(float(got), float(truth)):
             bad.append(f"kpis.{name}: must be {truth!r}, got {got!r}")

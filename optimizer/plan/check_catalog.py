@@ -3,7 +3,8 @@
 Like the checker, this shares no code with the solver path: it re-derives the model of spec
 section 3 from the tables. A plan row (segment, bundle, discount, perk) is found by key: its
 segment and bundle by id, its response by the (segment, bundle) pair, and its variant among
-the bundle's ladder x (no perk + the bundle's perks). Economics are computed for the rows a
+the bundle's ladder x (no perk + the bundle's perks); a segment's audience and channel (section
+8) by id. Economics are computed for the rows a
 plan names, never for every variant of every response; only `slots` (constraint 3's count of
 slots with a candidate) expands variants, and only for the segments it is asked about.
 """
@@ -52,6 +53,12 @@ class Catalog:
         hi = segs["max_offers"].fillna(pol.max_offers_per_view).to_numpy(dtype=np.int64)
         lo = segs["min_offers"].fillna(pol.min_offers_per_view).to_numpy(dtype=np.int64)
         self.hi, self.lo = np.where(self.silent, 0, hi), np.where(self.silent, 0, lo)
+        # spec section 8: each segment's audience and channel row (-1: none) and c_s, its
+        # channel's cost per impression (0 without a channel: index -1 picks the appended 0)
+        self.audience = positions(segs["audience"], inst.audiences["id"])
+        self.channel = positions(segs["channel"], inst.channels["id"])
+        cost = inst.channels["cost_per_impression"].fillna(0.0).to_numpy(dtype=np.float64)
+        self.contact = np.append(cost, 0.0)[self.channel]
 
         items = inst.items.set_index("id")
         lines = inst.bundle_items.join(items[["price", "cost"]], on="item")
@@ -132,7 +139,8 @@ class Catalog:
 
     def economics(self, segment: np.ndarray, response: np.ndarray,
                   variant: np.ndarray) -> dict[str, np.ndarray]:
-        """Spec section 3 for each (segment row, response row, variant row) given."""
+        """Spec section 3 for each (segment row, response row, variant row) given; `value` is
+        net of the contact cost V * c_s (section 8), and so is the candidate rule on it."""
         resp, pol = self.inst.responses, self.inst.policy
         bundle = self.variants["bundle"].to_numpy()[variant]
         d = self.variants["discount"].to_numpy()[variant]
@@ -144,7 +152,7 @@ class Catalog:
         prob = 1.0 / (1.0 + np.exp(-(np.log(take / (1 - take)) + beta * d + self.lift[variant])))
         r = price * (1 - d)
         m = r - cost - perk_cost
-        value = views * (prob * m - base * (price - cost))
+        value = views * (prob * m - base * (price - cost)) - views * self.contact[segment]
         ok = ~self.silent[segment] & (r > 0) & (m >= self.floor[bundle] * r - 1e-9 * np.abs(r))
         if pol.max_discount is not None:
             ok &= d <= pol.max_discount

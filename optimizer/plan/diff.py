@@ -19,7 +19,11 @@ REPORTED_KPIS = (
     ("inventory_utilisation", "Inventory utilisation"),
     ("promotion_spend", "Promotion spend"),
     ("segments_with_offers", "Segments with offers"),
+    ("contact_cost", "Contact cost"),  # these two only for plans of spec section 8
+    ("roi", "Return on spend"),
 )
+SECTION_8_KPIS = {"contact_cost", "roi"}
+MOST_AUDIENCES = 10  # audiences listed in a report, nearest their cap first
 
 
 def inventory_utilisation(kpis: Mapping[str, Any]) -> float | None:
@@ -39,9 +43,28 @@ def kpi_table(before: Plan | None, after: Plan) -> list[dict[str, Any]]:
     rows = []
     for key, label in REPORTED_KPIS:
         a, b = old.get(key), new.get(key)
+        if key in SECTION_8_KPIS and key not in old and key not in new:
+            continue
         change = None if a in (None, 0) or b is None else (b - a) / abs(a)
         rows.append({"kpi": key, "label": label, "yesterday": a, "today": b, "change": change})
     return rows
+
+
+def contact_summary(plan: Plan) -> dict[str, Any]:
+    """Spec section 8 in a report: every channel's impressions against its capacity, and
+    the audiences (how many, how many at their cap, the nearest their cap)."""
+    kpis = plan.kpis or {}
+    audiences = kpis.get("audiences") or {}
+    capped = {a: use for a, use in audiences.items() if use["cap"] is not None}
+    fill = {a: use["offers_per_customer"] / use["cap"] if use["cap"] > 0 else
+            float(use["offers_per_customer"] > 0) for a, use in capped.items()}
+    nearest = sorted(fill, key=lambda a: -fill[a])[:MOST_AUDIENCES]
+    return {
+        "channels": [{"channel": c, **use} for c, use in (kpis.get("channels") or {}).items()],
+        "audiences": len(audiences), "capped": len(capped),
+        "at_cap": sum(f >= 1 - 1e-6 for f in fill.values()),
+        "nearest_cap": [{"audience": a, **audiences[a]} for a in nearest],
+    }
 
 
 def plan_diff(before: Plan | None, after: Plan, top: int = 10) -> dict[str, Any]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from optimizer.model.families import Family
+from optimizer.formulation.contacts import family_of, subject_of
+from optimizer.model.families import Family, row_subject
 from optimizer.plan.model import OFFER_FIELDS, OfferSet, OfferTable, Plan, SetOffer, Status
 from optimizer.solve.dispatch import Solution
 
+MAX_BINDING_LISTED = 50  # binding caps listed per family; a million-segment plan has many
 SET_COLUMNS = ("segment", "set", "weight", "explore", "bundle", "discount", "perk")
 
 
@@ -70,7 +73,44 @@ def kpis(solution: Solution) -> dict[str, Any]:
         "aggregate_margin_rate": _ratio(margin, revenue),
         "segments_with_offers": len(np.unique(c.segment[pick])),
         "inventory": _inventory_usage(solution),
+        **_contact_kpis(solution, float((share * c.value[pick]).sum()),
+                        float(w @ (v.list_price * v.discount + v.perk_cost)[var])),
     }
+
+
+def _contact_kpis(solution: Solution, margin: float, spend: float) -> dict[str, Any]:
+    """Spec section 8, for an instance with audiences or channels: the contact cost, the
+    return on promotion and contact spend, and every referenced channel's impressions and
+    audience's offers per customer against their limits."""
+    inst, c = solution.instance, solution.candidates
+    if not (len(inst.audiences) or len(inst.channels)):
+        return {}
+    contacts = c.contacts
+    pick = np.flatnonzero(solution.selected)
+    seg = c.segment[pick]
+    impressions = solution.share[pick] * c.segment_views[seg]
+    cost = float(impressions @ contacts.impression_cost[seg])
+    return {
+        "contact_cost": cost,
+        "roi": margin / (spend + cost) if spend + cost > 0 else None,
+        "channels": _per_referenced(contacts.channel, seg, impressions, inst.channels["id"],
+                                    contacts.capacity, "impressions", "capacity"),
+        "audiences": _per_referenced(contacts.audience, seg,
+                                     solution.share[pick] * contacts.frequency_weight[seg],
+                                     inst.audiences["id"], contacts.frequency_cap,
+                                     "offers_per_customer", "cap"),
+    }
+
+
+def _per_referenced(of_segment: np.ndarray, seg: np.ndarray, amount: np.ndarray, ids: pd.Series,
+                    limit: np.ndarray, used_name: str, limit_name: str
+                    ) -> dict[str, dict[str, float | None]]:
+    """Per audience or channel some segment names, in table order: the plan's use and limit."""
+    rows = of_segment[seg]
+    used = np.bincount(rows[rows >= 0], amount[rows >= 0], minlength=len(ids))
+    return {str(ids.iloc[r]): {used_name: float(used[r]),
+                               limit_name: float(limit[r]) if np.isfinite(limit[r]) else None}
+            for r in np.unique(of_segment[of_segment >= 0])}
 
 
 def _ratio(a: float, b: float) -> float:
@@ -81,10 +121,9 @@ def row_activity(solution: Solution) -> tuple[np.ndarray, np.ndarray]:
     """Each coupling row's left-hand side in the plan, and the sum of its absolute terms."""
     c = solution.candidates
     pick = np.flatnonzero(solution.selected)
-    takes = np.bincount(c.variant[pick], solution.share[pick] * c.takes[pick],
-                        minlength=len(c.variants))
+    usage = c.usage_of(pick, solution.share[pick])
     K = solution.coupling.K
-    return K @ takes, abs(K) @ takes
+    return K @ usage, abs(K) @ usage
 
 
 def _inventory_usage(solution: Solution) -> dict[str, dict[str, float]]:
@@ -102,24 +141,71 @@ def binding_rows(solution: Solution, tol: float = 1e-6) -> list[dict[str, Any]]:
     """Coupling rows at their limit in the plan, with how much of the limit is used."""
     rows, inst = solution.coupling, solution.instance
     activity, size = row_activity(solution)
+    priced = _multipliers(solution)
     out = []
     for r in range(len(rows)):
         limit = rows.upper[r] if np.isfinite(rows.upper[r]) else rows.lower[r]
         if abs(activity[r] - limit) > tol * max(1.0, abs(limit), size[r]):
             continue
         family = Family(int(rows.family[r]))
-        entry: dict[str, Any] = {"constraint": family.label}
-        if family == Family.INVENTORY:
-            entry["item"] = str(inst.items["id"].iloc[int(rows.subject[r])])
+        named = row_subject(inst, family, int(rows.subject[r]))
+        entry: dict[str, Any] = {"constraint": family.label, **named}
+        if named:
             entry["used"], entry["limit"] = float(activity[r]), float(limit)
-        out.append(entry)
+        out.append(_with_multiplier(entry, priced))
     at_max = solution.candidates.hi > 0
     counts = np.bincount(solution.candidates.segment[solution.selected],
                          solution.share[solution.selected], minlength=len(at_max))
     full = int(((np.abs(counts - solution.candidates.hi) <= tol) & at_max & (counts > 0)).sum())
     if full:
         out.append({"constraint": "offers per view", "segments_at_max": full})
+    return [*out, *_binding_contacts(solution, tol)]
+
+
+def _binding_contacts(solution: Solution, tol: float) -> list[dict[str, Any]]:
+    """Rows 8-10 at their limit (spec section 8), by id, with the multiplier the solve gave:
+    the first MAX_BINDING_LISTED of each family in table order, then how many more bind."""
+    c, inst = solution.candidates, solution.instance
+    pick = np.flatnonzero(solution.selected)
+    keys, used = c.subset(pick).contact_usage(solution.share[pick])
+    limit = c.contacts.limit(keys)
+    at = np.abs(used - limit) <= tol * np.maximum(1.0, limit)
+    keys, used, limit = keys[at], used[at], limit[at]
+    family, subject = family_of(keys), subject_of(keys)
+    priced = _multipliers(solution)
+    out: list[dict[str, Any]] = []
+    for kind in np.unique(family):
+        label = Family(int(kind)).label
+        rows = np.flatnonzero(family == kind)
+        entries = []
+        for r in rows[:MAX_BINDING_LISTED]:
+            named = row_subject(inst, Family(int(kind)), int(subject[r]))
+            entries.append(_with_multiplier(
+                {"constraint": label, **named, "used": float(used[r]), "limit": float(limit[r])},
+                priced))
+        out += entries
+        if len(rows) > MAX_BINDING_LISTED:
+            out.append({"constraint": label, "more_binding": len(rows) - MAX_BINDING_LISTED})
     return out
+
+
+_RowKey = tuple[str, str | None, str | None, str | None, str | None]
+
+
+def _row_key(row: Mapping[str, Any]) -> _RowKey:
+    return (row["constraint"], row.get("item"), row.get("audience"), row.get("bundle"),
+            row.get("channel"))
+
+
+def _multipliers(solution: Solution) -> dict[_RowKey, float]:
+    """The multipliers the solve reported (the decomposition's, the LP's duals), by row."""
+    return {_row_key(p): p["multiplier"]
+            for p in getattr(solution.stats, "multipliers", None) or []}
+
+
+def _with_multiplier(entry: dict[str, Any], priced: dict[_RowKey, float]) -> dict[str, Any]:
+    price = priced.get(_row_key(entry))
+    return entry if price is None else {**entry, "multiplier": price}
 
 
 def build_plan(solution: Solution) -> Plan:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optimizer.model.families import row_name
 from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
 
@@ -52,18 +53,21 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
     if binding:
         out.append("Binding constraints")
         for b in binding:
-            if "item" in b:
-                out.append(f"  inventory of {b['item']}: {b['used']:,.1f} of {b['limit']:,.0f}")
-            elif "segments_at_max" in b:
+            if "segments_at_max" in b:
                 out.append(f"  offers per view: {b['segments_at_max']} segments at their maximum")
+            elif "more_binding" in b:
+                out.append(f"  ... and {b['more_binding']:,} more at their {b['constraint']}")
+            elif "used" in b:
+                price = f"  (multiplier {b['multiplier']:,.4g})" if "multiplier" in b else ""
+                out.append(f"  {row_name(b['constraint'], b)}: {b['used']:,.2f} of "
+                           f"{b['limit']:,.2f}{price}")
             else:
                 out.append(f"  {b['constraint']}")
     priced = solver.get("multipliers") or []
     if priced:
-        out.append("Multipliers of the binding coupling rows (margin per unit of the row)")
+        out.append("Multipliers of the binding rows (margin per unit of the row)")
         for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
-            what = f"inventory of {m['item']}" if m["item"] else m["constraint"]
-            out.append(f"  {what:<40}{m['multiplier']:>16,.4g}")
+            out.append(f"  {row_name(m['constraint'], m):<64}{m['multiplier']:>12,.4g}")
     if plan.warnings:
         out.append("Warnings")
         out += [f"  {w}" for w in plan.warnings[:20]]
@@ -89,7 +93,7 @@ def _split_lines(plan: Plan, cur: str) -> list[str]:
 
 
 def _conflict_line(c: dict[str, Any]) -> str:
-    what = f"inventory of item {c['item']!r}" if c["item"] else c["constraint"]
+    what = f"inventory of item {c['item']!r}" if c["item"] else row_name(c["constraint"], c)
     who = ", ".join(repr(s) for s in c["segments"]) or "none"
     return (f"{what}: the minimum offers need {c['needed']:,.6g} against a limit of "
             f"{c['limit']:,.6g}; segments: {who}")
@@ -117,7 +121,12 @@ def _kpi_lines(k: Mapping[str, Any], inst: Instance, cur: str) -> list[str]:
          limit(pol.min_aggregate_margin_rate, _pct, "floor")),
         ("segments with offers", f"{k['segments_with_offers']} of {n_segments}", ""),
     ]
+    if "contact_cost" in k:  # spec section 8
+        roi = "n/a (no spend)" if k["roi"] is None else f"{k['roi']:,.2f}"
+        rows += [("contact cost", _money(k["contact_cost"]) + cur, ""),
+                 ("return on spend", roi, "  (margin per unit of promotion and contact spend)")]
     lines = ["KPIs"] + [f"  {name:<24}{value:>22}{note}" for name, value, note in rows]
+    lines += _contact_lines(k)
     inventory = k["inventory"]
     if inventory:
         lines.append("Inventory (stocked items, most used first)")
@@ -126,6 +135,32 @@ def _kpi_lines(k: Mapping[str, Any], inst: Instance, cur: str) -> list[str]:
             share = use["used"] / use["stock"] if use["stock"] > 0 else 0.0
             lines.append(f"  {item:<24}{use['used']:>14,.1f} of {use['stock']:>10,.0f}  "
                          f"({_pct(share)})")
+    return lines
+
+
+def _contact_lines(k: Mapping[str, Any], most: int = 10) -> list[str]:
+    """Impressions per channel against capacity; offers per customer against the cap, for
+    the audiences nearest their cap."""
+    lines = []
+    if k.get("channels"):
+        lines.append("Channels (offer impressions)")
+        for channel, use in k["channels"].items():
+            cap = "no capacity" if use["capacity"] is None else \
+                f"of {_money(use['capacity'])}  ({_pct(use['impressions'] / use['capacity'])})" \
+                if use["capacity"] > 0 else "of 0"
+            lines.append(f"  {channel:<24}{_money(use['impressions']):>14} {cap}")
+    audiences = k.get("audiences") or {}
+    if audiences:
+        def fill(use: Mapping[str, Any]) -> float:
+            cap = use["cap"]
+            return -1.0 if cap is None else use["offers_per_customer"] / max(cap, 1e-12)
+
+        ranked = sorted(audiences.items(), key=lambda kv: -fill(kv[1]))[:most]
+        lines.append(f"Audiences (offers per customer; {len(ranked)} of {len(audiences)}, "
+                     f"nearest their cap first)")
+        for audience, use in ranked:
+            cap = "no cap" if use["cap"] is None else f"cap {use['cap']:,.2f}"
+            lines.append(f"  {audience:<24}{use['offers_per_customer']:>14,.2f}  {cap}")
     return lines
 
 

@@ -51,8 +51,19 @@ class InventoryUse(BaseModel):
     stock: float
 
 
+class ChannelUse(BaseModel):
+    impressions: float
+    capacity: float | None
+
+
+class AudienceUse(BaseModel):
+    offers_per_customer: float
+    cap: float | None
+
+
 class Kpis(BaseModel):
-    """Spec section 4, every figure weighted by the offers' shares."""
+    """Spec section 4 (and 8, for an instance with audiences or channels), every figure
+    weighted by the offers' shares."""
 
     model_config = ConfigDict(extra="allow")
     expected_incremental_margin: float
@@ -68,6 +79,12 @@ class Kpis(BaseModel):
     aggregate_margin_rate: float
     segments_with_offers: int
     inventory: dict[str, InventoryUse] = Field(description="per stocked item")
+    contact_cost: float | None = Field(None, description="spec section 8: sum share x views x "
+                                                         "cost per impression")
+    roi: float | None = Field(None, description="expected_incremental_margin / "
+                                                "(promotion_spend + contact_cost)")
+    channels: dict[str, ChannelUse] | None = Field(None, description="per channel named")
+    audiences: dict[str, AudienceUse] | None = Field(None, description="per audience named")
 
 
 class PlanDocument(BaseModel):

@@ -1,8 +1,8 @@
 """Infeasibility diagnosis by an elastic re-solve.
 
 Structure rows (one per slot, offers per view) are always satisfiable on their own, and
-every coupling row is met by showing nothing; so a conflict is always between the
-segments' minimum offers and some coupling rows. Each coupling row gets a slack; the
+every coupling row, and every audience's cap, is met by showing nothing; so a conflict is
+always between the segments' minimum offers and some of those rows. Each coupling row gets a slack; the
 cheapest relaxation (slack scaled by the row's size) names the rows that conflict, and
 the segments whose required offers load them most.
 """
@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.backends import Backend, Limits, MilpProblem
-from optimizer.formulation.milp import Family, Formulation
+from optimizer.formulation.milp import Formulation
+from optimizer.model.families import Family, row_subject
 from optimizer.model.instance import Instance
 
 MAX_SEGMENTS = 10
@@ -28,6 +29,7 @@ class Conflict:
     activity: float  # row value in the least-relaxed plan
     limit: float
     segments: tuple[str, ...]  # with a minimum of offers, largest load first
+    subject: tuple[tuple[str, str], ...] = ()  # a cap's audience, bundle or channel (spec 8)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class Diagnosis:
     def to_dict(self) -> dict[str, object]:
         return {
             "conflicts": [
-                {"constraint": c.family, "item": c.item, "needed": c.activity, "limit": c.limit,
-                 "segments": list(c.segments)}
+                {"constraint": c.family, "item": c.item, **dict(c.subject),
+                 "needed": c.activity, "limit": c.limit, "segments": list(c.segments)}
                 for c in self.conflicts
             ],
             "message": self.message,
@@ -86,8 +88,9 @@ def _conflict(instance: Instance, form: Formulation, row: int, x: np.ndarray) ->
     by_segment = np.bincount(cands.segment[required], weights=load[required],
                              minlength=len(cands.lo))
     worst = [s for s in np.argsort(-by_segment)[:MAX_SEGMENTS] if by_segment[s] > 0]
-    item = instance.items["id"].iloc[int(coupling.subject[row])] if family == Family.INVENTORY \
-        else None
+    named = row_subject(instance, family, int(coupling.subject[row]))
+    item = named.pop("item", None)
     limit = coupling.upper[row] if over_upper else coupling.lower[row]
     return Conflict(family.label, item, float(coef @ x), float(limit),
-                    tuple(str(instance.segments["id"].iloc[s]) for s in worst))
+                    tuple(str(instance.segments["id"].iloc[s]) for s in worst),
+                    tuple(named.items()))

@@ -25,11 +25,11 @@ from optimizer.decomposition.run import (
 )
 from optimizer.errors import OfferOptError
 from optimizer.formulation.candidates import Candidates, expand
+from optimizer.formulation.choice import chooser_for
 from optimizer.formulation.milp import Formulation, formulate, live_coupling, milp_problem
-from optimizer.formulation.segment_choice import SegmentChooser
 from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
-from optimizer.solve.reports import FoundPlan, LpGuidedStats, SolveStats
+from optimizer.solve.reports import FoundPlan, LpGuidedStats, SolveStats, priced_rows
 from optimizer.solve.result import Solution as Solution
 from optimizer.solve.result import SolveOptions as SolveOptions
 from optimizer.solve.result import Status as Status
@@ -211,7 +211,11 @@ def _lp_guided(instance: Instance, cands: Candidates, options: SolveOptions, bac
     stats = LpGuidedStats(steps=outcome.steps,
                           history=thin([list(h) for h in outcome.history] or [[0.0, None, None]]),
                           lp_bound=outcome.lp_objective,
-                          integral_objective=outcome.integral_objective)
+                          integral_objective=outcome.integral_objective,
+                          multipliers=None if outcome.row_prices is None else priced_rows(
+                              instance, np.r_[form.per_take.family, form.contact.family],
+                              np.r_[form.per_take.subject, form.contact.subject],
+                              outcome.row_prices))
     if outcome.infeasible or not best:
         status = Status.INFEASIBLE if outcome.infeasible else (
             Status.TIME_LIMIT if outcome.termination in STOPPED else Status.ERROR)
@@ -259,7 +263,7 @@ def _exact(instance: Instance, cands: Candidates, options: SolveOptions, backend
     problem = milp_problem(form)
     warm = None
     if options.previous is not None:
-        warm = WarmStart.build(instance, cands, form.per_take, SegmentChooser(cands),
+        warm = WarmStart.build(instance, cands, form.per_take, chooser_for(cands),
                                options.previous, options.stability)
         problem = warm.problem(problem, form.start)
         fallback = warm.fallback_plan()

@@ -7,7 +7,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypedDict
+from typing import NotRequired, TypedDict
+
+import numpy as np
+
+from optimizer.model.families import Family, row_subject
+from optimizer.model.instance import Instance
 
 History = list[list[float | None]]  # [seconds, objective, bound] points, the last the final plan
 
@@ -27,6 +32,9 @@ class PricedRow(TypedDict):
     constraint: str
     item: str | None  # the item of an inventory row
     multiplier: float
+    audience: NotRequired[str]  # a frequency or repeat cap's (spec section 8)
+    bundle: NotRequired[str]  # a repeat cap's
+    channel: NotRequired[str]  # a channel capacity's
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,11 @@ class LpGuidedStats(SolveStats):
 
     steps: dict[str, float]
     lp_bound: float | None = None  # the LP relaxation's objective
+    multipliers: list[PricedRow] | None = None  # the LP relaxation's duals
 
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
         return {**_given(steps=self.steps, history=self.history, lp_bound=self.lp_bound,
+                         multipliers=self.multipliers,
                          integral_objective=self.integral_objective, recovery=self.recovery),
                 **_reported(stability), **_given(plans=self.plans)}
 
@@ -125,6 +135,19 @@ class CheckOutcome(StrEnum):
     @property
     def passed(self) -> bool:
         return self != CheckOutcome.FAILED
+
+
+def priced_rows(instance: Instance, family: np.ndarray, subject: np.ndarray,
+                prices: np.ndarray) -> list[PricedRow]:
+    """The rows with a positive multiplier (margin per unit of the row), named by id."""
+    out: list[PricedRow] = []
+    for i in np.flatnonzero(prices > 0):
+        kind = Family(int(family[i]))
+        named = row_subject(instance, kind, int(subject[i]))
+        row: PricedRow = {"constraint": kind.label, "item": named.pop("item", None),
+                          "multiplier": float(prices[i])}
+        out.append({**row, **named})  # type: ignore[typeddict-item]
+    return out
 
 
 def _given(**figures: object) -> dict[str, object]:

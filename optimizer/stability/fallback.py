@@ -16,12 +16,12 @@ import scipy.sparse as sp
 
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
-from optimizer.formulation.segment_choice import SegmentChooser
+from optimizer.formulation.segment_choice import Chooser
 
 SHED_ROUNDS = 16
 
 
-def made_feasible(cands: Candidates, chooser: SegmentChooser, rows: VariantRows,
+def made_feasible(cands: Candidates, chooser: Chooser, rows: VariantRows,
                   kept: np.ndarray) -> np.ndarray | None:
     """Sorted positions of the fallback plan's candidates, or None when none meets every row."""
     if len(cands) == 0:
@@ -31,11 +31,11 @@ def made_feasible(cands: Candidates, chooser: SegmentChooser, rows: VariantRows,
     pressed = np.zeros(len(limit), dtype=bool)
     plan = _keep_and_fill(cands, chooser, kept, np.zeros(len(cands)))
     for _ in range(SHED_ROUNDS):
-        over = K @ cands.subset(plan).takes_per_variant() - limit
+        over = K @ cands.subset(plan).usage_per_column() - limit
         bad = np.flatnonzero(over > tol)
         if not len(bad):
             short = np.bincount(cands.segment[plan], minlength=len(cands.lo)) < cands.lo
-            return None if short.any() else plan
+            return None if short.any() or _over_caps(cands.subset(plan)) else plan
         pressed[bad] = True
         drop = _cheapest_cover(cands, plan, K[bad], over[bad])
         if not len(drop):
@@ -43,11 +43,11 @@ def made_feasible(cands: Candidates, chooser: SegmentChooser, rows: VariantRows,
         # a refill's share of each pressed row's limit: the less, the better
         share = K[pressed].maximum(0).T @ (1.0 / np.maximum(np.abs(limit[pressed]), 1e-9))
         plan = _keep_and_fill(cands, chooser, np.setdiff1d(plan, drop),
-                              cands.takes * np.asarray(share).ravel()[cands.variant])
+                              cands.priced(np.asarray(share).ravel()))
     return None
 
 
-def _keep_and_fill(cands: Candidates, chooser: SegmentChooser, keep: np.ndarray,
+def _keep_and_fill(cands: Candidates, chooser: Chooser, keep: np.ndarray,
                    cost: np.ndarray) -> np.ndarray:
     """`keep` (the best per slot, at most hi per segment), plus, where a segment needs more
     to reach lo_eff, the candidates of least `cost`, then of most value."""
@@ -61,8 +61,7 @@ def _cheapest_cover(cands: Candidates, plan: np.ndarray, K_bad: sp.csr_matrix,
                     over: np.ndarray) -> np.ndarray:
     """Offers to drop: per overdrawn row, those that cover its overdraw at the least value
     lost per unit shed. A required offer dropped is refilled by the caller."""
-    use = (K_bad @ sp.csr_matrix((cands.takes[plan], (cands.variant[plan], np.arange(len(plan)))),
-                                 shape=(K_bad.shape[1], len(plan)))).tocoo()
+    use = (K_bad @ cands.subset(plan).usage_matrix()).tocoo()
     helps = use.data > 0
     row, col, amount = use.row[helps], use.col[helps], use.data[helps]
     order = np.lexsort((cands.value[plan][col] / amount, row))
@@ -71,3 +70,11 @@ def _cheapest_cover(cands: Candidates, plan: np.ndarray, K_bad: sp.csr_matrix,
     start = np.searchsorted(row, np.arange(len(over)))
     before -= before[np.minimum(start[row], len(before) - 1)] if len(before) else 0
     return plan[np.unique(col[before < over[row]])]
+
+
+def _over_caps(plan: Candidates) -> bool:
+    """Whether a plan breaks an audience's frequency or repeat cap (spec section 8): the
+    fallback sheds and refills per segment, so it cannot repair those; it gives up instead."""
+    keys, used = plan.contact_usage(np.ones(len(plan)))
+    limit = plan.contacts.limit(keys)
+    return bool(np.any(used > limit + 1e-9 * np.maximum(1.0, limit)))

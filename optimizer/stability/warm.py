@@ -15,7 +15,7 @@ from optimizer.backends import MilpProblem
 from optimizer.errors import OfferOptError
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
-from optimizer.formulation.segment_choice import SegmentChooser
+from optimizer.formulation.segment_choice import Chooser
 from optimizer.model.instance import Instance
 from optimizer.solve.reports import PreviousPlanReport, StabilityReport, StabilitySettingsReport
 from optimizer.stability.fallback import made_feasible
@@ -31,7 +31,7 @@ class WarmStart:
 
     @classmethod
     def build(cls, instance: Instance, cands: Candidates, rows: VariantRows,
-              chooser: SegmentChooser, previous: pd.DataFrame, stability: Stability) -> WarmStart:
+              chooser: Chooser, previous: pd.DataFrame, stability: Stability) -> WarmStart:
         ref = reference(instance, cands, previous)
         return cls(cands, ref, made_feasible(cands, chooser, rows, ref.kept), stability)
 

@@ -19,7 +19,7 @@ DEMO = str(ROOT / "instances" / "demo")
 
 def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", DEMO]) == ExitCode.OK
-    assert "demo-shop: valid (12 items, 9 bundles, 11 segments, 33 responses)" in capsys.readouterr().out
+    assert "demo-shop: valid (12 items, 9 bundles, 14 segments, 41 responses)" in capsys.readouterr().out
 
 
 def test_solve_writes_a_plan_that_check_accepts(tmp_path: Path,

@@ -64,14 +64,14 @@ def test_plans_of_a_restricted_lp_hold_the_rows_with_the_held_usage() -> None:
     held = oracle.chosen(d.price)
     held = held.subset(np.flatnonzero(held.segment % 2 == 0))
     free = oracle.of_segments(np.arange(1, len(cands.lo), 2))
-    usage = rows.K @ held.takes_per_variant()
+    usage = rows.K @ held.usage_per_column()
     found: list[Found] = []
-    lp_guided(free, formulate_rows(free, rows, usage), get_backend("highs"),
+    lp_guided(free, formulate_rows(free, rows, held), get_backend("highs"),
               Limits(5.0, 1e-3, None), found.append)
     assert found
     for f in found:
         plan = free.subset(f.positions)
-        assert _within(rows, usage + rows.K @ plan.takes_per_variant())
+        assert _within(rows, usage + rows.K @ plan.usage_per_column())
 
 
 def test_the_lp_step_holding_most_segments_gives_checked_plans(

@@ -83,7 +83,7 @@ def test_auto_picks_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_method_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["solve", str(ROOT / "instances" / "demo"), "--method", "decompose"]) == ExitCode.OK
     out = capsys.readouterr().out
-    assert "Multipliers of the binding coupling rows" in out
+    assert "Multipliers of the binding rows" in out
     assert "check: plan independently verified" in out
 
 

@@ -42,7 +42,7 @@ def test_partitions_answer_every_price_as_the_local_oracle(cluster: Any, instanc
         np.testing.assert_allclose(remote.max_takes(), local.max_takes())
         rng = np.random.default_rng(0)
         for _ in range(5):
-            price = rng.uniform(0, 50, local.n_variants)
+            price = rng.uniform(0, 50, local.n_columns)
             a, b = local.evaluate(price), remote.evaluate(price)
             assert a.adjusted == pytest.approx(b.adjusted, rel=1e-12)
             assert a.objective == pytest.approx(b.objective, rel=1e-12)

@@ -48,7 +48,9 @@ def test_the_statuses_cover_every_kind_of_plan(plans: dict[str, Plan]) -> None:
 
 def test_the_schema_names_the_fields_the_plan_has(plans: dict[str, Plan]) -> None:
     assert tuple(PlanOffer.model_fields) == OFFER_FIELDS
-    assert set(Kpis.model_fields) == set(plans["integral"].kpis or {})
+    section_8 = {"contact_cost", "roi", "channels", "audiences"}  # with audiences or channels
+    assert set(Kpis.model_fields) == set(plans["integral"].kpis or {}) | section_8
+    assert set(Kpis.model_fields) == set(_solved("demo_contacts.json").kpis or {})
     assert tuple(schema.SetOffer.model_fields) == model.SetOffer._fields
     assert tuple(schema.OfferSet.model_fields) == model.OfferSet._fields
     assert tuple(PlanDocument.model_fields) == (*plans["split"].to_dict(), "diagnosis", "message")

@@ -14,7 +14,7 @@ from optimizer.solve.dispatch import SolveOptions, Status, solve
 from tests.bruteforce import best_objective, lp_optimum
 from tests.constants import DATA
 from tests.plans import plan_document
-from tests.strategies import tiny_instances
+from tests.strategies import tiny_contact_instances, tiny_instances
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -134,5 +134,43 @@ def test_a_slot_the_lp_overfills_within_its_tolerance_regression(method: str) ->
     assert solution.status == Status.OPTIMAL and solution.objective is not None
     optimum = lp_optimum(doc)
     assert optimum is not None and solution.objective == pytest.approx(optimum, rel=1e-6)
+    report = check_plan(inst, plan_document(solution))
+    assert report.ok, report.violations
+
+
+CONTACT_SETTINGS = settings(max_examples=40, deadline=None,
+                            suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("method", ["exact", "lp", "decompose"])
+@CONTACT_SETTINGS
+@given(doc=tiny_contact_instances())
+def test_audiences_and_channels_equal_bruteforce(method: str, doc: dict[str, Any]) -> None:
+    """Spec section 8 (contact cost, frequency and repeat caps, channel capacity) on every
+    method: the optimum of the enumeration, and a plan the checker passes."""
+    _assert_matches_bruteforce(doc, "highs", method)
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_contact_instances())
+def test_audiences_and_channels_on_cbc_equal_bruteforce(doc: dict[str, Any]) -> None:
+    _assert_matches_bruteforce(doc, "cbc", "exact")
+
+
+@pytest.mark.parametrize("method", ["lp", "decompose"])
+@CONTACT_SETTINGS
+@given(doc=tiny_contact_instances())
+def test_split_traffic_with_audiences_earns_the_lp_optimum(method: str, doc: dict[str, Any]
+                                                           ) -> None:
+    """With rows 8-10 linear in share (spec sections 7-8), split traffic earns the LP optimum."""
+    inst = instance_from_document(doc)
+    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
+    optimum = lp_optimum(doc)
+    if optimum is None:
+        assert solution.status == Status.INFEASIBLE
+        return
+    assert solution.status == Status.OPTIMAL and solution.objective is not None
+    assert solution.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
     report = check_plan(inst, plan_document(solution))
     assert report.ok, report.violations
