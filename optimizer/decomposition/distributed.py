@@ -149,7 +149,8 @@ class DaskOracle:
     def evaluate(self, price: np.ndarray, track: bool = False) -> Evaluation:
         parts: list[Evaluation] = self._all("evaluate", price, track)
         return Evaluation(sum(p.adjusted for p in parts), sum(p.objective for p in parts),
-                          np.sum([p.takes for p in parts], axis=0))
+                          np.sum([p.takes for p in parts], axis=0),
+                          all(p.meets_caps for p in parts))
 
     def max_takes(self) -> np.ndarray:
         out: np.ndarray = np.max(self._all("max_takes"), axis=0)

@@ -131,8 +131,8 @@ class Relaxation:
         return coupling_scaling(self.form).unscaled_duals(duals)  # only column generation asks
 
     def row_prices(self) -> np.ndarray:
-        """The duals of `form.coupling`'s rows (coupling, then rows 8-10), in each row's own
-        units, as magnitudes: margin per unit of the row."""
+        """The duals of `form.coupling`'s rows (coupling rows and capacities, then rows 8-9),
+        in each row's own units, as magnitudes: margin per unit of the row."""
         row_dual = np.asarray(self.h.getSolution().row_dual)
         contact = self.form.contact
         peak = np.asarray(abs(contact.matrix).max(axis=1).todense()).ravel() if len(contact) \

@@ -33,6 +33,7 @@ class Evaluation:
 
 class Oracle(Protocol):
     n_columns: int  # prices and usage are per usage column (`Candidates.usage_entries`)
+    lo: np.ndarray  # per segment: lo_eff
 
     def evaluate(self, price: np.ndarray, track: bool = False) -> Evaluation: ...
 
@@ -77,6 +78,7 @@ class LocalOracle:
 
     def __init__(self, cands: Candidates, chooser: Chooser | None = None) -> None:
         self.cands = cands
+        self.lo = cands.lo
         self.n_columns = cands.n_columns
         self.takes = cands.takes
         self.segment_columns = cands.segment_columns()

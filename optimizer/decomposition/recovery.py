@@ -148,8 +148,8 @@ def recover(oracle: Oracle, rows: VariantRows, anchor: Candidates, first: np.nda
             value = float(plan.value.sum())
             if value > best_value:
                 best, best_value = plan, value
-                how = (f"fixed {n_segments - len(free)} segments, solved {len(free)} "
-                       "contested ones exactly")
+                how = (f"fixed {n_segments - len(free)} segments (or audiences), solved "
+                       f"{len(free)} contested ones exactly")
             if gap_of(best_value, bound) <= limits.gap:
                 break
         if last:

@@ -18,6 +18,7 @@ from optimizer.decomposition.oracle import LocalOracle, Oracle
 from optimizer.decomposition.restricted import restricted_lp, split_lp
 from optimizer.formulation.candidates import Candidates, expand
 from optimizer.formulation.choice import chooser_for
+from optimizer.formulation.contacts import Contacts
 from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.milp import formulate, live_coupling
 from optimizer.formulation.segment_choice import SegmentBest
@@ -140,6 +141,10 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     from optimizer.decomposition.reassign import reassign
     from optimizer.decomposition.recovery import recover, repair
 
+    over = Contacts.of(instance).over_at_minimum(oracle.lo)
+    if len(over):  # no price changes the least offers: no plan meets these caps
+        return _infeasible_caps(instance, over, options, backend, start, built, rows,
+                                oracle.chosen(np.zeros(oracle.n_columns)))
     small = n_candidates <= AUTO_EXACT_MAX_CANDIDATES
     # with the restricted LP step to follow (its columns are a few per segment, about a
     # tenth of all candidates), the multipliers need not be exact; far above its size
@@ -164,7 +169,9 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     base_price, repair_moves = d.price, None if d.price is None else np.zeros(0, dtype=np.int64)
     if d.price is not None and gap_of(float(objective or 0.0), d.bound) > options.gap:
         repaired, moved = repair(oracle, rows, repair_from, d.price)
-        if repaired.value.sum() > float(objective or 0.0):
+        # a price other than the safe one may choose past an audience's cap (the audience
+        # step lists such audiences): such a mix is no plan
+        if repaired.value.sum() > float(objective or 0.0) and repaired.meets_caps():
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
             base_price, repair_moves = repair_from, moved
@@ -180,7 +187,8 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         found_mip = reassign(oracle, rows, [base_price, other], at, backend,
                              Limits(None if left is None else left * REASSIGN_SHARE, options.gap,
                                     options.threads), REASSIGN_SEGMENTS)
-        if found_mip is not None and found_mip.value.sum() > objective:
+        if found_mip is not None and found_mip.value.sum() > objective and \
+                found_mip.meets_caps():
             plan, objective = found_mip, float(found_mip.value.sum())
             how = f"{how}, then up to {REASSIGN_SEGMENTS:,} segments re-assigned by a MIP"
             if on_plan is not None:
@@ -213,7 +221,8 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         infeasible = found.infeasible
         if found.bound is not None:
             bound_seen = min(bound_seen, found.bound)
-        if found.plan is not None and (objective is None or found.plan.value.sum() > objective):
+        if found.plan is not None and found.plan.meets_caps() and \
+                (objective is None or found.plan.value.sum() > objective):
             plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
             if on_plan is not None:
                 on_plan(plan, how)
@@ -242,6 +251,23 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             iterations=d.iterations, recovery=how,
             multipliers=priced_rows(instance, rows.family, rows.subject, d.row_prices),
             history=_thinned(d.history, time.perf_counter() - start, objective, bound)))
+
+
+def _infeasible_caps(instance: Instance, over: np.ndarray, options: SolveOptions,
+                     backend: Backend, start: float, built: float, rows: VariantRows,
+                     empty: Candidates) -> Solution:
+    """Audiences whose segments' least offers exceed their frequency cap: no plan."""
+    names = ", ".join(repr(str(a)) for a in instance.audiences["id"].iloc[over[:5]])
+    diagnosis = diagnose(instance, formulate(instance, expand(instance)), options.limits,
+                         backend) if options.diagnose else None
+    return Solution(
+        instance=instance, candidates=empty.subset(np.zeros(0, dtype=np.int64)), coupling=rows,
+        status=Status.INFEASIBLE, selected=np.zeros(0, dtype=bool), objective=None, bound=None,
+        termination=Termination.INFEASIBLE, solver=options.solver, method="decompose",
+        build_seconds=built - start, solve_seconds=time.perf_counter() - built,
+        diagnosis=diagnosis,
+        message=f"{len(over)} audiences need more offers per customer at their segments' "
+                f"minimum than their frequency cap allows: {names}")
 
 
 def _thinned(history: list[tuple[float, float | None, float]], total: float,

@@ -165,6 +165,12 @@ class Candidates:
     def slot_key(self) -> np.ndarray:
         return self._per_candidate(self.variants.slot_key)
 
+    def meets_caps(self) -> bool:
+        """Whether these candidates, all shown, meet every audience's caps (rows 8-9)."""
+        keys, used = self.contact_usage(np.ones(len(self)))
+        limit = self.contacts.limit(keys)
+        return bool(np.all(used <= limit + 1e-9 * np.maximum(1.0, limit)))
+
     def contact_usage(self, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The keys of rows 8-9 (audiences) these candidates enter, and their use at `share`;
         channels' capacities are coupling rows on usage columns."""
@@ -220,7 +226,7 @@ class Candidates:
     def priced(self, price: np.ndarray, takes: np.ndarray | None = None) -> np.ndarray:
         """Per candidate: its usage at `price` (one price per usage column)."""
         column = self.segment_columns()
-        per_view = np.where(column >= 0, self.segment_views * price[np.maximum(column, 0)], 0.0)
+        per_view = self.segment_views * np.append(price, 0.0)[column]  # -1: no channel column
         out: np.ndarray = (self.takes if takes is None else takes) * price[self.variant] + \
             per_view[self.segment]
         return out

@@ -73,6 +73,16 @@ class Contacts:
         out: np.ndarray = np.where(capped, first[a], np.arange(n))
         return out
 
+    def over_at_minimum(self, lo: np.ndarray) -> np.ndarray:
+        """The audiences whose frequency cap even the least offers of their segments (`lo`,
+        per segment) exceed: no plan exists (audience rows, sorted)."""
+        least = np.bincount(self.audience[self.audience >= 0],
+                            (lo * self.frequency_weight)[self.audience >= 0],
+                            minlength=len(self.frequency_cap))
+        cap = self.frequency_cap
+        out: np.ndarray = np.flatnonzero(least > cap + 1e-9 * np.maximum(1.0, cap))
+        return out
+
     def entries(self, segment: np.ndarray, bundle: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (row key, coefficient, candidate position) of rows 8-9 with a finite limit,

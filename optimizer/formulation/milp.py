@@ -28,7 +28,7 @@ class Formulation:
     structure: Rows
     per_take: VariantRows  # the coupling rows per unit of takes of each variant
     fixed_usage: np.ndarray  # per coupling row: what candidates held fixed elsewhere use
-    contact: Rows  # rows 8-10 on the candidates, less what candidates held fixed use
+    contact: Rows  # rows 8-9 (audiences) on the candidates, less what candidates held fixed use
     held: Candidates | None = None  # the candidates held chosen outside `candidates`
 
     @property

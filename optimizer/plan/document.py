@@ -163,7 +163,7 @@ def binding_rows(solution: Solution, tol: float = 1e-6) -> list[dict[str, Any]]:
 
 
 def _binding_contacts(solution: Solution, tol: float) -> list[dict[str, Any]]:
-    """Rows 8-10 at their limit (spec section 8), by id, with the multiplier the solve gave:
+    """Rows 8-9 at their limit (spec section 8), by id, with the multiplier the solve gave:
     the first MAX_BINDING_LISTED of each family in table order, then how many more bind."""
     c, inst = solution.candidates, solution.instance
     pick = np.flatnonzero(solution.selected)

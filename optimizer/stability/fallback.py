@@ -35,7 +35,7 @@ def made_feasible(cands: Candidates, chooser: Chooser, rows: VariantRows,
         bad = np.flatnonzero(over > tol)
         if not len(bad):
             short = np.bincount(cands.segment[plan], minlength=len(cands.lo)) < cands.lo
-            return None if short.any() or _over_caps(cands.subset(plan)) else plan
+            return None if short.any() or not cands.subset(plan).meets_caps() else plan
         pressed[bad] = True
         drop = _cheapest_cover(cands, plan, K[bad], over[bad])
         if not len(drop):
@@ -71,10 +71,3 @@ def _cheapest_cover(cands: Candidates, plan: np.ndarray, K_bad: sp.csr_matrix,
     before -= before[np.minimum(start[row], len(before) - 1)] if len(before) else 0
     return plan[np.unique(col[before < over[row]])]
 
-
-def _over_caps(plan: Candidates) -> bool:
-    """Whether a plan breaks an audience's frequency or repeat cap (spec section 8): the
-    fallback sheds and refills per segment, so it cannot repair those; it gives up instead."""
-    keys, used = plan.contact_usage(np.ones(len(plan)))
-    limit = plan.contacts.limit(keys)
-    return bool(np.any(used > limit + 1e-9 * np.maximum(1.0, limit)))

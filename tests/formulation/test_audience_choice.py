@@ -188,7 +188,7 @@ def check(data: st.DataObject, max_size: int, long: int = 0,
         assert close(float(value[free_mask].sum()), bound)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_small_audiences_match_brute_force(data: st.DataObject) -> None:
     check(data, max_size=4)

@@ -39,6 +39,24 @@ def _assert_matches_bruteforce(doc: dict[str, Any], solver: str, method: str = "
     assert report.ok, report.violations
 
 
+def _assert_split_earns_the_lp_optimum(doc: dict[str, Any], method: str
+                                       ) -> dict[str, Any] | None:
+    """The split plan earns the LP optimum of the enumeration and passes the checker (which
+    validates every set, the weights and the marginals); None when the LP is infeasible."""
+    inst = instance_from_document(doc)
+    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
+    optimum = lp_optimum(doc)
+    if optimum is None:
+        assert solution.status == Status.INFEASIBLE
+        return None
+    assert solution.status == Status.OPTIMAL and solution.objective is not None
+    assert solution.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
+    plan = plan_document(solution)
+    report = check_plan(inst, plan)
+    assert report.ok, report.violations
+    return plan
+
+
 @SETTINGS
 @given(tiny_instances())
 def test_highs_equals_bruteforce(doc: dict[str, Any]) -> None:
@@ -59,17 +77,9 @@ def test_split_traffic_earns_the_lp_optimum(method: str, doc: dict[str, Any]) ->
     """Every set is valid, each segment's weights sum to 1, and the value is the LP optimum
     of the instance, computed from the enumeration of every segment's plans: from the
     whole LP (lp) and by column generation from the multipliers (decompose)."""
-    inst = instance_from_document(doc)
-    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
-    optimum = lp_optimum(doc)
-    if optimum is None:
-        assert solution.status == Status.INFEASIBLE
+    plan = _assert_split_earns_the_lp_optimum(doc, method)
+    if plan is None:
         return
-    assert solution.status == Status.OPTIMAL and solution.objective is not None
-    assert solution.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
-    plan = plan_document(solution)
-    report = check_plan(inst, plan)  # validates every set, the weights and the marginals
-    assert report.ok, report.violations
     weights: dict[str, float] = {}
     for offer_set in plan.get("offer_sets") or []:
         weights[offer_set["segment"]] = weights.get(offer_set["segment"], 0.0) + offer_set["weight"]
@@ -138,7 +148,7 @@ def test_a_slot_the_lp_overfills_within_its_tolerance_regression(method: str) ->
     assert report.ok, report.violations
 
 
-CONTACT_SETTINGS = settings(max_examples=40, deadline=None,
+CONTACT_SETTINGS = settings(max_examples=25, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -164,13 +174,4 @@ def test_audiences_and_channels_on_cbc_equal_bruteforce(doc: dict[str, Any]) -> 
 def test_split_traffic_with_audiences_earns_the_lp_optimum(method: str, doc: dict[str, Any]
                                                            ) -> None:
     """With rows 8-10 linear in share (spec sections 7-8), split traffic earns the LP optimum."""
-    inst = instance_from_document(doc)
-    solution = solve(inst, SolveOptions(split_traffic=True, method=method, gap=1e-9))
-    optimum = lp_optimum(doc)
-    if optimum is None:
-        assert solution.status == Status.INFEASIBLE
-        return
-    assert solution.status == Status.OPTIMAL and solution.objective is not None
-    assert solution.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
-    report = check_plan(inst, plan_document(solution))
-    assert report.ok, report.violations
+    _assert_split_earns_the_lp_optimum(doc, method)
