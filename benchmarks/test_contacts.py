@@ -5,8 +5,8 @@ segments are audiences of 4 contexts with frequency and repeat caps on every aud
 Each solve is its own `offeropt` process (generated straight to Parquet), so wall time and
 peak RSS are the process's own. At OFFEROPT_BENCH_SIZE=full the size comes from
 OFFEROPT_BENCH_CONTACT_SEGMENTS (default 1000000, the target of 250,000 audiences) and the
-limit from OFFEROPT_BENCH_TIME_LIMIT (default 600 s); at smoke size (the test run) 400
-segments with a 6 s limit. The ratios are against the catalog without section 8.
+limit from OFFEROPT_BENCH_TIME_LIMIT (default 600 s); at smoke size (the test run) 200
+segments with a 3 s limit. The ratios are against the catalog without section 8.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from benchmarks.conftest import knob
 from benchmarks.test_scale import _percent, _run
 
-SEGMENTS = int(knob("OFFEROPT_BENCH_CONTACT_SEGMENTS", "400", "1000000"))
-TIME_LIMIT = knob("OFFEROPT_BENCH_TIME_LIMIT", "6", "600")
+SEGMENTS = int(knob("OFFEROPT_BENCH_CONTACT_SEGMENTS", "200", "1000000"))
+TIME_LIMIT = knob("OFFEROPT_BENCH_TIME_LIMIT", "3", "600")
 
 
 def test_audiences_and_channels_against_none(tmp_path: Path) -> None:

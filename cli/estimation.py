@@ -122,6 +122,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name in ("expected_takes", "expected_offer_revenue", "take_rate", "discounted_share",
                  "avg_discount", "promotion_spend", "aggregate_margin_rate"):
         print(f"  {name:24} {k.get(name, 0):,.4f}")
+    if "contact_cost" in k:  # spec section 8
+        roi = "n/a (no spend)" if k["roi"] is None else f"{k['roi']:,.4f}"
+        print(f"  {'contact_cost':24} {k['contact_cost']:,.4f}\n  {'roi':24} {roi}")
+        for channel, use in k["channels"].items():
+            cap = "no capacity" if use["capacity"] is None else f"of {use['capacity']:,.0f}"
+            print(f"  channel {channel:16} {use['impressions']:,.0f} impressions {cap}")
     tight = sorted(k.get("inventory", {}).items(),
                    key=lambda kv: -kv[1]["used"] / max(kv[1]["stock"], 1e-12))[:5]
     for item, use in tight:

@@ -45,6 +45,9 @@ REASSIGN_MIN_SECONDS = 20.0
 # 99 (cutting planes near convergence) 0.25%: converged multipliers leave more segments
 # indifferent, and their choice overdraws more.
 REPAIR_FROM_EVALUATIONS = RPROP_ITERATIONS + 1  # the zero point and the Rprop steps
+# the bound and the plan's value sum the same numbers in different orders (the audience
+# step's prefix sums): a gap this small is rounding, not a gap
+SUMMATION_GAP = 1e-12
 
 
 def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | None
@@ -122,7 +125,7 @@ def split_decomposed(instance: Instance, cands: Candidates, options: SolveOption
     channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, found.how,
                              found.sets))
     bound = max(bound, found.value)
-    optimal = found.converged or relative_gap(found.value, bound) <= options.gap
+    optimal = found.converged or relative_gap(found.value, bound) <= options.gap + SUMMATION_GAP
     return Solution(candidates=plan, status=Status.OPTIMAL if optimal else Status.FEASIBLE,
                     selected=np.ones(len(plan), dtype=bool), objective=found.value, bound=bound,
                     termination=Termination.CONVERGED if optimal else Termination.TIME_LIMIT,
@@ -234,7 +237,8 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     elif objective is None:
         status = Status.TIME_LIMIT
     else:
-        status = Status.OPTIMAL if relative_gap(objective, bound) <= options.gap else Status.FEASIBLE
+        status = Status.OPTIMAL if relative_gap(objective, bound) <= options.gap + SUMMATION_GAP \
+            else Status.FEASIBLE
     diagnosis = None
     if status == Status.INFEASIBLE and options.diagnose:
         diagnosis = diagnose(instance, formulate(instance, expand(instance)), options.limits,

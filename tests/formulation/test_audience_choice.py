@@ -188,19 +188,19 @@ def check(data: st.DataObject, max_size: int, long: int = 0,
         assert close(float(value[free_mask].sum()), bound)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_small_audiences_match_brute_force(data: st.DataObject) -> None:
     check(data, max_size=4)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_single_segment_audiences_match_brute_force(data: st.DataObject) -> None:
     check(data, max_size=1)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_long_audiences_match_brute_force(data: st.DataObject) -> None:
     check(data, max_size=8, long=8, labels_from=(0, 0, 0, 1))

@@ -148,7 +148,7 @@ def test_a_slot_the_lp_overfills_within_its_tolerance_regression(method: str) ->
     assert report.ok, report.violations
 
 
-CONTACT_SETTINGS = settings(max_examples=25, deadline=None,
+CONTACT_SETTINGS = settings(max_examples=12, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow])
 
 
