@@ -133,20 +133,23 @@ class Relaxation:
     def row_prices(self) -> np.ndarray:
         """The duals of `form.coupling`'s rows (coupling rows and capacities, then rows 8-9),
         in each row's own units, as magnitudes: margin per unit of the row."""
-        row_dual = np.asarray(self.h.getSolution().row_dual)
+        return np.abs(np.r_[self.row_duals(), self._contact_row_duals()])
+
+    def _contact_row_duals(self) -> np.ndarray:
+        """Rows 8-9's duals, in each row's own units (`milp_problem` normalizes them)."""
         contact = self.form.contact
         peak = np.asarray(abs(contact.matrix).max(axis=1).todense()).ravel() if len(contact) \
             else np.zeros(0)
-        return np.abs(np.r_[self.row_duals(), row_dual[self.contact] / np.where(peak > 0, peak, 1)])
+        out: np.ndarray = np.asarray(self.h.getSolution().row_dual)[self.contact] / \
+            np.where(peak > 0, peak, 1)
+        return out
 
     def contact_duals(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows 8-9 of the LP by key (`optimizer.formulation.contacts`, sorted), and their
         duals in each row's own units (margin per unit of the row, >= 0)."""
         contact = self.form.contact
         keys = keys_of(contact.family, contact.subject)
-        peak = np.asarray(abs(contact.matrix).max(axis=1).todense()).ravel() if len(contact) \
-            else np.zeros(0)
-        dual = np.asarray(self.h.getSolution().row_dual)[self.contact] / np.where(peak > 0, peak, 1)
+        dual = self._contact_row_duals()
         order = np.argsort(keys)
         return keys[order], np.maximum(dual[order], 0.0)
 

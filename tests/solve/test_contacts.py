@@ -87,7 +87,8 @@ def test_a_channel_capacity_binds(method: str) -> None:
     assert plan.status == Status.OPTIMAL
     offers = plan.offers.frame()
     assert (offers["segment"] == "A-email").sum() == 1
-    assert (plan.kpis or {})["channels"]["email"] == {"impressions": 1000.0, "capacity": 1500.0}
+    email = (plan.kpis or {})["channels"]["email"]
+    assert email["impressions"] == pytest.approx(1000.0) and email["capacity"] == 1500.0
     # the binding row is the one offer's 1,000 impressions: 500 short of the capacity
     assert not _binding(plan, "channel capacity")
 
@@ -96,7 +97,8 @@ def test_a_binding_capacity_is_named_with_its_multiplier() -> None:
     """At 2,000 impressions the capacity binds exactly; the LP's dual prices it."""
     plan = _solved(_with(channel=("email", {"capacity": 2000})), "lp")
     rows = _binding(plan, "channel capacity")
-    assert [(b["channel"], b["used"], b["limit"]) for b in rows] == [("email", 2000.0, 2000.0)]
+    assert [b["channel"] for b in rows] == ["email"]
+    assert rows[0]["used"] == pytest.approx(2000.0) and rows[0]["limit"] == 2000.0
     assert rows[0].get("multiplier", 0.0) > 0
 
 
