@@ -37,11 +37,14 @@ bench: $(STAMP)  ## benchmarks/README.md records the figures
 	OFFEROPT_BENCH_SIZE=full $(BIN)/python -m pytest benchmarks -s --benchmark-columns=min,median,max,rounds
 
 UV_VERSION := 0.13.9
+# torch (for obp, the off-policy comparison) is the CPU build this machine kind keeps in
+# /opt/wheels: the lock names it, so no multi-GB CUDA build is ever downloaded.
 lock:  ## re-resolve requirements.lock from pyproject.toml's ranges (newest versions that fit)
 	$(PYTHON) -m venv .lock-tools
 	.lock-tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
 	.lock-tools/bin/uv pip compile pyproject.toml --extra dev --extra bench --generate-hashes \
-		--universal --python-version 3.11 --upgrade -o requirements.lock
+		--universal --python-version 3.11 --upgrade --find-links /opt/wheels \
+		--override lock-overrides.txt -o requirements.lock
 	rm -rf .lock-tools
 
 clean:

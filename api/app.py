@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -12,7 +13,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Imported here, not at package import: `cli.main serve` must set PROMETHEUS_MULTIPROC_DIR
     # before prometheus_client creates any metric (it picks its storage then).
     from api import ops, problems, settings
+    from api.events import events_api
     from api.jobs import JobRunner
+    from api.measurement import measurement_api
     from api.offers import IndexHolder, offers_api
     from api.plans import plans_api
     from api.runs import runs_api
@@ -29,8 +32,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store = Store.open(app.config["DATABASE_URL"])
     app.extensions["offeropt.store"] = store
     app.extensions["offeropt.index"] = IndexHolder(store, app.config["INDEX_POLL_SECONDS"])
-    for blueprint in (ops.ops_api, runs_api, plans_api, offers_api):
+    for blueprint in (ops.ops_api, runs_api, plans_api, offers_api, events_api,
+                      measurement_api):
         app.register_blueprint(blueprint)
+    if app.config["RECORDING"]:
+        from api.recording import Recorder
+
+        recorder = Recorder(store, Path(app.config["JOURNAL_DIR"]), app.config["FLUSH_SECONDS"])
+        recorder.start()
+        app.extensions["offeropt.recorder"] = recorder
+        atexit.register(recorder.stop)
     problems.register(app)
     ops.install_hooks(app)
     if app.config["RUN_JOBS"]:

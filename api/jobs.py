@@ -69,7 +69,8 @@ def execute_run(database_url: str, run_id: str) -> None:
             return cancelled[0]
 
         # the run's limit covers loading, the solve and the check (storing is a few ms)
-        budget = solve_budget(instance, options["time_limit"] - (time.monotonic() - started))
+        budget = solve_budget(instance, options["time_limit"] - (time.monotonic() - started),
+                              options.get("explore", 0.0))
         solve_options = SolveOptions.chosen(options, time_limit=budget, progress=progress)
         solution = verified(solve(instance, solve_options), solve_options)
         plan = build_plan(solution)

@@ -27,8 +27,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
+from api.exposure import HELD_OUT, HOLDOUT_SET, RECORDED, UNRECORDED, Exposure, token
 from api.openapi import Param, doc
-from api.schemas import Offers, TrafficSalt
+from api.recording import Recorder
+from api.schemas import Offers, SaltRotation
 from api.store import Store
 from optimizer.plan.model import OfferSet, Plan
 
@@ -36,9 +38,11 @@ offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
 BUILD_WAIT_SECONDS = 0.5  # how long a request waits for a new version's index
 FIRST_LOAD_SECONDS = 60.0  # how long a request waits for a worker's first index
+RECENT_VERSIONS = 3  # earlier indexes a worker keeps to attribute late purchases
 log = logging.getLogger(__name__)
 CUSTOMER, REQUEST, SEGMENT = "customer", "request", "segment"  # how a view got its set
 EMPTY_SET = "the offer set served to this view is empty"
+IMPLICIT_SET = "a"  # the one set of each segment of a plan without offer sets
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ class ActiveIndex:
     bodies: dict[str, tuple[bytes, str]]  # segment -> (default response, its ETag, unquoted)
     salt: str = ""  # the store's traffic salt, read with the plan
     sets: dict[str, SegmentSets] = field(default_factory=dict)  # split plans' segments
+    holdout_salt: str = ""  # the store's holdout salt: the control group outlives plans
+    segment_pos: dict[str, int] = field(default_factory=dict)  # position in the catalog
+    segment_ids: tuple[str, ...] = ()  # by position
+    _exposures: dict[tuple[str, int], Exposure] = field(default_factory=dict)  # filled on use
+    # answers to views that are served but not recorded, filled on use
+    _unrecorded: dict[tuple[Any, ...], tuple[bytes, str]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> ActiveIndex:
@@ -94,22 +104,41 @@ class ActiveIndex:
             })
         version = int(bundle["version"])
         offers = {s: tuple(o) for s, o in by_segment.items()}
-        return cls(version, str(bundle["id"]),
-                   float((catalog.get("policy") or {}).get("holdout_fraction", 0.0)), offers,
+        position = {s: k for k, s in enumerate(offers)}
+        held_out = float((catalog.get("policy") or {}).get("holdout_fraction", 0.0))
+        return cls(version, str(bundle["id"]), held_out, offers,
                    {b: frozenset(line["item"] for line in v["items"]) for b, v in bundles.items()},
-                   {s: _render(version, s, o, False) for s, o in offers.items()},
-                   str(bundle.get("salt") or ""), _segment_sets(version, plan, offers))
+                   {s: _render(version, s, o, False, token=token(version, position[s], 0,
+                                                                 RECORDED, 1.0 - held_out))
+                    for s, o in offers.items()},
+                   str(bundle.get("salt") or ""),
+                   _segment_sets(version, plan, offers, position, held_out),
+                   str(bundle.get("holdout_salt") or ""), position, tuple(offers))
 
     def render(self, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
                reason: str | None = None) -> tuple[bytes, str]:
         return _render(self.version, segment, offers, holdout, reason)
 
     def in_holdout(self, customer_id: str) -> bool:
-        """Stable per (plan, customer): the same customer stays out for the plan's life."""
+        """Stable per customer while the holdout salt stays: the control group does not
+        change with the plan (spec section 9)."""
         if self.holdout_fraction <= 0:
             return False
-        digest = hashlib.sha256(f"{self.plan_id}:{customer_id}".encode()).digest()
+        digest = hashlib.sha256(f"{self.holdout_salt}\x1f{customer_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.holdout_fraction
+
+    def exposure(self, segment: str, k: int | None) -> Exposure:
+        """What a view of `segment` served set k (None: held out) exposed; made on first use."""
+        key = (segment, -1 if k is None else k)
+        found = self._exposures.get(key)
+        if found is None:
+            assert self.version is not None
+            found = self._exposures[key] = _exposure(self, segment, k)
+        return found
+
+    def set_position(self, segment: str, set_id: str) -> int | None:
+        ids = self.sets[segment].ids if segment in self.sets else (IMPLICIT_SET,)
+        return ids.index(set_id) if set_id in ids else None
 
     def choose(self, segment: str, customer_id: str | None,
                request_key: str | None = None) -> tuple[int, str]:
@@ -126,44 +155,76 @@ class ActiveIndex:
         return sets.pick(random.random()), REQUEST
 
     def answer(self, segment: str, customer_id: str | None, excluded: frozenset[str],
-               request_key: str | None = None) -> tuple[bytes, str]:
-        """The response body of one view and its (unquoted) ETag."""
+               request_key: str | None = None) -> tuple[bytes, str, Exposure | None]:
+        """The response body of one view, its (unquoted) ETag, and what it exposed."""
         if self.version is None:
-            return self.render(segment, (), False, "no plan is published yet")
+            return (*self.render(segment, (), False, "no plan is published yet"), None)
         if segment not in self.offers:
-            return self.render(segment, (), False, "unknown segment")
+            return (*self.render(segment, (), False, "unknown segment"), None)
         if customer_id is not None and self.in_holdout(customer_id):
-            return self.render(segment, (), True)
+            held = self.exposure(segment, None)
+            return (*_render(self.version, segment, (), True, token=self.token(segment, None)),
+                    held)
+        recorded = customer_id is not None or self.holdout_fraction <= 0
         if segment in self.sets:
             k, how = self.choose(segment, customer_id, request_key)
             sets = self.sets[segment]
-            if not excluded:
-                return sets.bodies[how][k]
+            if not excluded and recorded:
+                return (*sets.bodies[how][k], self.exposure(segment, k))
             offers = sets.offers[k]
-            served = {"set": sets.ids[k], "assignment": how}
+            served: dict[str, str] | None = {"set": sets.ids[k], "assignment": how}
         else:
-            offers, served = self.offers[segment], None
-            if not excluded:
-                return self.bodies[segment]
+            k, offers, served = 0, self.offers[segment], None
+            if not excluded and recorded:
+                return (*self.bodies[segment], self.exposure(segment, 0))
         kept = tuple(o for o in offers if not self.bundle_items[o["bundle"]] & excluded)
         reason = None if kept else EMPTY_SET if served and not offers else \
             "every offer holds an item already in the cart"
-        return _render(self.version, segment, kept, False, reason, served)
+        mask = None if len(kept) == len(offers) else \
+            sum(1 << i for i, o in enumerate(offers) if o in kept)
+        if not recorded:  # an anonymous view while a holdout is drawn: not in the experiment
+            key = (segment, k, how if served else SEGMENT, mask)
+            body = self._unrecorded.get(key)
+            if body is None:
+                body = self._unrecorded[key] = _render(
+                    self.version, segment, kept, False, reason, served,
+                    self.token(segment, k, UNRECORDED, mask))
+            return (*body, None)
+        full = self.exposure(segment, k)
+        shown = Exposure.of(full.version, segment, full.set, full.propensity,
+                            (c for c, o in zip(full.cells, offers, strict=True) if o in kept))
+        return (*_render(self.version, segment, kept, False, reason, served,
+                         self.token(segment, k, RECORDED, mask)), shown)
+
+    def token(self, segment: str, k: int | None, kind: int = RECORDED,
+              mask: int | None = None) -> str:
+        """The token of a view of set k (None: held out); an unrecorded view's propensity is
+        its set's weight alone (it could not have been held out)."""
+        held = self.exposure(segment, k)
+        assert self.version is not None
+        propensity = held.propensity if kind != UNRECORDED else \
+            held.propensity / (1.0 - self.holdout_fraction)
+        return token(self.version, self.segment_pos[segment], k or 0,
+                     HELD_OUT if k is None else kind, propensity, mask)
 
 
 def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
-            reason: str | None = None, served: dict[str, str] | None = None) -> tuple[bytes, str]:
-    """The response body and its (unquoted) ETag; `served` names a split plan's set."""
+            reason: str | None = None, served: dict[str, str] | None = None,
+            token: str | None = None) -> tuple[bytes, str]:
+    """The response body and its (unquoted) ETag; `served` names a split plan's set and
+    `token` is the view's exposure token."""
     if reason is None and not offers:
         reason = "holdout" if holdout else "no offers for this segment in the active plan"
     answer = {"segment": segment, "plan_version": version, "holdout": holdout,
               "offers": list(offers), "reason": reason, **(served or {})}
+    if token is not None:
+        answer["exposure"] = token
     body = json.dumps(answer, separators=(",", ":")).encode()
     return body, f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
 
 
-def _segment_sets(version: int, plan: Plan,
-                  offers: dict[str, tuple[dict[str, Any], ...]]) -> dict[str, SegmentSets]:
+def _segment_sets(version: int, plan: Plan, offers: dict[str, tuple[dict[str, Any], ...]],
+                  position: dict[str, int], held_out: float) -> dict[str, SegmentSets]:
     """Per segment of a split plan: its sets in the plan's order, with their answers."""
     entries: dict[str, list[OfferSet]] = {}
     for entry in plan.offer_sets or ():
@@ -181,11 +242,31 @@ def _segment_sets(version: int, plan: Plan,
             cumulative.append(running / total)
         cumulative[-1] = 1.0
         ways = (SEGMENT,) if len(sets) == 1 else (CUSTOMER, REQUEST)
+        tokens = [token(version, position[segment], k, RECORDED, (1.0 - held_out) * weight)
+                  for k, weight in enumerate(_weights(cumulative))]
         bodies = {how: tuple(_render(version, segment, o, False, None if o else EMPTY_SET,
-                                     {"set": i, "assignment": how})
-                             for i, o in zip(ids, held, strict=True)) for how in ways}
+                                     {"set": i, "assignment": how}, t)
+                             for i, o, t in zip(ids, held, tokens, strict=True)) for how in ways}
         out[segment] = SegmentSets(ids, tuple(cumulative), held, bodies)
     return out
+
+
+def _weights(cumulative: list[float] | tuple[float, ...]) -> list[float]:
+    return [b - a for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
+
+
+def _exposure(index: ActiveIndex, segment: str, k: int | None) -> Exposure:
+    assert index.version is not None
+    split = index.sets.get(segment)
+    sets = split.offers if split else (index.offers[segment],)
+    if k is None:
+        bundles = dict.fromkeys(o["bundle"] for offers in sets for o in offers)
+        return Exposure.of(index.version, segment, HOLDOUT_SET, index.holdout_fraction,
+                           ((b, 0, 0.0, "") for b in bundles))
+    weight = _weights(split.cumulative)[k] if split else 1.0
+    return Exposure.of(index.version, segment, split.ids[k] if split else IMPLICIT_SET,
+                       (1.0 - index.holdout_fraction) * weight,
+                       ((o["bundle"], 1, float(o["discount"]), o["perk"] or "") for o in sets[k]))
 
 
 class IndexHolder:
@@ -206,6 +287,7 @@ class IndexHolder:
         self._checked = -float("inf")
         self._lock = threading.Lock()
         self._building: threading.Event | None = None  # set when the running build ends
+        self.recent: dict[int, ActiveIndex] = {}  # earlier versions, for purchase attribution
 
     def current(self) -> ActiveIndex:
         now = time.monotonic()
@@ -226,9 +308,11 @@ class IndexHolder:
             return
         known = self.index.version
         if known is not None and active["version"] <= known:
-            with self._lock:  # answers do not depend on the salt: no rebuild
-                if self.index.version == active["version"] and self.index.salt != active["salt"]:
-                    self.index = dataclasses.replace(self.index, salt=active["salt"])
+            with self._lock:  # answers do not depend on the salts: no rebuild
+                salts = {"salt": active["salt"], "holdout_salt": active["holdout_salt"]}
+                if self.index.version == active["version"] and \
+                        (self.index.salt, self.index.holdout_salt) != tuple(salts.values()):
+                    self.index = dataclasses.replace(self.index, **salts)
             return
         with self._lock:
             done, start = self._building, self._building is None
@@ -243,6 +327,30 @@ class IndexHolder:
         # builds it): "no plan is published" would be wrong while one is
         done.wait(FIRST_LOAD_SECONDS if known is None else BUILD_WAIT_SECONDS)
 
+    def index_of(self, version: int) -> ActiveIndex | None:
+        """The index of a published version: the current one, a recent one, or built from
+        the store (purchases may name a view served before the last publication)."""
+        if self.index.version == version:
+            return self.index
+        with self._lock:
+            found = self.recent.pop(version, None)
+            if found is not None:  # least recently used goes first
+                self.recent[version] = found
+                return found
+        bundle = self.store.published_bundle(version)
+        if bundle is None:
+            return None
+        built = ActiveIndex.build(bundle)
+        with self._lock:
+            self._remember(built)
+        return built
+
+    def _remember(self, index: ActiveIndex) -> None:
+        if index.version is not None:
+            self.recent[index.version] = index
+            while len(self.recent) > RECENT_VERSIONS:
+                del self.recent[next(iter(self.recent))]
+
     def _build(self, done: threading.Event) -> None:
         try:
             bundle = self.store.active_bundle()
@@ -251,6 +359,7 @@ class IndexHolder:
                 with self._lock:  # one reference swap, never to an older version
                     if self.index.version is None or built.version is None or \
                             built.version >= self.index.version:
+                        self._remember(self.index)
                         self.index = built
         finally:
             with self._lock:
@@ -276,11 +385,20 @@ def get_offers() -> Response:
     index: ActiveIndex = current_app.extensions["offeropt.index"].current()
     customer = request.args.get("customer_id")
     excluded = frozenset(i for i in request.args.get("exclude_items", "").split(",") if i)
-    body, etag = index.answer(segment, customer, excluded, request.headers.get("X-Request-Id"))
-    # a shared cache must not hand one view's set to every anonymous view of a split segment
-    split = segment in index.sets and len(index.sets[segment].ids) > 1
-    scope = "private" if customer is not None or split else "public"
-    headers = {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
+    body, etag, exposed = index.answer(segment, customer, excluded,
+                                       request.headers.get("X-Request-Id"))
+    recorder: Recorder | None = current_app.extensions.get("offeropt.recorder")
+    if recorder is not None and exposed is not None:
+        if exposed.cells and request.method == "GET":  # a HEAD or an empty answer shows nothing
+            recorder.record(exposed.line)
+        # every view must reach the service to be recorded: caches revalidate (ETag, 304)
+        headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
+    else:
+        # a shared cache must not hand one view's set to every anonymous view of a split
+        # segment
+        split = segment in index.sets and len(index.sets[segment].ids) > 1
+        scope = "private" if customer is not None or split else "public"
+        headers = {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     return Response(body, mimetype="application/json", headers=headers)
@@ -288,8 +406,17 @@ def get_offers() -> Response:
 
 @offers_api.post("/v1/traffic-salt/rotate")
 @doc("Rotate the traffic salt: customers of split segments are assigned to offer sets afresh",
-     "storefront", {200: TrafficSalt})
+     "storefront", {200: SaltRotation})
 @requires(MERCHANDISER)
 def rotate_traffic_salt() -> dict[str, Any]:
     store: Store = current_app.extensions["offeropt.store"]
     return store.rotate_salt(g.actor)
+
+
+@offers_api.post("/v1/holdout-salt/rotate")
+@doc("Rotate the holdout salt: a new control group is drawn (measurements compare within "
+     "one salt version)", "storefront", {200: SaltRotation})
+@requires(MERCHANDISER)
+def rotate_holdout_salt() -> dict[str, Any]:
+    store: Store = current_app.extensions["offeropt.store"]
+    return store.rotate_salt(g.actor, "holdout")

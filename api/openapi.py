@@ -123,10 +123,10 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
 def _named(name: str, schemas: dict[str, Any]) -> dict[str, Any]:
     if name == "Instance":
         return {"$ref": "#/components/schemas/Instance"}
-    if name == "RollbackRequest":
-        from api.schemas import RollbackRequest
+    if name in ("RollbackRequest", "EventsRequest"):
+        from api import schemas as models
 
-        return _ref(RollbackRequest, schemas)
+        return _ref(getattr(models, name), schemas)
     return {"type": "string", "format": "binary"}
 
 

@@ -25,7 +25,7 @@ from optimizer.model.instance import Instance
 from optimizer.plan.document import plan_csv
 from optimizer.plan.model import Plan
 from optimizer.plan.schema import PlanDocument
-from optimizer.solve.methods import Solver
+from optimizer.solve.methods import MAX_EXPLORE, Solver
 
 runs_api = Blueprint("runs", __name__)
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
@@ -84,10 +84,12 @@ def _options() -> dict[str, Any]:
     split = args.get("split_traffic", "false")
     if split not in ("true", "false"):
         issues.append(Issue("split_traffic", "must be 'true' or 'false'", split))
+    explore = number("explore", 0.0, lambda v: 0 <= v <= MAX_EXPLORE,
+                     f"must be a number in [0, {MAX_EXPLORE:g}]")
     if issues:
         raise InputError(issues)
     return {"time_limit": time_limit, "gap": gap, "solver": solver, "threads": 1,
-            "split_traffic": split == "true"}
+            "split_traffic": split == "true", **({"explore": explore} if explore else {})}
 
 
 @runs_api.post("/v1/catalog-plans")
@@ -98,7 +100,10 @@ def _options() -> dict[str, Any]:
              Param("gap", "query", "relative gap at which to stop", "number"),
              Param("solver", "query", "highs (default) or cbc"),
              Param("split_traffic", "query", "true: the plan may split a segment's views "
-                   "between weighted offer sets (spec section 7); default false", "boolean")))
+                   "between weighted offer sets (spec section 7); default false", "boolean"),
+             Param("explore", "query", "exploration sets (spec section 9): at most this share "
+                   f"of each segment's views, in [0, {MAX_EXPLORE:g}], sees other variants of "
+                   "its cells, as far as every rule allows; default 0", "number")))
 @requires(MERCHANDISER)
 def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
     key = request.headers.get("Idempotency-Key")

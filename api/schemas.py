@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -77,6 +77,32 @@ class RollbackRequest(BaseModel):
                                    description="default: the plan before the active one")
 
 
+class Event(BaseModel):
+    """One purchase: by the view's `exposure` token, or by `customer_id` and `segment`."""
+
+    id: str = Field(min_length=1, max_length=100, description="unique per event: a resent "
+                    "event is counted once")
+    type: Literal["purchase"] = "purchase"
+    bundle: str = Field(description="the bundle bought")
+    token: str | None = Field(None, description="the `exposure` token of the answer that "
+                              "showed the bundle")
+    customer_id: str | None = Field(None, description="without a token")
+    segment: str | None = Field(None, description="without a token")
+
+
+class EventsRequest(BaseModel):
+    events: list[Event] = Field(min_length=1, max_length=1000)
+
+
+class EventsReceipt(BaseModel):
+    """Counted: `accepted` new events, `duplicates` already received, `unattributed` new or
+    resent events whose bundle the named view did not show (stored, counted nowhere)."""
+
+    accepted: int
+    duplicates: int
+    unattributed: int
+
+
 class OfferItem(BaseModel):
     item: str
     name: str | None
@@ -103,13 +129,17 @@ class Offers(BaseModel):
     offers: list[StorefrontOffer]
     reason: str | None = Field(None, description="why the list is empty, when it is")
     set: str | None = Field(None, description="split plans only: the offer set served")
+    exposure: str | None = Field(None, description="the view's token for POST /v1/events: "
+                                 "VERSION.SEGMENT.SET.HOLDOUT.PROPENSITY")
     assignment: str | None = Field(
         None, description="split plans only: how the view got its set: customer (a stable hash "
                           "of segment, customer_id and the traffic salt), request (a hash of "
                           "X-Request-Id, else a random draw) or segment (its only set)")
 
 
-class TrafficSalt(BaseModel):
+class SaltRotation(BaseModel):
+    """A salt's rotation (traffic or holdout); the salt itself is never shown."""
+
     salt_version: int = Field(description="1, then one more per rotation")
     rotated_at: float
     rotated_by: str

@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "OPS_PORT": None,  # when set, /healthz /readyz /metrics answer only on this port
     "RUN_JOBS": True,  # False: this process serves but never starts solves
     "PUBLISH_PAUSE_SECONDS": 0.0,  # fault injection for crash tests only
+    "RECORDING": True,  # record served views for the logs (spec section 9)
+    "FLUSH_SECONDS": 1.0,  # how often a worker adds its recorded views to the store
+    "JOURNAL_DIR": None,  # served views not yet in the store; default DATA_DIR/journal
 }
 
 
@@ -33,14 +36,22 @@ def finalize(config: dict[str, Any]) -> None:
         value = config.get(key) or ""
         tokens = value if isinstance(value, list) else str(value).split(",")
         config[key] = tuple(t.strip() for t in map(str, tokens) if t.strip())
+    if not config.get("JOURNAL_DIR"):
+        config["JOURNAL_DIR"] = str(data_dir.resolve() / "journal")
+    config["RECORDING"] = _flag(config["RECORDING"])
     for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
-                "PUBLISH_PAUSE_SECONDS"):
+                "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS"):
         config[key] = float(config[key])
     config["SOLVE_WORKERS"] = int(config["SOLVE_WORKERS"])
     for key in ("MAX_CONTENT_LENGTH", "MAX_UNZIPPED_BYTES", "MAX_ZIP_ENTRIES"):
         config[key] = int(config[key])
     if config.get("OPS_PORT") is not None:
         config["OPS_PORT"] = int(config["OPS_PORT"])
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() not in \
+        ("0", "false", "no", "off", "")
 
 
 def from_environment() -> dict[str, Any]:

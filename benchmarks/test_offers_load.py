@@ -1,7 +1,8 @@
 """Storefront load: /v1/offers from a served plan of 100,000 segments, over real HTTP.
 
-wrk measures throughput of one web worker (closed loop, random segments); hey offers a
-fixed 1,000 requests/s to two workers and reports p50/p99 latency. The same-run baseline
+wrk measures throughput of one web worker (closed loop, random segments), with recording of
+the served views off and on; hey offers a fixed 1,000 requests/s (recording on) and reports
+p50/p99 latency. The same-run baseline
 is /healthz on the same server: the cheapest request the stack can answer.
 Needs the `wrk` and `hey` programs at OFFEROPT_BENCH_SIZE=full (`make bench` installs them
 from Debian). At smoke size (the test run) the plan has 2,000 segments and each load lasts
@@ -126,16 +127,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def serve(served: tuple[Path, list[str]],
-          request: pytest.FixtureRequest) -> Callable[[int, int], Running]:
+          request: pytest.FixtureRequest) -> Callable[..., Running]:
     """Starts `offeropt serve` on loopback (its own process group) with the published plan;
     each server is stopped by a finalizer, whatever the test does."""
     data, _ = served
 
-    def start(workers: int, threads: int) -> Running:
+    def start(workers: int, threads: int, recording: bool = True) -> Running:
         port, ops_port = _free_port(), _free_port()
         env = {**os.environ, "OFFEROPT_DATA_DIR": str(data), "OFFEROPT_DATABASE_URL": _database(data),
                "OFFEROPT_MERCHANDISER_TOKENS": "m-token", "OFFEROPT_STOREFRONT_TOKENS": TOKEN,
-               "OFFEROPT_INDEX_POLL_SECONDS": "0.2", "OFFEROPT_RUN_JOBS": "false"}
+               "OFFEROPT_INDEX_POLL_SECONDS": "0.2", "OFFEROPT_RUN_JOBS": "false",
+               "OFFEROPT_RECORDING": "true" if recording else "false"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = data / f"server-{port}.log"
         with open(log, "wb") as out:
@@ -238,8 +240,9 @@ def _latency(url: str) -> dict[str, float]:
     return _hey(url, RATE) if HAVE_TOOLS else _python_load(lambda: url, HEY_SECONDS, RATE)
 
 
-def test_throughput_per_worker(served: tuple[Path, list[str]], serve: Callable[[int, int], Running],
+def test_throughput_per_worker(served: tuple[Path, list[str]], serve: Callable[..., Running],
                                tmp_path: Path) -> None:
+    """Offers with recording off and on, and /healthz, from servers of the same run."""
     _, segments = served
     sample = segments[:: max(1, len(segments) // 5000)]
     script = tmp_path / "random_segments.lua"
@@ -249,16 +252,31 @@ request = function()
   return wrk.format("GET", "/v1/offers?segment=" .. segs[math.random(#segs)])
 end
 """)
-    server = serve(1, 2)
-    _warm(server, segments[0])
-    RESULTS["offers_rps_per_worker"] = _throughput(f"{server.base}/v1/offers", sample, script)
+    for recording, key in ((False, "offers_rps_per_worker"),
+                           (True, "recorded_offers_rps_per_worker")):
+        server = serve(1, 2, recording)
+        _warm(server, segments[0])
+        RESULTS[key] = _throughput(f"{server.base}/v1/offers", sample, script)
     RESULTS["healthz_rps_per_worker"] = _throughput(f"{server.ops}/healthz", None, script)
+    views = _recorded_views(served[0])
+    assert views > 0, "the recording server stored no view"
+    RESULTS["recorded_views_stored"] = views
+
+
+def _recorded_views(data: Path) -> int:
+    """Views in the store once the recording server's last flush is in (a view counts once
+    per offer it showed: offer impressions)."""
+    from api.store.logs import recorded_logs
+
+    time.sleep(2.5)  # two flushes
+    return int(recorded_logs(Store.open(_database(data)))["views"].sum())
 
 
 @pytest.mark.parametrize(("profile", "workers", "threads"), [("default", 2, 2),
                                                              ("storefront", 3, 1)])
-def test_latency_at_fixed_rate(served: tuple[Path, list[str]], serve: Callable[[int, int], Running],
+def test_latency_at_fixed_rate(served: tuple[Path, list[str]], serve: Callable[..., Running],
                                profile: str, workers: int, threads: int) -> None:
+    """With recording on, as the storefront runs."""
     _, segments = served
     server = serve(workers, threads)
     segment = segments[len(segments) // 2]
@@ -276,6 +294,8 @@ def _print_results() -> Any:
         return
     load = "wrk and hey" if HAVE_TOOLS else "a Python request loop (smoke size, no wrk and hey)"
     ratios = {"offers/healthz throughput": RESULTS["offers_rps_per_worker"]
+              / RESULTS["healthz_rps_per_worker"],
+              "recorded offers/healthz throughput": RESULTS["recorded_offers_rps_per_worker"]
               / RESULTS["healthz_rps_per_worker"]} if "healthz_rps_per_worker" in RESULTS else {}
     print(f"\nstorefront load, {SEGMENTS:,} segments, {RATE} req/s offered, load from {load} "
           f"(same run):", json.dumps({**RESULTS, **ratios}, indent=2))

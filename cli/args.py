@@ -56,3 +56,13 @@ def open_fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
+
+
+def explore_share(text: str) -> float:
+    """In [0, MAX_EXPLORE]: the share of a segment's views that exploration may take."""
+    from optimizer.solve.methods import MAX_EXPLORE
+
+    value = float(text)
+    if not 0 <= value <= MAX_EXPLORE:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_EXPLORE:g}], got {text}")
+    return value

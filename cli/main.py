@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from cli import estimation, nightly, service, solving
+from cli import estimation, logs, measurement, nightly, service, solving
 from cli.exit_codes import ExitCode
 from optimizer.errors import InputError, OfferOptError, file_issue
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="File formats (instances, plans, exposures logs): "
                                 "docs/formats.md in the offeropt repository.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
-    for group in (solving, estimation, service, nightly):
+    for group in (solving, estimation, service, nightly, logs, measurement):
         group.register(sub)
     return p
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cli.args import fraction, gap_fraction, non_negative_float, positive_float, positive_int
+from cli.args import explore_share, fraction, gap_fraction, non_negative_float, positive_float, positive_int
 from cli.exit_codes import ExitCode
 from jobs.nightly.guardrails import Thresholds
 
@@ -41,6 +41,9 @@ def register(sub: Any) -> None:
                    help="objective cost per changed offer")
     n.add_argument("--split-traffic", action="store_true",
                    help="let the plan split a segment's views between weighted offer sets")
+    n.add_argument("--explore", type=explore_share, default=0.0, metavar="F",
+                   help="show exploration sets (other discounts and perks of the plan's cells, "
+                   "the less certain more often) to up to this share of each segment's views")
     defaults = Thresholds()
     for name, help_text in (
         ("objective_tolerance", "new objective may be this much below yesterday's plan "
@@ -70,7 +73,7 @@ def _nightly(args: argparse.Namespace) -> int:
     from optimizer.stability.reference import Stability
 
     config = from_environment()
-    url, create_folder, name = _store_url(args)
+    url, create_folder, name = store_url(args)
     make_engine(url, create_folder, name).dispose()  # a bad URL or folder is refused first
     log = JobLog("nightly")
     settings = NightlySettings(
@@ -80,7 +83,8 @@ def _nightly(args: argparse.Namespace) -> int:
         report_dir=args.report_dir or Path(config["DATA_DIR"]) / "reports",
         stability=Stability(args.max_churn, args.change_penalty),
         thresholds=Thresholds(**{k: getattr(args, k) for k in asdict(Thresholds())}),
-        publish_pause=config["PUBLISH_PAUSE_SECONDS"], split_traffic=args.split_traffic)
+        publish_pause=config["PUBLISH_PAUSE_SECONDS"], split_traffic=args.split_traffic,
+        explore=args.explore)
     try:
         code = run_nightly(settings, log)
     except SQLAlchemyError as exc:  # the store is unreachable or refused us
@@ -94,7 +98,7 @@ def _nightly(args: argparse.Namespace) -> int:
     return code
 
 
-def _store_url(args: argparse.Namespace) -> tuple[str, bool, str]:
+def store_url(args: argparse.Namespace) -> tuple[str, bool, str]:
     """The store's URL, whether its SQLite folder may be created (only the default store's),
     and what messages call it."""
     from api.settings import from_environment
@@ -111,7 +115,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
     from api.store import Conflict, NotFound, Store
 
-    store = Store.open(*_store_url(args))
+    store = Store.open(*store_url(args))
     try:
         version = store.rollback(f"cli:{getpass.getuser()}", args.to, field="--to")
     except (Conflict, NotFound) as exc:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.args import gap_fraction, positive_float, positive_int
+from cli.args import explore_share, gap_fraction, positive_float, positive_int
 from cli.exit_codes import ExitCode
 from optimizer.errors import InputError, Issue, file_error
 from optimizer.model.instance import Instance
@@ -89,6 +89,18 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-traffic", action="store_true",
                    help="let the plan split a segment's views between weighted offer sets (the "
                         "LP optimum; -o PLAN.csv then also writes PLAN.sets.csv)")
+    p.add_argument("--explore", type=explore_share, default=0.0, metavar="F",
+                   help="add exploration sets: at most the share F (up to 0.5) of each "
+                        "segment's views sees other discounts and perks of its cells, drawn "
+                        "where the estimates are least certain, as far as every rule allows "
+                        "(default 0: none)")
+    p.add_argument("--explore-seed", type=int, default=0, metavar="N",
+                   help="seed of the exploration's draws (default 0; the same seed, the same "
+                        "draws: change it from one plan to the next)")
+    p.add_argument("--uncertainty", metavar="FILE",
+                   help="with --explore: the estimates' uncertainty, as `offeropt estimate -o` "
+                        "writes it (.csv or .parquet; default: the same prior spread for every "
+                        "cell)")
     p.add_argument("--top", type=int, default=3, help="offers shown per segment in the summary")
     p.add_argument("--segments-shown", type=int, default=12,
                    help="segments shown in the summary, by value")
@@ -114,6 +126,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _solve(args: argparse.Namespace) -> int:
+    if args.uncertainty and not args.explore:  # reported as argparse reports a usage error
+        print("offeropt solve: error: --uncertainty needs --explore F (F > 0)", file=sys.stderr)
+        return ExitCode.USAGE
     return _solve_and_report(load(args.instance), args)
 
 
@@ -127,13 +142,18 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
 
     if args.output:  # refused now, not after a solve of many minutes
         writable(Path(args.output))
+    run: dict[str, Any] = {}
+    if args.uncertainty:
+        from optimizer.exploration.uncertainty import load_uncertainty
+
+        run["uncertainty"] = load_uncertainty(args.uncertainty)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     # the limit bounds the whole command: what loading took, and the check and the
     # writing still to come, are taken off what the solver gets
     budget = None if args.time_limit is None else \
-        solve_budget(inst, args.time_limit - (time.monotonic() - STARTED))
+        solve_budget(inst, args.time_limit - (time.monotonic() - STARTED), args.explore)
     with ProgressBar(args.time_limit, enabled=show) as bar:
-        options = SolveOptions.chosen(vars(args), time_limit=budget, progress=bar.update)
+        options = SolveOptions.chosen(vars(args), time_limit=budget, progress=bar.update, **run)
         solution = solve(inst, options)
     if not args.no_check:
         solution = verified(solution, options)

@@ -21,6 +21,7 @@ from api.store.schema import (
     MIGRATIONS,
     active,
     catalog_plans,
+    holdout_salt,
     new_salt,
     plans,
     publications,
@@ -350,39 +351,66 @@ class Store:
         return None if row is None else dict(row)
 
     def serving(self) -> dict[str, Any] | None:
-        """The active plan's id and version, and the traffic salt (one cheap query, read by
-        the offer index on every request: a new version or a rotated salt makes it move)."""
+        """The active plan's id and version, and the traffic and holdout salts (one cheap
+        query, read by the offer index on every request: a new version or a rotated salt
+        makes it move)."""
         with self.engine.connect() as conn:
             row = conn.execute(_SERVING).first()
-        return None if row is None else {"plan_id": row[0], "version": row[1], "salt": row[2]}
+        return None if row is None else {"plan_id": row[0], "version": row[1], "salt": row[2],
+                                         "holdout_salt": row[3]}
 
-    def rotate_salt(self, actor: str) -> dict[str, Any]:
-        """A new traffic salt: split segments' customers are assigned to offer sets afresh."""
+    def rotate_salt(self, actor: str, which: str = "traffic") -> dict[str, Any]:
+        """A new salt. `traffic`: split segments' customers are assigned to offer sets
+        afresh; `holdout`: a new control group is drawn."""
+        table = _SALTS[which]
         values = {"salt": new_salt(), "rotated_at": time.time(), "rotated_by": actor}
         with self.write() as conn:
-            current = conn.execute(sa.select(traffic_salt.c.version)
-                                   .where(traffic_salt.c.id == 1)).scalar()
+            current = conn.execute(sa.select(table.c.version).where(table.c.id == 1)).scalar()
             version = 1 if current is None else int(current) + 1
             if current is None:
-                conn.execute(traffic_salt.insert().values(id=1, version=version, **values))
+                conn.execute(table.insert().values(id=1, version=version, **values))
             else:
-                conn.execute(traffic_salt.update().where(traffic_salt.c.id == 1)
+                conn.execute(table.update().where(table.c.id == 1)
                              .values(version=version, **values))
         return {"salt_version": version, "rotated_at": values["rotated_at"], "rotated_by": actor}
 
     def active_bundle(self) -> dict[str, Any] | None:
         """The active plan with its version and the catalog it was solved from, and the
-        traffic salt read with them."""
+        salts read with them."""
+        return self._bundle(publications.c.version == sa.select(active.c.version)
+                            .scalar_subquery())
+
+    def published_bundle(self, version: int) -> dict[str, Any] | None:
+        """As `active_bundle`, for the plan published as `version`."""
+        return self._bundle(publications.c.version == version)
+
+    def _bundle(self, which: sa.ColumnElement[bool]) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(active.c.version, plans.c.id, plans.c.document.label("plan"),
+                sa.select(publications.c.version, plans.c.id, plans.c.document.label("plan"),
                           catalog_plans.c.document.label("catalog"), publications.c.created_at,
-                          publications.c.actor, _salt_now())
-                .join(plans, plans.c.id == active.c.plan_id)
+                          publications.c.actor, _salt_now(), _salt_now("holdout"))
+                .join(plans, plans.c.id == publications.c.plan_id)
                 .join(runs, runs.c.id == plans.c.run_id)
                 .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
-                .join(publications, publications.c.version == active.c.version)).mappings().first()
+                .where(which)).mappings().first()
         return None if row is None else dict(row)
+
+    def plan_with_catalog(self, plan_id: str) -> dict[str, Any]:
+        """A plan, the catalog it was solved from, and the versions it was published as."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(plans.c.document.label("plan"),
+                          catalog_plans.c.document.label("catalog"))
+                .join(runs, runs.c.id == plans.c.run_id)
+                .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
+                .where(plans.c.id == plan_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"plan {plan_id!r}")
+            versions = conn.execute(sa.select(publications.c.version)
+                                    .where(publications.c.plan_id == plan_id)
+                                    .order_by(publications.c.version)).scalars().all()
+        return {**row, "versions": [int(v) for v in versions]}
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -391,13 +419,18 @@ class Store:
         return [dict(r) for r in rows]
 
 
-def _salt_now() -> sa.Label[Any]:
-    """The traffic salt as a column of any query ("" if its row is missing)."""
-    salt = sa.select(traffic_salt.c.salt).where(traffic_salt.c.id == 1).scalar_subquery()
-    return sa.func.coalesce(salt, "").label("salt")
+_SALTS = {"traffic": traffic_salt, "holdout": holdout_salt}
 
 
-_SERVING = sa.select(active.c.plan_id, active.c.version, _salt_now())  # built once
+def _salt_now(which: str = "traffic") -> sa.Label[Any]:
+    """A salt as a column of any query ("" if its row is missing): `salt`, `holdout_salt`."""
+    table = _SALTS[which]
+    salt = sa.select(table.c.salt).where(table.c.id == 1).scalar_subquery()
+    return sa.func.coalesce(salt, "").label("salt" if which == "traffic" else f"{which}_salt")
+
+
+_SERVING = sa.select(active.c.plan_id, active.c.version, _salt_now(),
+                     _salt_now("holdout"))  # built once
 
 
 def _changed_options(before: dict[str, Any], now: dict[str, Any]) -> str:

@@ -110,6 +110,55 @@ traffic_salt = sa.Table(
 )
 
 
+# Exactly one row (id = 1): the salt of the stable holdout (spec section 9). A customer's
+# holdout draw depends on it and on the customer id only, so the control group lasts across
+# plans until a merchandiser rotates it.
+holdout_salt = sa.Table(
+    "holdout_salt", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("rotated_at", sa.Float, nullable=False),
+    sa.Column("rotated_by", sa.String(64), nullable=False),
+)
+
+# What the storefront served and what was bought: exposures@1 counters (spec sections 6, 9)
+# per day and cell. `set` is "" for a holdout row; the propensity is the cell's set's.
+exposure_counts = sa.Table(
+    "exposure_counts", metadata,
+    sa.Column("day", sa.String(10), primary_key=True),  # UTC, YYYY-MM-DD
+    sa.Column("plan_version", sa.Integer, primary_key=True),
+    sa.Column("segment", sa.Text, primary_key=True),
+    sa.Column("set", sa.Text, primary_key=True),
+    sa.Column("bundle", sa.Text, primary_key=True),
+    sa.Column("shown", sa.Integer, primary_key=True),
+    sa.Column("discount", sa.Float, primary_key=True),
+    sa.Column("perk", sa.Text, primary_key=True),  # "" for none
+    sa.Column("propensity", sa.Float, nullable=False),
+    sa.Column("views", sa.BigInteger, nullable=False),
+    sa.Column("purchases", sa.BigInteger, nullable=False),
+)
+
+# One row per purchase event received: what makes a resent event count once.
+events = sa.Table(
+    "events", metadata,
+    sa.Column("event_id", sa.String(100), primary_key=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("plan_version", sa.Integer),
+    sa.Column("segment", sa.Text),
+    sa.Column("bundle", sa.Text, nullable=False),
+    sa.Column("attributed", sa.Boolean, nullable=False),  # counted in exposure_counts
+)
+
+# One row per journal batch of served views added to exposure_counts: a batch replayed
+# after its worker died is never counted twice.
+journal_batches = sa.Table(
+    "journal_batches", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("committed_at", sa.Float, nullable=False, index=True),
+)
+
+
 def new_salt() -> str:
     return secrets.token_hex(16)
 
@@ -128,4 +177,10 @@ def _v3(conn: sa.Connection) -> None:
                                               rotated_at=time.time(), rotated_by="migration"))
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[holdout_salt, exposure_counts, events, journal_batches])
+    conn.execute(holdout_salt.insert().values(id=1, salt=new_salt(), version=1,
+                                              rotated_at=time.time(), rotated_by="migration"))
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]

@@ -39,15 +39,55 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h1>{_e(title)}</h1>",
         f"<p><span class='badge {_e(outcome)}'>{_e(outcome.replace('_', ' '))}</span> "
         f"{_e(report.get('summary', ''))}</p>",
+        _yesterday(report.get("yesterday")),
         "<h2>KPIs against yesterday</h2>", _kpi_table(report.get("kpis") or []),
         "<h2>Guardrails</h2>", _guardrail_table(report.get("guardrails") or []),
-        _contacts(report.get("contacts")),
+        _contacts(report.get("contacts")), _exploration(report.get("exploration")),
         "<h2>Plots</h2><div class='plots'>", _plots(report), "</div>",
         "<h2>Plan diff</h2>", _diff(report.get("diff") or {}),
         "<h2>Solver</h2>", _solver_table(report.get("solver") or {}),
     ]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}"
             f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _yesterday(realized: dict[str, Any] | None) -> str:
+    """The active plan's realized figures from the recorded logs, against its expectation."""
+    if not realized:
+        return ""
+    head = f"<h2>Yesterday's plan (version {_e(realized['version'])}), realized</h2>"
+    if "error" in realized:
+        return f"{head}<p>Not measured: {_e(realized['error'])}</p>"
+    m = realized["measurement"]
+    rows = "".join(
+        f"<tr><td>{label}</td><td>{_e(_figure(m.get(key)))}</td></tr>" for key, label in (
+            ("take_rate", "take rate"), ("attach_rate", "attach rate"),
+            ("incremental_margin", "incremental margin against the holdout"),
+            ("incremental_margin_per_view", "per served view"),
+            ("expected_incremental_margin", "the plan's expectation for these views"),
+            ("roi", "promotion ROI")))
+    return (f"{head}<p>{_e(realized['headline'])}</p><table><tr><th>measure</th><th>value "
+            f"(95% interval)</th></tr>{rows}</table>")
+
+
+def _exploration(x: dict[str, Any] | None) -> str:
+    if not x:
+        return ""
+    return (f"<h2>Exploration</h2><p>{100 * x['share_explored']:.2f}% of the views of segments "
+            f"with offers see other variants of {x['cells_explored']} cells in "
+            f"{x['segments_explored']} segments (at most {100 * x['explore']:.4g}% asked), "
+            f"expected to cost {x['cost']:,.0f} of incremental margin against the optimized "
+            f"plan's {x['optimized_objective']:,.0f}.</p>")
+
+
+def _figure(figure: Any) -> str:
+    if isinstance(figure, dict):
+        value, low, high = figure.get("value"), figure.get("lo"), figure.get("hi")
+        if value is None:
+            return "-"
+        return f"{value:,.4g}" + ("" if low is None or high is None else
+                                  f" ({low:,.4g} to {high:,.4g})")
+    return "-" if figure is None else f"{figure:,.4g}"
 
 
 def _e(x: object) -> str:

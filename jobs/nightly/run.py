@@ -17,7 +17,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from api.joblog import JobLog
 from api.store import Conflict, Store
@@ -28,6 +30,9 @@ from optimizer.errors import InputError, OfferOptError
 from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
 from optimizer.stability.reference import Stability
+
+if TYPE_CHECKING:
+    from optimizer.estimation.exposures import Exposures
 
 HEARTBEAT_SECONDS = 10.0
 
@@ -48,6 +53,7 @@ class NightlySettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     publish_pause: float = 0.0  # fault injection for crash tests only
     split_traffic: bool = False  # weighted offer sets per segment (spec section 7)
+    explore: float = 0.0  # share of each segment's views shown exploration sets (section 9)
 
     def run_key_or_digest(self) -> str:
         """The given key, or one derived from the input files' bytes and the settings, so a
@@ -62,16 +68,20 @@ class NightlySettings:
                     digest.update(f.name.encode() + f.read_bytes())
         options = {k: v for k, v in dataclasses.asdict(self).items()
                    if k not in ("catalog", "exposures", "store_url", "report_dir", "publish")}
-        if not self.split_traffic:  # keys of runs without it stay what they were
-            del options["split_traffic"]
+        for name in ("split_traffic", "explore"):  # keys of runs without them stay the same
+            if not options[name]:
+                del options[name]
         digest.update(json.dumps(options, sort_keys=True, default=str).encode())
         return f"auto-{digest.hexdigest()[:16]}"
 
 
 def run_nightly(settings: NightlySettings, log: JobLog) -> int:
+    store = Store.open(settings.store_url)
+    # the key never covers the recorded logs: they grow every second, and a retry must find
+    # its first attempt (give --run-key, e.g. the date, for one run per night)
     run_key = settings.run_key_or_digest()
     log.bind(run_key=run_key)
-    store = Store.open(settings.store_url)
+    recorded = None if settings.exposures is not None else _recorded(store)
     ledger = Ledger(store) if settings.publish else None
     if ledger is not None:
         try:
@@ -89,7 +99,7 @@ def run_nightly(settings: NightlySettings, log: JobLog) -> int:
     report: dict[str, Any] = {"format": "offeropt/nightly-report@1", "run_key": run_key,
                               "started_at": time.time(), "publish": settings.publish}
     try:
-        return _run(settings, store, ledger, run_key, report, log)
+        return _run(settings, store, ledger, run_key, report, log, recorded)
     except Exception as exc:  # every failure is recorded, reported and logged as one line
         expected = isinstance(exc, OfferOptError | Conflict)
         error = exc.describe() if isinstance(exc, InputError) else \
@@ -114,22 +124,28 @@ def _beat(ledger: Ledger, run_key: str, stop: threading.Event) -> None:
 
 
 def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key: str,
-         report: dict[str, Any], log: JobLog) -> int:
+         report: dict[str, Any], log: JobLog, recorded: pd.DataFrame | None) -> int:
     from optimizer.io.json_form import instance_to_document
     from optimizer.plan.check import check_plan
     from optimizer.plan.diff import contact_summary, inventory_rows, kpi_table, plan_diff
     from optimizer.solve.verify import solve_budget
 
     started = time.monotonic()  # the time limit covers loading, estimation, solves and check
-    instance = _inputs(settings, report, log)
+    instance, uncertainty = _inputs(settings, report, log, recorded)
     active = store.active_bundle()
     yesterday_plan = None if active is None else Plan.from_dict(json.loads(active["plan"]))
     yesterday_instance = None if active is None else _instance_of(active["catalog"])
     report["previous_version"] = None if active is None else int(active["version"])
     log.info("active_plan", version=report["previous_version"])
+    if recorded is not None and yesterday_plan is not None and yesterday_instance is not None:
+        report["yesterday"] = _realized(recorded, yesterday_instance, yesterday_plan,
+                                        report["previous_version"], log)
 
-    budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started))
-    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log)
+    budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started),
+                          settings.explore)
+    explore = {"explore_seed": int(hashlib.sha256(run_key.encode()).hexdigest()[:8], 16),
+               "uncertainty": uncertainty}  # new draws each night, the same on a rerun
+    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log, explore)
     report["solver"] = solver
     check = check_plan(instance, plan.to_dict())  # what is stored is what is checked
     fallback = (plan.solver.get("previous") or {}).get("fallback_objective")
@@ -144,6 +160,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
                   inventory=inventory_rows(yesterday_plan, plan))
     if "channels" in (plan.kpis or {}):
         report["contacts"] = contact_summary(plan)
+    if plan.exploration is not None:
+        report["exploration"] = dict(plan.exploration)
     if plan.status == "error":
         raise OfferOptError(f"solver: must end with a plan, got an error: {plan.message}")
     ok = not failed
@@ -176,27 +194,90 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     return code
 
 
-def _inputs(settings: NightlySettings, report: dict[str, Any], log: JobLog) -> Instance:
+def _recorded(store: Store) -> pd.DataFrame | None:
+    """The logs the storefront recorded; None until they hold shown views and a purchase
+    (views alone would say that nobody buys, when the storefront only does not report
+    purchases yet)."""
+    from api.store.logs import recorded_logs
+
+    logs = recorded_logs(store)
+    shown = logs["shown"] == 1
+    return logs if (logs.loc[shown, "views"] > 0).any() and logs["purchases"].sum() > 0 else None
+
+
+def _inputs(settings: NightlySettings, report: dict[str, Any], log: JobLog,
+            recorded: pd.DataFrame | None) -> tuple[Instance, pd.DataFrame | None]:
+    """Today's instance, re-estimated from the logs when there are any, and the estimates'
+    uncertainty (for exploration)."""
     from optimizer.io import load_instance
 
     instance = load_instance(settings.catalog)
-    report["inputs"] = {"catalog": settings.catalog, "exposures": settings.exposures,
+    source = settings.exposures or ("recorded logs" if recorded is not None else None)
+    report["inputs"] = {"catalog": settings.catalog, "exposures": source,
                         "segments": len(instance.segments), "responses": len(instance.responses),
                         "items": len(instance.items)}
     log.info("catalog_loaded", **report["inputs"])
-    if settings.exposures is None:
-        return instance
+    if source is None:
+        return instance, None
     from optimizer.estimation.estimate import estimate
     from optimizer.estimation.exposures import load_exposures
 
-    est = estimate(instance, load_exposures(settings.exposures, instance))
+    logs = load_exposures(settings.exposures, instance) if settings.exposures else \
+        _recorded_exposures(recorded, instance, report)
+    est = estimate(instance, logs)
     source = est.responses["take_source"]
     from_data, kept = int((source == "data").sum()), int((source == "instance").sum())
     report["estimation"] = {"responses": len(est.responses), "from_data": from_data,
                             "pooled": len(est.responses) - from_data - kept,
                             "kept_from_instance": kept, "warnings": list(est.warnings)}
     log.info("estimated", **{k: v for k, v in report["estimation"].items() if k != "warnings"})
-    return est.to_instance(instance)
+    return est.to_instance(instance), est.responses
+
+
+def _recorded_exposures(recorded: pd.DataFrame | None, instance: Instance,
+                        report: dict[str, Any]) -> Exposures:
+    """The recorded logs as estimation reads them: rows of segments, bundles and perks that
+    today's catalog no longer has are left out (and counted in the report)."""
+    from optimizer.estimation.exposures import exposures_from_frame
+    from optimizer.io.fields import Locator
+
+    assert recorded is not None
+    ladders = instance.bundle_ladders()
+    steps = pd.MultiIndex.from_tuples([(b, round(float(d), 9)) for b, ladder in
+                                       zip(instance.bundles["id"], ladders, strict=True)
+                                       for d in ladder])
+    perks = pd.MultiIndex.from_frame(instance.perks[["bundle", "id"]])
+    shown = recorded["shown"].to_numpy() == 1
+    arm = pd.MultiIndex.from_arrays([recorded["bundle"], recorded["discount"].round(9)])
+    offered = pd.MultiIndex.from_arrays([recorded["bundle"], recorded["perk"]])
+    known = recorded["segment"].isin(instance.segments["id"]).to_numpy() & \
+        recorded["bundle"].isin(instance.bundles["id"]).to_numpy() & \
+        (~shown | arm.isin(steps)) & ((recorded["perk"] == "").to_numpy() | offered.isin(perks))
+    report["inputs"]["recorded_rows"] = len(recorded)
+    report["inputs"]["recorded_rows_left_out"] = int((~known).sum())
+    return exposures_from_frame(recorded[known].reset_index(drop=True), instance,
+                                Locator("recorded_logs", "json"), "recorded logs")
+
+
+def _realized(recorded: pd.DataFrame, instance: Instance, plan: Plan, version: int,
+              log: JobLog) -> dict[str, Any] | None:
+    """What the active plan realized in its recorded logs, against what it expected."""
+    from optimizer.io.fields import Locator
+    from optimizer.measure import measure
+    from optimizer.measure.text import headline
+
+    logs = recorded[recorded["plan_version"] == version].reset_index(drop=True)
+    if logs.empty:
+        return None
+    try:
+        m = measure(logs, instance, plan, version, locator=Locator("recorded_logs", "json"),
+                    name="recorded logs")
+    except InputError as exc:  # logs the active catalog cannot read: reported, not fatal
+        log.info("yesterday_not_measured", error=exc.describe())
+        return {"version": version, "error": exc.describe()}
+    log.info("yesterday_measured", version=version, realized=m.incremental_margin.value,
+             expected=m.expected_incremental_margin)
+    return {"version": version, "headline": headline(m), "measurement": m.to_dict()}
 
 
 def _instance_of(catalog: str) -> Instance:
@@ -208,11 +289,13 @@ def _instance_of(catalog: str) -> Instance:
 def _options(settings: NightlySettings) -> dict[str, Any]:
     return {"time_limit": settings.time_limit, "gap": settings.gap, "method": settings.method,
             "threads": settings.threads, "solver": "highs", "nightly": True,
-            "split_traffic": settings.split_traffic, **dataclasses.asdict(settings.stability)}
+            "split_traffic": settings.split_traffic, "explore": settings.explore,
+            **dataclasses.asdict(settings.stability)}
 
 
 def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings,
-           budget: float, log: JobLog) -> tuple[Plan, float | None, dict[str, Any]]:
+           budget: float, log: JobLog,
+           explore: dict[str, Any]) -> tuple[Plan, float | None, dict[str, Any]]:
     """Solve warm-started from yesterday's plan. With stability settings, also solve without
     them (half the time each): the difference is what stability cost, and that solve's bound
     is the plan's bound. Returns the plan, the gap of the problem solved, solver statistics."""
@@ -220,10 +303,10 @@ def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings
     from optimizer.solve.dispatch import SolveOptions, relative_gap, solve
     from optimizer.solve.verify import verified
 
-    previous = None if yesterday is None else yesterday.offer_keys()
+    previous = None if yesterday is None else yesterday.optimized_offer_keys()
     stability = settings.stability if previous is not None else Stability()
     started = time.monotonic()
-    base = SolveOptions.chosen(vars(settings), previous=previous)
+    base = SolveOptions.chosen(vars(settings), previous=previous, **explore)
     share = 0.5 if stability.constrains else 1.0
     options = dataclasses.replace(base, time_limit=budget * share)
     free = verified(solve(instance, options), options)

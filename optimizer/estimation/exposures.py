@@ -54,14 +54,32 @@ def load_exposures(path: str | Path, instance: Instance) -> Exposures:
 
 def exposures_from_frame(frame: pd.DataFrame, instance: Instance, locator: Locator,
                          name: str = "exposures") -> Exposures:
+    issues: list[Issue] = []
+    rows, row_level = check_rows(frame, instance, locator, name, issues)
+    if issues:
+        raise InputError(issues)
+    arms = rows.groupby(list(ARM), as_index=False, sort=True)[["views", "purchases"]].sum()
+    return Exposures(
+        segment=arms["segment"].to_numpy(np.int64), bundle=arms["bundle"].to_numpy(np.int64),
+        shown=arms["shown"].to_numpy(bool), discount=arms["discount"].to_numpy(np.float64),
+        perk=arms["perk"].to_numpy(np.int64), views=arms["views"].to_numpy(np.int64),
+        purchases=arms["purchases"].to_numpy(np.int64), row_level=row_level, name=name,
+    )
+
+
+def check_rows(frame: pd.DataFrame, instance: Instance, locator: Locator, name: str,
+               issues: list[Issue]) -> tuple[pd.DataFrame, bool]:
+    """Every row of a log checked, before its arms are summed: one row per row of `frame`
+    (`segment`, `bundle` and `perk` as positions in the instance, -1 where unknown or none;
+    `shown`, `discount`, `views`, `purchases`), and whether the log is row-level. Broken
+    rules are added to `issues`; a missing column raises at once."""
     row_level = "purchased" in frame.columns and "views" not in frame.columns
     counts = ROW_LEVEL if row_level else AGGREGATED
     missing = [c for c in (*KEY_COLUMNS, *counts) if c not in frame.columns]
     if missing:
         raise InputError([Issue(name, f"must have a column {c!r} (offeropt/exposures@1)",
                                 has_value=False) for c in missing])
-    issues: list[Issue] = []
-    check = _Checker(frame, locator, issues)
+    check = Checker(frame, locator, issues)
     segment = check.ids("segment", pd.Index(instance.segments["id"]), "a segment id of the instance")
     bundle = check.ids("bundle", pd.Index(instance.bundles["id"]), "a bundle id of the instance")
     shown_num = check.numbers("shown", "must be 0 or 1", lambda v: np.isin(v, (0.0, 1.0)))
@@ -84,18 +102,10 @@ def exposures_from_frame(frame: pd.DataFrame, instance: Instance, locator: Locat
                          "discount": discount, "perk": perk, "views": views, "purchases": purchases})
     if not row_level:
         _check_arm_totals(rows, locator, issues)
-    if issues:
-        raise InputError(issues)
-    arms = rows.groupby(list(ARM), as_index=False, sort=True)[["views", "purchases"]].sum()
-    return Exposures(
-        segment=arms["segment"].to_numpy(np.int64), bundle=arms["bundle"].to_numpy(np.int64),
-        shown=arms["shown"].to_numpy(bool), discount=arms["discount"].to_numpy(np.float64),
-        perk=arms["perk"].to_numpy(np.int64), views=arms["views"].to_numpy(np.int64),
-        purchases=arms["purchases"].to_numpy(np.int64), row_level=row_level, name=name,
-    )
+    return rows, row_level
 
 
-class _Checker:
+class Checker:
     """Column parsers that record one issue per unreadable or rule-breaking cell."""
 
     def __init__(self, frame: pd.DataFrame, locator: Locator, issues: list[Issue]) -> None:
@@ -133,7 +143,7 @@ class _Checker:
     def numbers(self, column: str, rule: str, valid: Callable[[np.ndarray], np.ndarray],
                 beyond: tuple[float, str] | None = None) -> np.ndarray:
         raw = self.frame[column]
-        values = _numeric(raw)
+        values = numeric(raw)
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(values) & valid(values)
             too_big = ok & (values > beyond[0]) if beyond else np.zeros(len(values), bool)
@@ -156,7 +166,7 @@ def _check_arm_totals(rows: pd.DataFrame, locator: Locator, issues: list[Issue])
                             "shown, discount, perk)", float(total[i])))
 
 
-def _numeric(raw: pd.Series) -> np.ndarray:
+def numeric(raw: pd.Series) -> np.ndarray:
     """A column as float64 numbers, NaN where a cell is not one (text, a list, a date)."""
     if pd.api.types.is_bool_dtype(raw):
         return raw.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -177,7 +187,7 @@ def _perks(frame: pd.DataFrame, instance: Instance, locator: Locator, bundle: np
            shown: np.ndarray, shown_num: np.ndarray, issues: list[Issue]) -> np.ndarray:
     if "perk" not in frame.columns:
         return np.full(len(frame), -1, dtype=np.int64)
-    perk_id = _Checker(frame, locator, issues).text("perk").to_numpy(dtype=object, na_value="")
+    perk_id = Checker(frame, locator, issues).text("perk").to_numpy(dtype=object, na_value="")
     given = perk_id != ""
     bundle_ids = instance.bundles["id"].to_numpy(dtype=object)
     known = pd.MultiIndex.from_arrays([instance.perks["bundle"], instance.perks["id"]])

@@ -28,13 +28,15 @@ class OfferSets:
 
     Set i holds the candidates `member[start[i]:start[i + 1]]` (positions in the plan's
     candidate table) and is shown to the share `weight[i]` of segment `segment[i]`'s views.
-    Sets come ordered by segment.
+    Sets come ordered by segment. `explore` marks exploration sets (spec section 9,
+    `optimizer.exploration`); None means none is.
     """
 
     segment: np.ndarray  # int64 per set: row of instance.segments
     weight: np.ndarray  # float64 per set
     start: np.ndarray  # int64, one more than there are sets
     member: np.ndarray  # int64: candidate positions
+    explore: np.ndarray | None = None  # bool per set
 
     def __len__(self) -> int:
         return len(self.segment)
@@ -44,15 +46,22 @@ class OfferSets:
         out: np.ndarray = np.repeat(np.arange(len(self)), np.diff(self.start))
         return out
 
+    @property
+    def is_explore(self) -> np.ndarray:
+        """Per set: whether it is an exploration set."""
+        out: np.ndarray = np.zeros(len(self), dtype=bool) if self.explore is None else self.explore
+        return out
+
     def shares(self, n_candidates: int) -> np.ndarray:
         """Per candidate: the total weight of the sets holding it (its marginal share)."""
         out: np.ndarray = np.bincount(self.member, self.weight[self.set_of_member],
                                       minlength=n_candidates)
-        return out
+        # weights that sum to 1 can add up to 1 + 1 ulp: a share is never above 1
+        return np.minimum(out, 1.0)
 
     def split_segments(self) -> np.ndarray:
-        """Segments served more than one set."""
-        seg, count = np.unique(self.segment, return_counts=True)
+        """Segments served more than one set, exploration sets left out."""
+        seg, count = np.unique(self.segment[~self.is_explore], return_counts=True)
         out: np.ndarray = seg[count > 1]
         return out
 

@@ -220,8 +220,11 @@ def build_plan(solution: Solution) -> Plan:
     if solution.check is not None:
         solver["check"] = solution.check.value
     sets = solution.offer_sets if has_plan else None
-    if sets is not None:
-        solver["split"] = {"segments_split": len(sets.split_segments()), "sets": len(sets)}
+    exploration = solution.exploration if has_plan else None
+    if sets is not None and (exploration is None or exploration.optimized_split):
+        # the optimized sets: exploration sets are the `exploration` report's
+        solver["split"] = {"segments_split": len(sets.split_segments()),
+                           "sets": int((~sets.is_explore).sum())}
     offers = offers_frame(solution)
     return Plan(
         instance=solution.instance.name, status=Status(solution.status),
@@ -231,6 +234,7 @@ def build_plan(solution: Solution) -> Plan:
         warnings=(*solution.candidates.warnings, *solution.instance.warnings),
         binding=tuple(binding_rows(solution)) if has_plan else None,
         offer_sets=None if sets is None else offer_set_records(solution),
+        exploration=None if exploration is None else exploration.to_dict(),
         diagnosis=None if solution.diagnosis is None else solution.diagnosis.to_dict(),
         message=solution.message or None)
 
@@ -247,7 +251,8 @@ def set_id(k: int) -> str:
 
 def offer_set_records(solution: Solution) -> tuple[OfferSet, ...]:
     """Spec section 7: per segment its weighted offer sets, ids a, b, ... in the segments'
-    order; a set's offers by their value to the segment, best first. Empty sets stay."""
+    order (exploration sets, spec section 9, after the optimized ones); a set's offers by
+    their value to the segment, best first. Empty sets stay."""
     sets, c, inst = solution.offer_sets, solution.candidates, solution.instance
     assert sets is not None
     member_set = sets.set_of_member
@@ -265,10 +270,10 @@ def offer_set_records(solution: Solution) -> tuple[OfferSet, ...]:
     perk_names = [None if p < 0 else str(perk_ids[p]) for p in perk.tolist()]
     members = list(map(SetOffer, bundles.tolist(), discounts.tolist(), perk_names))
     bounds = starts.tolist()
-    return tuple(OfferSet(seg_ids[s], set_id(k), w, False, tuple(members[a:b]))
-                 for s, k, w, a, b in zip(sets.segment.tolist(), rank.tolist(),
-                                          sets.weight.tolist(), bounds[:-1], bounds[1:],
-                                          strict=True))
+    return tuple(OfferSet(seg_ids[s], set_id(k), w, x, tuple(members[a:b]))
+                 for s, k, w, x, a, b in zip(sets.segment.tolist(), rank.tolist(),
+                                             sets.weight.tolist(), sets.is_explore.tolist(),
+                                             bounds[:-1], bounds[1:], strict=True))
 
 
 def plan_csv(plan: Plan) -> str:

@@ -121,6 +121,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     binding: tuple[Mapping[str, Any], ...] | None = None
     offer_sets: tuple[OfferSet, ...] | None = None
+    exploration: Mapping[str, Any] | None = None  # spec section 9: the exploration report
     diagnosis: Mapping[str, Any] | None = None
     message: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -129,6 +130,19 @@ class Plan:
         """The offers as a (segment, bundle, discount, perk) table: what stability and the
         plan diff compare."""
         return self.offers.frame(OFFER_KEY)
+
+    def optimized_offer_keys(self) -> pd.DataFrame:
+        """As `offer_keys`, without the variants only exploration sets show: what the solve
+        chose, which tomorrow's stability compares with."""
+        explored = [s for s in self.offer_sets or () if s.explore]
+        if not explored:
+            return self.offer_keys()
+        kept = {(s.segment, o.bundle, round(o.discount, 9), o.perk)
+                for s in self.offer_sets or () if not s.explore for o in s.offers}
+        keys = self.offer_keys()
+        mine = [(s, b, round(float(d), 9), p if isinstance(p, str) else None)
+                for s, b, d, p in keys.itertuples(index=False)]
+        return keys[[k in kept for k in mine]].reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -141,6 +155,7 @@ class Plan:
         optional = {"binding": None if self.binding is None else [dict(b) for b in self.binding],
                     "offer_sets": None if self.offer_sets is None else
                     [s.to_dict() for s in self.offer_sets],
+                    "exploration": None if self.exploration is None else dict(self.exploration),
                     "diagnosis": None if self.diagnosis is None else dict(self.diagnosis),
                     "message": self.message}
         doc.update({k: v for k, v in optional.items() if v is not None})
@@ -171,7 +186,8 @@ class Plan:
             solver=doc.get("solver", {}), kpis=doc.get("kpis"),
             warnings=tuple(doc.get("warnings", ())),
             binding=None if doc.get("binding") is None else tuple(doc["binding"]),
-            offer_sets=offer_sets, diagnosis=doc.get("diagnosis"), message=doc.get("message"),
+            offer_sets=offer_sets, exploration=doc.get("exploration"),
+            diagnosis=doc.get("diagnosis"), message=doc.get("message"),
             extra={k: v for k, v in doc.items() if k not in _FIELD_ORDER})
 
 
@@ -246,13 +262,14 @@ _HEADER: tuple[tuple[str, str, Any], ...] = (  # (field, rule, JSON types) of th
     ("warnings", "must be a list of strings", list),
     ("binding", "must be a list of objects or null", (list, type(None))),
     ("offer_sets", "must be a list of objects or null", (list, type(None))),
+    ("exploration", "must be an object or null", (dict, type(None))),
     ("diagnosis", "must be an object or null", (dict, type(None))),
     ("message", "must be a string or null", (str, type(None))),
 )
 _FIELD_ORDER = ("format", "instance", "status", "objective", "bound", "gap", "solver", "offers",
-                "kpis", "warnings", "binding", "offer_sets", "diagnosis", "message")
+                "kpis", "warnings", "binding", "offer_sets", "exploration", "diagnosis", "message")
 _OPTIONAL: dict[str, Any] = {"solver": {}, "kpis": None, "warnings": [], "binding": None, "offer_sets": None,
-             "diagnosis": None, "message": None}
+             "exploration": None, "diagnosis": None, "message": None}
 
 
 def _header_issues(doc: dict[str, Any]) -> list[Issue]:

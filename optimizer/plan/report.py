@@ -12,6 +12,8 @@ from optimizer.model.families import row_name
 from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
 
+MAX_HELD_SHOWN = 5  # rows named in the exploration line; the plan lists more
+
 
 def _money(x: float) -> str:
     return f"{x:,.0f}"
@@ -47,6 +49,7 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
     out.append(f"  expected incremental margin {_money(plan.objective)}{cur} "
                f"(bound {bound}, gap {gap}); {timing}")
     out += _split_lines(plan, cur)
+    out += _exploration_lines(plan, cur)
     out += _kpi_lines(plan.kpis or {}, inst, cur)
     out += _offer_lines(plan.offers.frame(), top, segments)
     binding = plan.binding or ()
@@ -78,9 +81,9 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
 
 def _split_lines(plan: Plan, cur: str) -> list[str]:
     """A split plan: how many segments split, and the gain over the best integral plan."""
-    if plan.offer_sets is None or plan.objective is None:
-        return []
-    split = plan.solver.get("split") or {}
+    split = plan.solver.get("split")
+    if plan.offer_sets is None or plan.objective is None or split is None:
+        return []  # no sets, or only those of exploration
     out = [f"  split traffic: {split.get('segments_split', 0)} segments split between "
            f"{split.get('sets', len(plan.offer_sets))} offer sets"]
     integral = plan.solver.get("integral_objective")
@@ -89,6 +92,38 @@ def _split_lines(plan: Plan, cur: str) -> list[str]:
         pct = f"{100 * gain / abs(integral):+.2f}%" if integral else "n/a"
         out.append(f"  split traffic: {'+' if gain >= 0 else '-'}{_money(abs(gain))}{cur} "
                    f"({pct}) over the best integral plan")
+    return out
+
+
+def _exploration_lines(plan: Plan, cur: str) -> list[str]:
+    """Exploration sets (spec section 9), in words: how much was explored of what was asked,
+    what it is expected to cost, and what held it back."""
+    x = plan.exploration
+    if x is None or plan.objective is None:
+        return []
+    asked = f"at most {100 * x['explore']:.4g}% of each segment's views asked"
+    if not x["sets"]:
+        why = f"the rows allowed none ({', '.join(x['held_back_by'])})" if x["held_back_by"] \
+            else "no cell has another candidate variant"
+        return [f"  exploration: none ({asked}): {why}"]
+    cells = f"{x['cells_explored']} cell{'s' * (x['cells_explored'] != 1)}"
+    segments = f"{x['segments_explored']} segment{'s' * (x['segments_explored'] != 1)}"
+    out = [f"  exploration: {100 * x['share_explored']:.2f}% of the views of segments with offers "
+           f"see other variants of {cells} in {segments} ({asked})"]
+    cost, base = x["cost"], x["optimized_objective"]
+    pct = f" ({100 * abs(cost) / abs(base):.3f}% of the optimized plan's {_money(base)}{cur})" \
+        if base else ""
+    if cost >= 0:
+        out.append(f"  exploration: expected to cost {_money(cost)}{cur} of incremental margin{pct}")
+    else:  # fractional shares can use room an integral plan left in a row
+        out.append(f"  exploration: expected to earn {_money(-cost)}{cur} more than the optimized "
+                   f"plan{pct}, using room it left in the rows")
+    if x["held_back_by"]:
+        held = f"{x['segments_held_back']} segment{'s' * (x['segments_held_back'] != 1)}"
+        rows = x["held_back_by"]
+        named = ", ".join(rows[:MAX_HELD_SHOWN]) + (
+            ", ... (exploration.held_back_by in the plan)" if len(rows) > MAX_HELD_SHOWN else "")
+        out.append(f"  exploration: {held} explored less than asked, held back by {named}")
     return out
 
 

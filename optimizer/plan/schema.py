@@ -87,6 +87,26 @@ class Kpis(BaseModel):
     audiences: dict[str, AudienceUse] | None = Field(None, description="per audience named")
 
 
+class Exploration(BaseModel):
+    """Spec section 9: the exploration sets' share of the views and their expected cost."""
+
+    model_config = ConfigDict(extra="allow")
+    explore: float = Field(description="F asked: the most of a segment's views explored")
+    seed: int = Field(description="the Thompson draws' seed")
+    optimized_objective: float = Field(description="the optimized sets' value, as solved")
+    cost: float = Field(description="optimized_objective - objective: the expected cost of "
+                                    "exploring, in incremental margin")
+    views_explored: float = Field(description="sum over exploration sets of weight x views")
+    share_explored: float = Field(description="views_explored / views of segments with offers")
+    segments_explored: int
+    segments_held_back: int = Field(description="explored at less than F: held back by rows")
+    cells_explored: int = Field(description="(segment, bundle) cells shown another variant")
+    sets: int = Field(description="exploration sets")
+    cells_from_prior: int = Field(description="the plan's cells spread by the prior")
+    held_back_by: list[str] = Field(description="the rows that held exploration back")
+    seconds: float
+
+
 class PlanDocument(BaseModel):
     """offeropt/plan@1 (spec section 4), with offeropt's documented additions."""
 
@@ -105,7 +125,10 @@ class PlanDocument(BaseModel):
     binding: list[dict[str, Any]] | None = Field(
         None, description="the coupling rows at their limit; absent without a plan")
     offer_sets: list[OfferSet] | None = Field(
-        None, description="split traffic (spec section 7): absent in an integral plan")
+        None, description="split traffic and exploration (spec sections 7, 9): absent in an "
+                          "integral plan")
+    exploration: Exploration | None = Field(
+        None, description="spec section 9: present when the solve was asked to explore")
     diagnosis: dict[str, Any] | None = Field(
         None, description="an infeasible instance: the least relaxation that allows a plan")
     message: str | None = None

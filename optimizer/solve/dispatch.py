@@ -24,6 +24,7 @@ from optimizer.decomposition.run import (
     split_decomposed,
 )
 from optimizer.errors import OfferOptError
+from optimizer.exploration.run import explored
 from optimizer.formulation.candidates import Candidates, expand
 from optimizer.formulation.choice import chooser_for
 from optimizer.formulation.milp import Formulation, formulate, live_coupling, milp_problem
@@ -46,13 +47,18 @@ QUICK_SHARE, QUICK_MAX_SECONDS = 0.1, 10.0  # of a time limit, for a first plan 
 
 
 def solve(instance: Instance, options: SolveOptions | None = None) -> Solution:
-    """Solve with the chosen method; map the result to candidates.
+    """Solve with the chosen method; map the result to candidates; add exploration sets
+    when `options.explore` asks for them (`optimizer.exploration`).
 
     Local solves with a time limit run in a supervised child process (`optimizer.solve.supervise`)
     that is stopped at `time_limit` (counted from this call), so the limit holds whatever the
     solver does; the best plan found by then is the result.
     """
     options = options or SolveOptions()
+    return explored(_solve(instance, options), options)
+
+
+def _solve(instance: Instance, options: SolveOptions) -> Solution:
     backend = get_backend(options.solver)
     start = time.perf_counter()
     if options.backend == "dask":
@@ -146,13 +152,7 @@ class Final:
 
 
 def _plan_message(solution: Solution, how: str) -> PlanMessage:
-    c = solution.candidates
-    pick = np.flatnonzero(solution.selected)
-    sets = None
-    if solution.offer_sets is not None:
-        sets = dataclasses.replace(solution.offer_sets,
-                                   member=np.searchsorted(pick, solution.offer_sets.member))
-    return PlanMessage(c.segment[pick], c.variant[pick], c.take_prob[pick], c.value[pick], how, sets)
+    return PlanMessage.of(solution.candidates, solution.selected, solution.offer_sets, how)
 
 
 def _solve_here(instance: Instance, cands: Candidates, method: str, options: SolveOptions,

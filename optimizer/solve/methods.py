@@ -26,3 +26,8 @@ class Where(StrEnum):
 
     LOCAL = "local"
     DASK = "dask"
+
+
+# The most of a segment's views that exploration sets may take (`SolveOptions.explore`):
+# beyond half, exploring a segment is no longer the exception.
+MAX_EXPLORE = 0.5

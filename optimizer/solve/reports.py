@@ -125,6 +125,34 @@ class LpGuidedStats(SolveStats):
                 **_reported(stability), **_given(plans=self.plans)}
 
 
+@dataclass(frozen=True)
+class ExplorationReport:
+    """Exploration sets (spec section 9, `optimizer.exploration`): what was asked, what the
+    coupling rows allowed, and what it is expected to cost against the optimized sets. The
+    plan's `exploration` object; `optimized_split` (whether the optimized plan came as offer
+    sets) is not in it, it only says whether the plan's `solver.split` describes them."""
+
+    explore: float  # F: the share of each segment's views asked for
+    seed: int
+    optimized_objective: float  # the optimized sets' value: what the solver found
+    cost: float  # optimized_objective minus the served plan's objective
+    views_explored: float  # sum over exploration sets of weight x views
+    share_explored: float  # views_explored / the views of the segments with offers
+    segments_explored: int
+    segments_held_back: int  # explored at less than F: coupling rows allowed no more
+    cells_explored: int  # (segment, bundle) cells shown another variant in some exploration set
+    sets: int  # exploration sets
+    cells_from_prior: int  # explored-for cells whose spread is the prior, not an estimate
+    held_back_by: list[str]  # the rows at their limit that held exploration back, in words
+    seconds: float
+    optimized_split: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        del out["optimized_split"]
+        return out
+
+
 class CheckOutcome(StrEnum):
     """What the independent check (`optimizer.solve.verify`) made of the solve's plans."""
 

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 
 from optimizer.backends import Limits, Progress, Termination
-from optimizer.errors import OfferOptError
+from optimizer.errors import InputError, Issue, OfferOptError
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.offer_sets import OfferSets
 from optimizer.model.instance import Instance
 from optimizer.plan.model import Status as Status
 from optimizer.solve.diagnose import Diagnosis
-from optimizer.solve.methods import Method, Solver, Where
-from optimizer.solve.reports import CheckOutcome, SolveStats, StabilityReport
+from optimizer.solve.methods import MAX_EXPLORE, Method, Solver, Where
+from optimizer.solve.reports import CheckOutcome, ExplorationReport, SolveStats, StabilityReport
 from optimizer.solve.supervise import PlanMessage
 from optimizer.stability.reference import Stability
 
@@ -49,11 +49,19 @@ class SolveOptions:
     previous: pd.DataFrame | None = None  # yesterday's offers: warm start, fallback, stability
     stability: Stability = field(default_factory=Stability)
     split_traffic: bool = False  # the LP optimum as weighted offer sets (spec section 7)
+    # exploration sets (spec section 9, `optimizer.exploration`): at most this share of each
+    # segment's views sees other variants of its cells; 0 leaves the plan as solved
+    explore: float = 0.0
+    explore_seed: int = 0  # the Thompson draws' seed: the same seed, the same draws
+    # the estimates' uncertainty per (segment, bundle), as `offeropt estimate -o` writes it
+    # (`take_rate_se`, `price_sensitivity_se`); None: every cell gets the prior spread
+    uncertainty: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "solver", _member(Solver, "solver", self.solver))
         object.__setattr__(self, "method", _member(Method, "method", self.method))
         object.__setattr__(self, "backend", _member(Where, "backend", self.backend))
+        _check_explore(self.explore, self.explore_seed)
 
     @classmethod
     def chosen(cls, choices: Mapping[str, Any], **run: Any) -> SolveOptions:
@@ -69,7 +77,18 @@ class SolveOptions:
 
 
 CHOSEN = ("solver", "method", "gap", "threads", "backend", "scheduler", "partitions",
-          "split_traffic")  # the options a user sets by name
+          "split_traffic", "explore", "explore_seed")  # the options a user sets by name
+
+
+def _check_explore(explore: object, seed: object) -> None:
+    issues = []
+    if isinstance(explore, bool) or not isinstance(explore, int | float) or \
+            not 0.0 <= explore <= MAX_EXPLORE:  # NaN fails this too
+        issues.append(Issue("explore", f"must be a number in [0, {MAX_EXPLORE:g}]", explore))
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        issues.append(Issue("explore_seed", "must be an integer", seed))
+    if issues:
+        raise InputError(issues)
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,9 @@ class Solution:
     offer_sets: OfferSets | None = None
     # the solve's earlier plans, best first: what a caller falls back on when a check fails
     earlier: tuple[PlanMessage, ...] = ()
+    # exploration sets were added to the optimized plan: `candidates`, `offer_sets` and
+    # `objective` are then the served mix's; None without exploration
+    exploration: ExplorationReport | None = None
 
     @property
     def share(self) -> np.ndarray:

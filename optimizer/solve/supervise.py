@@ -27,6 +27,7 @@ import numpy as np
 
 from optimizer.backends import Progress
 from optimizer.errors import OfferOptError
+from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.offer_sets import OfferSets
 
 _PR_SET_PDEATHSIG = 1
@@ -43,6 +44,17 @@ class PlanMessage:
     value: np.ndarray
     how: str
     sets: OfferSets | None = None
+
+    @classmethod
+    def of(cls, cands: Candidates, selected: np.ndarray, sets: OfferSets | None,
+           how: str) -> PlanMessage:
+        """The plan of the candidates `selected` (bool), whose sets (if any) name positions in
+        `cands`: only the plan's rows travel."""
+        pick = np.flatnonzero(selected)
+        if sets is not None:
+            sets = dataclasses.replace(sets, member=np.searchsorted(pick, sets.member))
+        return cls(cands.segment[pick], cands.variant[pick], cands.take_prob[pick],
+                   cands.value[pick], how, sets)
 
     @property
     def objective(self) -> float:

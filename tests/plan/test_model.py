@@ -53,7 +53,8 @@ def test_the_schema_names_the_fields_the_plan_has(plans: dict[str, Plan]) -> Non
     assert set(Kpis.model_fields) == set(_solved("demo_contacts.json").kpis or {})
     assert tuple(schema.SetOffer.model_fields) == model.SetOffer._fields
     assert tuple(schema.OfferSet.model_fields) == model.OfferSet._fields
-    assert tuple(PlanDocument.model_fields) == (*plans["split"].to_dict(), "diagnosis", "message")
+    assert tuple(PlanDocument.model_fields) == (*plans["split"].to_dict(), "exploration",
+                                                "diagnosis", "message")
 
 
 def test_unknown_top_level_fields_survive_a_round_trip(plans: dict[str, Plan]) -> None:

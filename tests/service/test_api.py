@@ -113,6 +113,7 @@ def test_submit_solve_publish_and_serve(client: FlaskClient, demo_doc: dict[str,
                 "savings", "perk"):
         assert key in first
     assert first["savings"] == pytest.approx(first["reference_price"] - first["price"])
+    # anonymous, while a holdout is drawn: not part of the experiment, so not recorded
     assert offers.headers["Cache-Control"] == "public, max-age=30"
     again = client.get("/v1/offers?segment=loyal-checkout", headers={
         **STOREFRONT, "If-None-Match": offers.headers["ETag"]})

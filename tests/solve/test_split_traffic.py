@@ -241,7 +241,7 @@ def test_the_answer_is_the_served_set(index: ActiveIndex,
         if body["holdout"]:
             assert body["offers"] == [] and "set" not in body  # holdout logic as before
             continue
-        assert list(body) == [*OLD_ANSWER_KEYS, "set", "assignment"]
+        assert list(body) == [*OLD_ANSWER_KEYS, "set", "assignment", "exposure"]
         assert body["assignment"] == "customer"
         served = sets[("champions-product", body["set"])]["offers"]
         assert [(o["bundle"], o["discount"], o["perk"]) for o in body["offers"]] == \
@@ -276,10 +276,11 @@ def test_an_integral_plan_is_served_as_before() -> None:
     index = ActiveIndex.build(_bundle(inst, plan_document(solve(inst))))
     assert index.sets == {}
     for segment in index.offers:
-        assert index.answer(segment, None, frozenset()) == index.bodies[segment]
+        customer = next(c for c in (f"c{i}" for i in range(100)) if not index.in_holdout(c))
+        assert index.answer(segment, customer, frozenset())[:2] == index.bodies[segment]
         for customer in ("c1", "c2", None):
             body = json.loads(index.answer(segment, customer, frozenset({"mouse-m2"}))[0])
-            assert list(body) == OLD_ANSWER_KEYS
+            assert list(body) == [*OLD_ANSWER_KEYS, "exposure"]
 
 
 # -- the service: store salt, rotation, options --------------------------------------------------
@@ -330,7 +331,7 @@ def test_split_plan_over_the_api_and_salt_rotation(
              for _ in range(5)]
     assert len(set(keyed)) == 1
     single = client.get("/v1/offers?segment=saas-trial-account", headers=STOREFRONT)
-    assert single.headers["Cache-Control"] == "public, max-age=30"
+    assert single.headers["Cache-Control"] == "public, max-age=30"  # anonymous: not recorded
 
     assert client.post("/v1/traffic-salt/rotate", headers=STOREFRONT).status_code == 403
     rotated = client.post("/v1/traffic-salt/rotate", headers=MERCHANDISER)
@@ -348,7 +349,7 @@ def test_integral_plan_over_the_api_has_no_set(quiet_app: Flask) -> None:
     _publish(quiet_app.extensions["offeropt.store"], inst, plan_document(solve(inst)))
     body = quiet_app.test_client().get("/v1/offers?segment=loyal-checkout&customer_id=c1",
                                        headers=STOREFRONT).get_json()
-    assert list(body) == OLD_ANSWER_KEYS
+    assert list(body) == [*OLD_ANSWER_KEYS, "exposure"]
 
 
 def test_salt_is_migrated_read_with_the_plan_and_rotated(database_url: str,
@@ -360,7 +361,7 @@ def test_salt_is_migrated_read_with_the_plan_and_rotated(database_url: str,
     store = Store.open(database_url)
     assert store.schema_version() == 2
     monkeypatch.setattr(api.store, "MIGRATIONS", MIGRATIONS)
-    assert store.migrate() == 3 and store.schema_version() == 3
+    assert store.migrate() == len(MIGRATIONS) and store.schema_version() == len(MIGRATIONS)
     assert store.serving() is None  # nothing published yet
     inst = tight_demo()
     _publish(store, inst, plan_document(split_solution(inst)))
@@ -465,7 +466,7 @@ def test_nightly_run_key_digest_is_unchanged_without_split_traffic(tmp_path: Pat
     digest.update(catalog.name.encode() + catalog.read_bytes())
     options = {k: v for k, v in dataclasses.asdict(settings).items()
                if k not in ("catalog", "exposures", "store_url", "report_dir", "publish",
-                            "split_traffic")}
+                            "split_traffic", "explore")}
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     assert settings.run_key_or_digest() == f"auto-{digest.hexdigest()[:16]}"
     split = dataclasses.replace(settings, split_traffic=True)
