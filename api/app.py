@@ -38,7 +38,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if app.config["RECORDING"]:
         from api.recording import Recorder
 
-        recorder = Recorder(store, Path(app.config["JOURNAL_DIR"]), app.config["FLUSH_SECONDS"])
+        recorder = Recorder(store, Path(app.config["JOURNAL_DIR"]), app.config["FLUSH_SECONDS"],
+                            app.config["REPLAY_JOURNALS"])
         recorder.start()
         app.extensions["offeropt.recorder"] = recorder
         atexit.register(recorder.stop)

@@ -1,4 +1,5 @@
-"""Running the service: gunicorn web workers, plus one dispatcher process for solves."""
+"""Running the service: gunicorn web workers, one dispatcher process for solves, and one
+replayer process that stores what the web workers record."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+REPLAY_NICENESS = 19  # the journal replayer yields the CPU to the web workers
+REPLAY_SECONDS = 5.0  # how often it stores the journals the workers closed
 
 
 class _Gunicorn(BaseApplication):
@@ -50,15 +55,22 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2
         binds.append(ops_bind)
         os.environ["OFFEROPT_OPS_PORT"] = ops_bind.rsplit(":", 1)[1]
     dispatcher = subprocess.Popen([sys.executable, "-m", "api.server", "dispatch"])
+    # what the web workers record is stored by a process of its own, at a lower priority:
+    # under full load requests come first, and journals wait on disk
+    replayer = subprocess.Popen([sys.executable, "-m", "api.server", "replay"],
+                                preexec_fn=lambda: os.nice(REPLAY_NICENESS))
     os.environ["OFFEROPT_RUN_JOBS"] = "false"
+    os.environ["OFFEROPT_REPLAY_JOURNALS"] = "false"
     try:
         _Gunicorn({"bind": binds, "workers": workers, "worker_class": "gthread",
                    "threads": threads, "child_exit": _worker_exit, "accesslog": None,
                    "graceful_timeout": 10, "timeout": 60,
                    "control_socket_disable": True}).run()  # several servers may share a host
     finally:
-        dispatcher.terminate()
-        dispatcher.wait(timeout=15)
+        for child in (dispatcher, replayer):
+            child.terminate()
+        for child in (dispatcher, replayer):
+            child.wait(timeout=15)
 
 
 def dispatch() -> None:
@@ -78,5 +90,26 @@ def dispatch() -> None:
     runner.stop()
 
 
+def replay() -> None:
+    """Stores the journals the web workers close (every second) until stopped, then once more
+    for what they closed at shutdown."""
+    from api.recording import replay_forever, replay_journals
+    from api.settings import from_environment
+    from api.store import Store
+
+    config = from_environment()
+    if not config["RECORDING"]:
+        return
+    store = Store.open(config["DATABASE_URL"])
+    folder = Path(config["JOURNAL_DIR"])
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    replay_forever(store, folder, REPLAY_SECONDS, stop)
+    replay_journals(store, folder)
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["dispatch"]:
     dispatch()
+elif __name__ == "__main__" and sys.argv[1:] == ["replay"]:
+    replay()

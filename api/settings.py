@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "RECORDING": True,  # record served views for the logs (spec section 9)
     "FLUSH_SECONDS": 1.0,  # how often a worker adds its recorded views to the store
     "JOURNAL_DIR": None,  # served views not yet in the store; default DATA_DIR/journal
+    "REPLAY_JOURNALS": True,  # False: another process stores the journals (`serve`'s dispatcher)
 }
 
 
@@ -39,6 +40,7 @@ def finalize(config: dict[str, Any]) -> None:
     if not config.get("JOURNAL_DIR"):
         config["JOURNAL_DIR"] = str(data_dir.resolve() / "journal")
     config["RECORDING"] = _flag(config["RECORDING"])
+    config["REPLAY_JOURNALS"] = _flag(config["REPLAY_JOURNALS"])
     for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
                 "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS"):
         config[key] = float(config[key])

@@ -7,7 +7,7 @@ under the truth, night by night, as a share of the truth's optimum (solved in th
 run), and its cumulative share over the nights.
 Run: `OFFEROPT_BENCH_SIZE=full python -m pytest benchmarks/test_closed_loop.py -s`
 (10 nights, 24 segments, 1,500 views per segment and night). At smoke size (the test run):
-2 nights, 6 segments, 120 views.
+1 night, 4 segments, 100 views.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.solve.verify import solve_verified
 
-NIGHTS = sized(2, 10)
-SEGMENTS = sized(6, 24)
-VIEWS = sized(120, 1500)
+NIGHTS = sized(1, 10)
+SEGMENTS = sized(4, 24)
+VIEWS = sized(100, 1500)
 EXPLORE = 0.1
 
 

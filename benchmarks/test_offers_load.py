@@ -1,7 +1,7 @@
 """Storefront load: /v1/offers from a served plan of 100,000 segments, over real HTTP.
 
-wrk measures throughput of one web worker (closed loop, random segments), with recording of
-the served views off and on; hey offers a fixed 1,000 requests/s (recording on) and reports
+wrk measures throughput of one web worker (closed loop, random segments and customers),
+with recording of the served views off and on; hey offers a fixed 1,000 requests/s (recording on) and reports
 p50/p99 latency. The same-run baseline
 is /healthz on the same server: the cheapest request the stack can answer.
 Needs the `wrk` and `hey` programs at OFFEROPT_BENCH_SIZE=full (`make bench` installs them
@@ -231,7 +231,10 @@ def _throughput(url: str, segments: list[str] | None, script: Path) -> float:
     rng = np.random.default_rng(0)
 
     def pick() -> str:
-        return url if segments is None else f"{url}?segment={segments[rng.integers(len(segments))]}"
+        if segments is None:
+            return url
+        return f"{url}?segment={segments[rng.integers(len(segments))]}" \
+            f"&customer_id=c{rng.integers(1_000_000)}"
 
     return _python_load(pick, WRK_SECONDS, None)["rps"]
 
@@ -249,7 +252,8 @@ def test_throughput_per_worker(served: tuple[Path, list[str]], serve: Callable[.
     script.write_text(f"""
 segs = {{{",".join(f'"{s}"' for s in sample)}}}
 request = function()
-  return wrk.format("GET", "/v1/offers?segment=" .. segs[math.random(#segs)])
+  return wrk.format("GET", "/v1/offers?segment=" .. segs[math.random(#segs)] ..
+                    "&customer_id=c" .. math.random(1000000))
 end
 """)
     for recording, key in ((False, "offers_rps_per_worker"),
@@ -281,8 +285,8 @@ def test_latency_at_fixed_rate(served: tuple[Path, list[str]], serve: Callable[.
     server = serve(workers, threads)
     segment = segments[len(segments) // 2]
     _warm(server, segment)
-    RESULTS.update({f"{profile}_offers_{k}": v
-                    for k, v in _latency(f"{server.base}/v1/offers?segment={segment}").items()})
+    url = f"{server.base}/v1/offers?segment={segment}&customer_id=c42"  # recorded views
+    RESULTS.update({f"{profile}_offers_{k}": v for k, v in _latency(url).items()})
     RESULTS.update({f"{profile}_healthz_{k}": v
                     for k, v in _latency(f"{server.ops}/healthz").items()})
 
