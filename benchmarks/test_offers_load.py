@@ -268,12 +268,15 @@ end
 
 
 def _recorded_views(data: Path) -> int:
-    """Views in the store once the recording server's last flush is in (a view counts once
-    per offer it showed: offer impressions)."""
+    """Views in the store once the replayer stored the recording server's journals (a view
+    counts once per offer it showed: offer impressions)."""
     from api.store.logs import recorded_logs
 
-    time.sleep(2.5)  # two flushes
-    return int(recorded_logs(Store.open(_database(data)))["views"].sum())
+    store = Store.open(_database(data))
+    deadline = time.monotonic() + 30  # the replayer stores closed journals every 5 s
+    while (views := int(recorded_logs(store)["views"].sum())) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return views
 
 
 @pytest.mark.parametrize(("profile", "workers", "threads"), [("default", 2, 2),

@@ -6,7 +6,7 @@ segments the 50 largest hold about half of all views), tight stock on half the i
 every policy row binding. Each solve runs as its own `offeropt solve` process, so its wall
 time is the whole command's (loading, solving, checking, writing). The baseline, measured
 in the same run, is the plain MIP handed to HiGHS whole (`--method exact`). At smoke size
-(the test run) the catalog has 150 segments and the limits are a few seconds.
+(the test run) the catalog has 100 segments and the limits are a few seconds.
 
 Figures are printed (and recorded in benchmarks/README.md), never asserted, except what
 must hold on any machine: every plan passes the independent check, and the split plan's
@@ -27,7 +27,7 @@ import pytest
 from benchmarks.conftest import knob, sized
 
 ROOT = Path(__file__).resolve().parent.parent
-SEGMENTS = [int(s) for s in knob("OFFEROPT_BENCH_SOLVER_SEGMENTS", "150", "2000").split(",")]
+SEGMENTS = [int(s) for s in knob("OFFEROPT_BENCH_SOLVER_SEGMENTS", "100", "2000").split(",")]
 LIMIT = float(knob("OFFEROPT_BENCH_TIME_LIMIT", "6", "60"))
 BASELINE_LIMIT = sized(4.0, 90.0)
 

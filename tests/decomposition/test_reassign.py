@@ -86,7 +86,7 @@ def test_the_decomposition_reassigns_above_the_lp_steps_size(
     monkeypatch.setattr(run, "decompose", kept)
     monkeypatch.setattr(recovery, "repair", repair_from)
     monkeypatch.setattr(module, "reassign", counted)
-    inst = generate(150, seed=8, profile="realistic")
+    inst = generate(80, seed=8, profile="realistic")
     solution = solve(inst, SolveOptions(method="decompose", gap=1e-9, threads=1))
     assert calls and solution.status in (Status.OPTIMAL, Status.FEASIBLE)
     assert check_plan(inst, plan_document(solution)).ok
