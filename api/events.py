@@ -134,9 +134,8 @@ def _by_token(holder: IndexHolder, text: Any, path: str, issues: list[Issue],
         issues.append(Issue(path, "must name a view of a published plan (its plan holds no "
                                   "such holdout or offer set)", text))
         return None
-    view = index.exposure(segment, None if token.kind == HELD_OUT else token.set_pos)
-    expected = view.propensity if token.kind != UNRECORDED else \
-        view.propensity / (1.0 - index.holdout_fraction)
+    k = None if token.kind == HELD_OUT else token.set_pos
+    view, expected = index.exposure(segment, k), index.propensity(segment, k, token.kind)
     if abs(token.propensity - expected) > 1e-5 * expected:
         issues.append(Issue(path, f"must carry the propensity of the view it names "
                                   f"({expected:.6g})", text))

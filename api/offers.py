@@ -200,12 +200,14 @@ class ActiveIndex:
               mask: int | None = None) -> str:
         """The token of a view of set k (None: held out); an unrecorded view's propensity is
         its set's weight alone (it could not have been held out)."""
-        held = self.exposure(segment, k)
         assert self.version is not None
-        propensity = held.propensity if kind != UNRECORDED else \
-            held.propensity / (1.0 - self.holdout_fraction)
         return token(self.version, self.segment_pos[segment], k or 0,
-                     HELD_OUT if k is None else kind, propensity, mask)
+                     HELD_OUT if k is None else kind, self.propensity(segment, k, kind), mask)
+
+    def propensity(self, segment: str, k: int | None, kind: int = RECORDED) -> float:
+        """The probability that a view of this kind was served set k (None: held out)."""
+        held = self.exposure(segment, k).propensity
+        return held / (1.0 - self.holdout_fraction) if kind == UNRECORDED else held
 
 
 def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
