@@ -26,10 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## the report test photographs a page in Debian's Chromium
+# Two test processes, one per core of CI's machine; each test module stays in one process,
+# so a module's server, browser or solved catalog is set up once.
+pytest: $(STAMP)  ## the report and workbench tests drive Debian's Chromium
 	command -v chromium >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)  ## benchmarks/README.md records the figures
 	command -v wrk >/dev/null && command -v hey >/dev/null || \

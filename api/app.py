@@ -20,6 +20,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from api.plans import plans_api
     from api.runs import runs_api
     from api.store import Store
+    from api.workbench import workbench  # the merchandiser's HTML pages, at /
+    from api.workbench_api import workbench_api  # explanations and frontiers
 
     app = Flask(__name__)
     app.config.from_mapping(settings.DEFAULTS)
@@ -33,7 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["offeropt.store"] = store
     app.extensions["offeropt.index"] = IndexHolder(store, app.config["INDEX_POLL_SECONDS"])
     for blueprint in (ops.ops_api, runs_api, plans_api, offers_api, events_api,
-                      measurement_api):
+                      measurement_api, workbench_api, workbench):
         app.register_blueprint(blueprint)
     if app.config["RECORDING"]:
         from api.recording import Recorder

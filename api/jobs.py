@@ -32,6 +32,7 @@ CANCEL_GRACE_SECONDS = 10.0
 
 def execute_run(database_url: str, run_id: str) -> None:
     """Body of a solve process: load, solve with progress, check, record the outcome."""
+    from api.workbench_job import execute_frontier, is_frontier
     from optimizer.backends import Progress
     from optimizer.io import instance_from_document
     from optimizer.plan.document import build_plan
@@ -41,6 +42,9 @@ def execute_run(database_url: str, run_id: str) -> None:
 
     started = time.monotonic()
     store = Store(make_engine(database_url))
+    if is_frontier(json.loads(store.run(run_id)["options"])):  # a frontier's run (issue 17)
+        execute_frontier(store, run_id)
+        return
     store.update_run(run_id, worker=this_worker(), heartbeat_at=time.time())
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop), daemon=True)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from api.auth import token_roles
+
 DEFAULTS: dict[str, Any] = {
     "DATA_DIR": "data",  # the embedded default store lives here
     "DATABASE_URL": None,  # any SQLAlchemy URL; default sqlite:///DATA_DIR/offeropt.db
@@ -25,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "FLUSH_SECONDS": 1.0,  # how often a worker adds its recorded views to the store
     "JOURNAL_DIR": None,  # served views not yet in the store; default DATA_DIR/journal
     "REPLAY_JOURNALS": True,  # False: another process stores the journals (`serve`'s dispatcher)
+    # signs the workbench's session cookies; unset: derived from the merchandiser tokens, with a
+    # warning (api/workbench/blueprint.py). SESSION_COOKIE_SECURE: the cookie only over HTTPS
+    "SECRET_KEY": None,
+    "SESSION_COOKIE_SECURE": False,
 }
 
 
@@ -37,10 +43,14 @@ def finalize(config: dict[str, Any]) -> None:
         value = config.get(key) or ""
         tokens = value if isinstance(value, list) else str(value).split(",")
         config[key] = tuple(t.strip() for t in map(str, tokens) if t.strip())
+    config["TOKEN_ROLES"] = token_roles(config["MERCHANDISER_TOKENS"], config["STOREFRONT_TOKENS"])
     if not config.get("JOURNAL_DIR"):
         config["JOURNAL_DIR"] = str(data_dir.resolve() / "journal")
     config["RECORDING"] = _flag(config["RECORDING"])
     config["REPLAY_JOURNALS"] = _flag(config["REPLAY_JOURNALS"])
+    config["SESSION_COOKIE_SECURE"] = _flag(config["SESSION_COOKIE_SECURE"])
+    if config.get("SECRET_KEY") not in (None, ""):  # the environment's parser may guess a number
+        config["SECRET_KEY"] = str(config["SECRET_KEY"])
     for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
                 "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS"):
         config[key] = float(config[key])

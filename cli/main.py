@@ -8,14 +8,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from cli import estimation, logs, measurement, nightly, service, solving
+from cli import IMPORTED, estimation, logs, measurement, mining, nightly, service, solving, workbench
 from cli.exit_codes import ExitCode
 from optimizer.errors import InputError, OfferOptError, file_issue
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv)
+    """The console script (`argv` None: the process's command line, whose time limit counts
+    from the first import of `cli`), or one command run in-process (counted from this call)."""
+    return run(build_parser(), argv, IMPORTED if argv is None else time.monotonic())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,14 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="File formats (instances, plans, exposures logs): "
                                 "docs/formats.md in the offeropt repository.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
-    for group in (solving, estimation, service, nightly, logs, measurement):
+    for group in (solving, estimation, service, nightly, logs, measurement, mining, workbench):
         group.register(sub)
     return p
 
 
-def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, run the chosen command, and turn offeropt's errors into exit codes."""
+def run(parser: argparse.ArgumentParser, argv: list[str] | None, started: float) -> int:
+    """Parse, run the chosen command, and turn offeropt's errors into exit codes; `started`
+    (monotonic) is when the command began: its time limit counts from there."""
     args = parser.parse_args(argv)
+    args.started = started
     try:
         code: int = args.run(args)
         return code

@@ -18,8 +18,6 @@ from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
 from optimizer.solve.methods import Method, Solver, Where
 
-STARTED = time.monotonic()  # a time limit counts from here: loading is part of the command
-
 
 def register(sub: Any) -> None:
     """validate, solve, check, convert, generate."""
@@ -151,7 +149,7 @@ def _solve_and_report(inst: Instance, args: argparse.Namespace) -> int:
     # the limit bounds the whole command: what loading took, and the check and the
     # writing still to come, are taken off what the solver gets
     budget = None if args.time_limit is None else \
-        solve_budget(inst, args.time_limit - (time.monotonic() - STARTED), args.explore)
+        solve_budget(inst, args.time_limit - (time.monotonic() - args.started), args.explore)
     with ProgressBar(args.time_limit, enabled=show) as bar:
         options = SolveOptions.chosen(vars(args), time_limit=budget, progress=bar.update, **run)
         solution = solve(inst, options)

@@ -210,6 +210,21 @@ class Store:
             raise NotFound(f"run {run_id!r}")
         return dict(row)
 
+    def queue_on_plan_catalog(self, plan_id: str, options: dict[str, Any]) -> str:
+        """Queue a run on the catalog plan `plan_id` was solved from (a frontier, whose
+        `options` name its kind); returns the run id."""
+        with self.write() as conn:
+            catalog_id = conn.execute(sa.select(runs.c.catalog_plan_id)
+                                      .join(plans, plans.c.run_id == runs.c.id)
+                                      .where(plans.c.id == plan_id)).scalar()
+            if catalog_id is None:
+                raise NotFound(f"plan {plan_id!r}")
+            run_id = new_id()
+            conn.execute(runs.insert().values(
+                id=run_id, catalog_plan_id=catalog_id, status=RunStatus.QUEUED,
+                options=json.dumps(options), cancel_requested=False, created_at=time.time()))
+        return run_id
+
     def catalog_document(self, run_id: str) -> str:
         with self.engine.connect() as conn:
             doc = conn.execute(sa.select(catalog_plans.c.document)

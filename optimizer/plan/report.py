@@ -51,7 +51,7 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
     out += _split_lines(plan, cur)
     out += _exploration_lines(plan, cur)
     out += _kpi_lines(plan.kpis or {}, inst, cur)
-    out += _offer_lines(plan.offers.frame(), top, segments)
+    out += _offer_lines(plan.offers.frame(), inst, cur, top, segments)
     binding = plan.binding or ()
     if binding:
         out.append("Binding constraints")
@@ -71,12 +71,51 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
         out.append("Multipliers of the binding rows (margin per unit of the row)")
         for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
             out.append(f"  {row_name(m['constraint'], m):<64}{m['multiplier']:>12,.4g}")
-    if plan.warnings:
+    near = near_limit_warnings(plan.kpis or {}, inst, cur)
+    if plan.warnings or near:
         out.append("Warnings")
+        out += [f"  {w}" for w in near]
         out += [f"  {w}" for w in plan.warnings[:20]]
         if len(plan.warnings) > 20:
             out.append(f"  ... {len(plan.warnings) - 20} more in the plan file")
+    out.append(GLOSSARY)
     return "\n".join(out)
+
+
+GLOSSARY = ("Glossary: bound = no plan earns more (proven); gap = (bound - margin) / bound; "
+            "binding = a limit the plan uses in full, its multiplier the margin one more unit of "
+            "it would add; takes = expected accepted offers.")
+NEAR_LIMIT = 0.95  # a budget or a stock used above this share is warned about
+
+
+def near_limit_warnings(k: Mapping[str, Any], inst: Instance, cur: str) -> list[str]:
+    """The promotion budget and every stock used above NEAR_LIMIT, most used first."""
+    out: list[tuple[float, str]] = []
+    budget = inst.policy.promotion_budget
+    spend = k.get("promotion_spend")
+    if budget is not None and spend is not None and budget > 0 and spend > NEAR_LIMIT * budget:
+        out.append((spend / budget, f"promotion budget {_pct(spend / budget)} used "
+                                    f"({_money(spend)} of {_money(budget)}{cur})"))
+    names = _names(inst.items)
+    for item, use in (k.get("inventory") or {}).items():
+        stock, used = use["stock"], use["used"]
+        if stock > 0 and used > NEAR_LIMIT * stock:
+            out.append((used / stock, f"stock of {_label(item, names)} {_pct(used / stock)} used "
+                                      f"({used:,.1f} of {stock:,.0f})"))
+    return [text for _, text in sorted(out, key=lambda x: -x[0])]
+
+
+def _names(table: pd.DataFrame) -> dict[str, str]:
+    """Id to name, for the rows that have a name."""
+    names = table["name"] if "name" in table else pd.Series([None] * len(table))
+    return {str(i): str(n) for i, n in zip(table["id"], names, strict=True)
+            if isinstance(n, str) and n}
+
+
+def _label(id_: str, names: Mapping[str, str]) -> str:
+    """`id (name)`, or the id alone when there is no name or it is the id."""
+    name = names.get(id_)
+    return id_ if not name or name == id_ else f"{id_} ({name})"
 
 
 def _split_lines(plan: Plan, cur: str) -> list[str]:
@@ -166,10 +205,12 @@ def _kpi_lines(k: Mapping[str, Any], inst: Instance, cur: str) -> list[str]:
     if inventory:
         lines.append("Inventory (stocked items, most used first)")
         ranked = sorted(inventory.items(), key=lambda kv: -kv[1]["used"] / max(kv[1]["stock"], 1e-9))
+        names = _names(inst.items)
+        width = max(24, *(len(_label(item, names)) for item, _ in ranked[:10]))
         for item, use in ranked[:10]:
             share = use["used"] / use["stock"] if use["stock"] > 0 else 0.0
-            lines.append(f"  {item:<24}{use['used']:>14,.1f} of {use['stock']:>10,.0f}  "
-                         f"({_pct(share)})")
+            lines.append(f"  {_label(item, names):<{width}}{use['used']:>14,.1f} of "
+                         f"{use['stock']:>10,.0f}  ({_pct(share)})")
     return lines
 
 
@@ -199,7 +240,10 @@ def _contact_lines(k: Mapping[str, Any], most: int = 10) -> list[str]:
     return lines
 
 
-def _offer_lines(offers: pd.DataFrame, top: int, segments: int) -> list[str]:
+def _offer_lines(offers: pd.DataFrame, inst: Instance, cur: str, top: int,
+                 segments: int) -> list[str]:
+    """The most valuable segments' best offers: the bundle by id and name, the deal, the
+    reference price against the price paid (with the savings), takes and margin."""
     if not len(offers):
         return ["Offers: none"]
     codes, names = pd.factorize(offers["segment"])
@@ -208,13 +252,23 @@ def _offer_lines(offers: pd.DataFrame, top: int, segments: int) -> list[str]:
     ranked = names[np.argsort(-value, kind="stable")[:segments]]
     lines = [f"Top offers ({len(ranked)} of {len(names)} segments, by value)"]
     shown = offers[offers["segment"].isin(ranked)].groupby("segment", sort=False).head(top)
+    bundle_names = _names(inst.bundles)
+    rows: list[tuple[str, str, str, str, str]] = []  # segment, label, deal, price, figures
     for seg in ranked:
-        lines.append(f"  {seg}")
+        rows.append((seg, "", "", "", ""))
         for o in shown[shown["segment"] == seg].itertuples():
-            perk = f" + {o.perk}" if o.perk else ""
+            deal = f"{o.discount * 100:.0f}% off" if o.discount > 0 else "no discount"
+            if o.perk:
+                deal += f" + {o.perk}"
             if o.share < 1.0:  # split traffic: seen by part of the views
-                perk += f" ({100 * o.share:.0f}% of views)"
-            deal = f"{o.discount * 100:.0f}% off" if o.discount > 0 else "list price"
-            lines.append(f"    {o.bundle:<26}{deal:>11}{perk:<24} {_money(o.price):>10}"
-                         f"  {o.expected_takes:>9,.1f} takes  +{_money(o.expected_incremental_margin)}")
+                deal += f" ({100 * o.share:.0f}% of views)"
+            saving = o.reference_price - o.price
+            price = f"{_money(o.reference_price)} → {_money(o.price)}{cur} (saves " \
+                    f"{_money(saving)})" if saving >= 0.5 else f"{_money(o.price)}{cur}"
+            rows.append(("", _label(o.bundle, bundle_names), deal, price,
+                         f"{o.expected_takes:>10,.1f} takes  +{_money(o.expected_incremental_margin)}"))
+    widths = [max((len(r[k]) for r in rows if not r[0]), default=0) for k in (1, 2, 3)]
+    for seg, label, deal, price, figures in rows:
+        lines.append(f"  {seg}" if seg else f"    {label:<{widths[0]}}  {deal:<{widths[1]}}  "
+                     f"{price:<{widths[2]}}{figures}")
     return lines

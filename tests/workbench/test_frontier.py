@@ -1,0 +1,119 @@
+"""`optimizer.frontier`: every point a plan the independent checker accepts, the margin never
+falling as the limit is relaxed, the whole curve within its time limit; hostile inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+
+from optimizer.errors import InputError
+from optimizer.frontier import Frontier, FrontierPoint, Vary, checked_inputs, frontier, frontier_svg
+from optimizer.io import instance_from_document
+from optimizer.model.instance import Instance
+from optimizer.plan.check import check_plan
+from optimizer.plan.model import Plan
+from tests.constants import DATA
+
+
+@pytest.fixture(scope="module")
+def demo() -> Instance:
+    return instance_from_document(json.loads((DATA / "demo.json").read_text()))
+
+
+def _curve(instance: Instance, vary: str, values: list[float], seconds: float
+           ) -> tuple[Frontier, list[tuple[FrontierPoint, Plan]], float]:
+    plans: list[tuple[FrontierPoint, Plan]] = []
+    started = time.monotonic()
+    curve = frontier(instance, vary, values, time_limit=seconds,
+                     on_plan=lambda p, plan: plans.append((p, plan)))
+    return curve, plans, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("vary", "values"), [
+    ("promotion_budget", [900_000.0, 100_000.0, 400_000.0]),  # solved in increasing order
+    ("stock:sleeve-14", [1_500.0, 4_000.0, 12_000.0]),
+])
+def test_every_point_is_checked_and_the_margin_never_falls(demo: Instance, vary: str,
+                                                           values: list[float]) -> None:
+    curve, plans, seconds = _curve(demo, vary, values, 12.0)
+    assert seconds < 12.0 + 2.0  # the whole curve's limit (and the check's reserve)
+    assert [p.value for p in curve.points] == sorted(values) and curve.complete
+    limit, _ = checked_inputs(demo, vary, values, 12.0)
+    for point, plan in plans:
+        assert point.status in ("optimal", "feasible") and point.checked
+        # the independent checker, against the instance with this point's limit
+        report = check_plan(limit.applied(demo, point.value), plan.to_dict())
+        assert report.ok, report.violations
+        assert report.objective == pytest.approx(point.objective, rel=1e-9)
+        assert point.bound is not None and point.bound >= point.objective - 1e-6
+        assert point.used is not None and point.used <= point.value * (1 + 1e-9) + 1e-6
+    for before, after in zip(curve.points, curve.points[1:], strict=False):
+        assert before.objective is not None and after.objective is not None
+        assert after.objective >= before.objective - max(before.abs_gap, after.abs_gap, 1e-6)
+    doc = curve.to_dict()
+    assert doc["vary"] == vary and len(doc["points"]) == 3 and doc["points"][0]["marginal"] is None
+    assert all(isinstance(p["marginal"], float) for p in doc["points"][1:])
+    svg = frontier_svg(curve)
+    assert svg.startswith("<svg") and vary in svg
+
+
+def test_a_limit_that_stops_binding_stops_costing_money(demo: Instance) -> None:
+    """Past the stock the plan wants, more stock earns nothing: the curve says where."""
+    curve, _, _ = _curve(demo, "stock:camera-a6", [100.0, 2_000.0, 5_000.0], 9.0)
+    low, mid, high = curve.points
+    assert low.objective is not None and mid.objective is not None
+    assert mid.objective > low.objective  # 100 A6 bodies are too few
+    assert high.objective == pytest.approx(mid.objective, rel=1e-6)
+    assert curve.stops_costing_at == 2_000.0
+    assert low.used == 0.0  # the kit needs 330 bodies: with 100, none is offered
+
+
+def test_stops_costing_at_reads_the_gaps() -> None:
+    def point(value: float, objective: float | None, bound: float | None) -> FrontierPoint:
+        return FrontierPoint(value, objective, bound, None, "optimal", True, (), 0.1)
+
+    rising = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 20), point(3, 30, 30)))
+    assert rising.stops_costing_at is None
+    within = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 21), point(3, 20.5, 21)))
+    assert within.stops_costing_at == 2  # 0.5 more is inside the 1.0 gap
+    infeasible_first = Frontier("promotion_budget", (point(0, None, None), point(1, 5, 5),
+                                                     point(2, 5, 5)))
+    assert infeasible_first.stops_costing_at == 1
+    assert infeasible_first.marginal() == [None, None, 0.0]
+
+
+@pytest.mark.parametrize(("vary", "values", "time_limit", "paths"), [
+    ("budget", [1.0], 5.0, ["vary"]),
+    ("stock:no-such-item", [1.0], 5.0, ["vary"]),
+    (None, "1,2", 5.0, ["vary", "values"]),
+    ("promotion_budget", [], 5.0, ["values"]),
+    ("promotion_budget", [1000, 2000, -1, "x", math.nan, 2000], 5.0,
+     ["values[2]", "values[3]", "values[4]", "values[5]"]),
+    ("max_avg_discount", [0.1, 1.5, True], 5.0, ["values[1]", "values[2]"]),
+    ("promotion_budget", [1.0, 2.0], 0.0, ["time_limit"]),
+    ("promotion_budget", [1.0, 2.0], 0.1, ["time_limit"]),  # under 0.2 s per value
+    ("promotion_budget", list(range(51)), 60.0, ["values"]),
+])
+def test_hostile_inputs_are_input_errors_with_paths(demo: Instance, vary: Any, values: Any,
+                                                    time_limit: float, paths: list[str]) -> None:
+    with pytest.raises(InputError) as caught:
+        frontier(demo, vary, values, time_limit=time_limit)
+    assert [i.path for i in caught.value.issues] == paths
+    text = str(caught.value)
+    if "values[2]" in paths and vary == "promotion_budget":
+        assert "values[2]: must be >= 0, got -1" in text
+    if paths == ["vary"] and vary == "budget":
+        assert text.startswith("vary: must be one of promotion_budget, max_avg_discount, "
+                               "max_discounted_share or stock:ITEM, got 'budget'")
+
+
+def test_vary_applies_to_a_copy(demo: Instance) -> None:
+    budget = Vary("promotion_budget").applied(demo, 5.0)
+    stock = Vary("stock", "sd-128").applied(demo, 7.0)  # an unlimited item gets a stock
+    assert budget.policy.promotion_budget == 5.0 and demo.policy.promotion_budget == 900_000
+    assert stock.items.set_index("id").loc["sd-128", "stock"] == 7.0
+    assert math.isnan(demo.items.set_index("id").loc["sd-128", "stock"])
