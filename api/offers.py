@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import gc
 import hashlib
 import json
 import logging
@@ -364,19 +363,10 @@ class IndexHolder:
                             built.version >= self.index.version:
                         self._remember(self.index)
                         self.index = built
-                _exempt_from_collection()
         finally:
             with self._lock:
                 self._building = None
             done.set()
-
-
-def _exempt_from_collection() -> None:
-    """The index holds millions of objects that live until the next publication: the cycle
-    collector need not walk them on every full collection (a pause of many milliseconds
-    in the middle of a request). They are still freed by reference counting."""
-    gc.collect()
-    gc.freeze()
 
 
 @offers_api.get("/v1/offers")
