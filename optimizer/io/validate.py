@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError, Issue
+from optimizer.io.lookup import first_occurrences, positions
 from optimizer.io.raw import RawInstance, RawTable
 from optimizer.model.instance import (
     BUNDLE_KINDS,
@@ -94,16 +95,14 @@ class _Checker:
         self.rule(table, column, beyond & np.isfinite(values), rule)
 
     def unique(self, table: RawTable, columns: list[str], what: str) -> None:
-        frame = table.frame[columns]
         given = np.logical_and.reduce([table.given(c) for c in columns])
-        dup = frame.duplicated(keep="first").to_numpy() & given
+        dup = ~first_occurrences(table.frame[columns]) & given
         self.rows(table, columns[-1], dup, f"must be unique ({what} repeats an earlier row)")
 
     def reference(self, table: RawTable, column: str, target: RawTable, what: str) -> np.ndarray:
         if not self.usable(target, "id"):  # its header is broken: every reference would miss
             return np.zeros(len(table), dtype=bool)
-        known = pd.Index(target.frame["id"].dropna().unique())
-        hit = np.asarray(known.get_indexer(table.frame[column]) >= 0)
+        hit = positions(table.frame[column], target.frame["id"].dropna()) >= 0
         self.rule(table, column, ~hit, f"must name a known {what}")
         return hit & table.given(column)
 
