@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
 
     g = sub.add_parser("baskets", help="a seeded order-lines log with planted co-purchases")
     g.add_argument("--orders", type=positive_int, required=True, metavar="N")
-    g.add_argument("--seed", type=int, default=0, metavar="K")
+    g.add_argument("--seed", type=non_negative_int, default=0, metavar="K")
     g.add_argument("--catalog", metavar="INSTANCE", help="use its items and prices")
     g.add_argument("--items", type=positive_int, default=200, metavar="I",
                    help="without --catalog (default 200)")
@@ -109,6 +109,14 @@ def _mine(args: argparse.Namespace) -> int:
             raise InputError([Issue("--output-catalog", "must differ from the catalog read "
                                     "(--write-bundles), which is never overwritten",
                                     args.output_catalog)])
+    # every output refused now, not after the reading and the mining
+    _outputs({"-o": args.output, "--itemsets": args.itemsets,
+              "--output-catalog": args.output_catalog},
+             {"TRANSACTIONS": args.transactions, "--segments": args.segments,
+              "--write-bundles": args.write_bundles})
+    if args.output_catalog and Path(args.output_catalog).suffix.lower() != ".json":
+        _folder_writable(Path(args.output_catalog))
+    if args.write_bundles:
         from cli.solving import load
 
         catalog = load(args.write_bundles)
@@ -167,6 +175,36 @@ def _mine(args: argparse.Namespace) -> int:
 
 def _same_path(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+def _outputs(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Output files that can be written (`writable`: a folder is made if missing), none
+    naming an input or another output. A CSV folder for `--output-catalog` is checked by
+    `_folder_writable`."""
+    from cli.solving import writable
+
+    given = {flag: path for flag, path in outputs.items() if path}
+    issues = []
+    for i, (flag, path) in enumerate(given.items()):
+        for other, seen in [*list(given.items())[:i], *inputs.items()]:
+            if seen and _same_path(path, seen):
+                issues.append(Issue(flag, f"must differ from {other} ({seen})", path))
+                break
+    if issues:
+        raise InputError(issues)
+    for flag, path in given.items():
+        if flag != "--output-catalog" or Path(path).suffix.lower() == ".json":
+            writable(Path(path))
+
+
+def _folder_writable(folder: Path) -> None:
+    """A folder that the instance's CSV tables can be written into (made if missing)."""
+    from cli.solving import writable
+
+    if folder.exists() and not folder.is_dir():
+        raise InputError([Issue(str(folder), "must be a folder (or a new path) to write CSV "
+                                "tables into", value_text="an existing file")])
+    writable(folder / "items.csv")
 
 
 def _sizes(size: Any) -> tuple[Any, Any]:
@@ -247,12 +285,11 @@ def _print_summary(args: argparse.Namespace, s: dict[str, Any], result: Any) -> 
 
 def _baskets(args: argparse.Namespace) -> int:
     from optimizer.io.tables import write_frame
-    from optimizer.mining.generate import generate_baskets
+    from optimizer.mining.generate import check_options, generate_baskets
 
-    if not 0 <= args.strength <= 1:
-        raise InputError([Issue("--strength", "must be a number in [0, 1]", args.strength)])
-    if not 1 <= args.mean_size <= 1000:
-        raise InputError([Issue("--mean-size", "must be a number in [1, 1000]", args.mean_size)])
+    check_options(args.orders, args.items, args.planted, args.strength, args.mean_size,
+                  args.customers, args.days)
+    _outputs({"-o": args.output, "--per-order": args.per_order}, {"--catalog": args.catalog})
     items: Any = args.items
     prices = None
     if args.catalog:

@@ -5,6 +5,8 @@ A rule `anchor -> others` with a single-item antecedent becomes the bundle of al
 set the log shows selling together. The strongest rules are taken (lift, then confidence,
 then support), one per itemset, and only those whose items are all in the catalog:
 
+- its id is its item ids joined by '+', the anchor first, with '%', '+' and '~' escaped in
+  them (`bundle_id`), and a stable hash added when the catalog has that id for other items;
 - the bundle's price is left out, so its price is its **reference price**, the sum of its
   items' own catalog prices (one of each: mining counts presence, not quantities);
 - bundles sharing an anchor item share the exclusion group `mined:ANCHOR`, so a segment is
@@ -20,6 +22,7 @@ The instance is rebuilt through the validator, so what is written is a valid ins
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,9 @@ from optimizer.model.instance import Instance
 TAKE_RATE_RANGE = (1e-4, 1.0 - 1e-4)  # take_rate must lie in (0, 1)
 GROUP_PREFIX = "mined:"
 MAX_BUNDLES = 1_000
+ID_SEPARATOR = "+"  # between the item ids of a mined bundle's id
+ID_ESCAPES = (("%", "%25"), ("+", "%2B"), ("~", "%7E"))  # '%' first: the escaping is reversible
+HASH_MARK = "~"  # before the hash that sets a mined id apart from a catalog bundle's
 
 
 @dataclass(frozen=True)
@@ -128,29 +134,33 @@ def write_bundles(instance: Instance, mined: Mined, options: BundleOptions = Bun
     chosen = candidates[known][:options.max_bundles]
 
     anchor = sets.items[rules.antecedent[chosen], 0]
+    taken, used, before = _catalog_bundles(instance), set[str](), []
     rows = []
     for k, r in enumerate(chosen):
         items = [int(c) for c in sets.items[rules.itemset[r]] if c >= 0]
         items = [int(anchor[k])] + [c for c in items if c != anchor[k]]
         ids = [str(baskets.items[c]) for c in items]
         pos = position[items]
+        bundle = _bundle_id(ids, taken, used)
+        if bundle is None:
+            before.append(bundle_id(ids))
         rows.append({
-            "id": "+".join(ids), "anchor": ids[0], "items": ids,
+            "id": bundle, "anchor": ids[0], "items": ids,
             "name": " + ".join(str(n) if isinstance(n, str) and n else i
                                for n, i in zip(name[pos], ids, strict=True)),
             "reference_price": float(price[pos].sum()), "lift": float(rules.lift[r]),
             "confidence": float(rules.confidence[r]), "support": float(rules.support[r]),
             "orders": int(rules.orders[r]), "anchor_orders": int(rules.antecedent_orders[r]),
         })
+    if before:
+        raise InputError([Issue("--write-bundles", "must be a catalog without the mined bundles "
+                                "(it holds them, mined before: mine into the original catalog)",
+                                before)])
     bundles = pd.DataFrame(rows)
     shared = bundles["anchor"].map(bundles["anchor"].value_counts()) > 1
     bundles["exclusion_group"] = pd.Series(
         [GROUP_PREFIX + a if s else None for a, s in zip(bundles["anchor"], shared, strict=True)],
         dtype=object)
-    clash = sorted(set(bundles["id"]) & set(instance.bundles["id"].astype(object)))
-    if clash:
-        raise InputError([Issue("--write-bundles", "must be a catalog without the mined bundles' "
-                                "ids (mine into the original catalog)", clash)])
 
     doc = instance_to_document(instance)
     for b in bundles.itertuples():
@@ -166,6 +176,46 @@ def write_bundles(instance: Instance, mined: Mined, options: BundleOptions = Bun
     new = instance_from_document(doc, origin=instance.name)
     return BundleResult(new, bundles, responses, len(candidates), int((~known).sum()),
                         tuple(missing), added, unmatched, unsegmented)
+
+
+def bundle_id(items: list[str]) -> str:
+    """A mined bundle's readable id: its item ids, the anchor first, joined by '+', with
+    '%', '+' and '~' in an item id escaped as %25, %2B and %7E (so that the id names one list
+    of items, and never holds the '~' of a hashed id)."""
+    escaped = []
+    for item in items:
+        for char, code in ID_ESCAPES:
+            item = item.replace(char, code)
+        escaped.append(item)
+    return ID_SEPARATOR.join(escaped)
+
+
+def _bundle_id(items: list[str], taken: dict[str, frozenset[str]],
+               used: set[str]) -> str | None:
+    """`bundle_id`, or, when the catalog already has a bundle of that id with other items,
+    that id + '~' + 8 hex digits of its SHA-256 (stable from run to run; all 64 should two
+    hashed ids of this run share 8). None when the catalog has a bundle of that id and of the
+    same items: this bundle, mined before. `used` gathers the ids of this run."""
+    plain = bundle_id(items)
+    candidate = plain
+    if plain in taken and taken[plain] != frozenset(items):
+        digest = hashlib.sha256(plain.encode("utf-8")).hexdigest()
+        candidate = f"{plain}{HASH_MARK}{digest[:8]}"
+        if candidate in used or candidate in taken:
+            candidate = f"{plain}{HASH_MARK}{digest}"
+    if candidate in taken or candidate in used:
+        return None
+    used.add(candidate)
+    return candidate
+
+
+def _catalog_bundles(instance: Instance) -> dict[str, frozenset[str]]:
+    """Each catalog bundle's id -> the ids of its items."""
+    bi = instance.bundle_items
+    items: dict[str, set[str]] = {}
+    for bundle, item in zip(bi["bundle"].astype(object), bi["item"].astype(object), strict=True):
+        items.setdefault(str(bundle), set()).add(str(item))
+    return {str(b): frozenset(items.get(str(b), ())) for b in instance.bundles["id"].astype(object)}
 
 
 def _candidates(mined: Mined, max_items: int) -> np.ndarray:

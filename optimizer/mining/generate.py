@@ -11,11 +11,22 @@ heavy-tailed activity; dates are uniform over `days`; order ids follow the dates
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from optimizer.errors import InputError, Issue
+
+# What one generated log may ask for: about 60 bytes a line in memory, and dates that any
+# reader keeps (2026 plus a century).
+MAX_ORDERS = 10_000_000
+MAX_LINES = 30_000_000  # orders x mean size
+MAX_ITEMS = 1_000_000
+MAX_PLANTED = 1_000
+MAX_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,41 @@ class BasketLog:
         return per.reset_index()
 
 
+def check_options(orders: int, items: int, planted: int = 8, strength: float = 0.6,
+                  mean_size: float = 3.0, customers: int | None = None, days: int = 365) -> None:
+    """Every option in its range, named as `offeropt baskets` names it; all issues at once."""
+    issues = []
+    for flag, value, most in (("--orders", orders, MAX_ORDERS), ("--items", items, MAX_ITEMS),
+                              ("--days", days, MAX_DAYS)):
+        if not (isinstance(value, int) and 1 <= value <= most):
+            issues.append(Issue(flag, f"must be an integer in [1, {most:,}]", value))
+    if not (isinstance(planted, int) and 0 <= planted <= MAX_PLANTED):
+        issues.append(Issue("--planted", f"must be an integer in [0, {MAX_PLANTED:,}]", planted))
+    if customers is not None and not (isinstance(customers, int) and 1 <= customers <= MAX_ORDERS):
+        issues.append(Issue("--customers", f"must be an integer in [1, {MAX_ORDERS:,}]", customers))
+    if not (isinstance(strength, int | float) and 0 <= strength <= 1):
+        issues.append(Issue("--strength", "must be a number in [0, 1]", strength))
+    if not (isinstance(mean_size, int | float) and 1 <= mean_size <= 1000):
+        issues.append(Issue("--mean-size", "must be a number in [1, 1000]", mean_size))
+    elif isinstance(orders, int) and 1 <= orders <= MAX_ORDERS and orders * mean_size > MAX_LINES:
+        issues.append(Issue("--mean-size", f"must leave at most {MAX_LINES:,} order lines "
+                            "(--orders x --mean-size)",
+                            value_text=f"{mean_size:g} x {orders:,} = {math.ceil(orders * mean_size):,}"))
+    if issues:
+        raise InputError(issues)
+
+
 def generate_baskets(orders: int, seed: int = 0, items: int | Sequence[str] = 200,
                      prices: Sequence[float] | None = None, planted: int = 8,
                      strength: float = 0.6, mean_size: float = 3.0, customers: int | None = None,
                      days: int = 365, start: str = "2026-01-01") -> BasketLog:
     """A log of `orders` orders over `items` (a count, or the ids to use, e.g. a catalog's)."""
+    if not (isinstance(items, int) or len(items) >= 1):
+        raise InputError([Issue("--catalog", "must have at least one item", value_text="none")])
+    check_options(orders, items if isinstance(items, int) else 1, planted, strength, mean_size,
+                  customers, days)
+    if not (isinstance(seed, int) and seed >= 0):
+        raise InputError([Issue("--seed", "must be an integer >= 0", seed)])
     rng = np.random.default_rng(seed)
     ids = (np.array([f"item-{i:04d}" for i in range(items)], dtype=object)
            if isinstance(items, int) else np.asarray(list(items), dtype=object))

@@ -3,13 +3,16 @@
 One row per order line: an order id and an item id, optionally the customer and the date of
 the order. Ids become integer codes (items sorted by id, orders in order of appearance) and
 the lines a scipy.sparse CSR matrix with a 1 where an order holds an item; an item repeated
-within an order (two lines, or a quantity) counts once. Every broken rule is an issue naming
-the file's line (CSV, the header being line 1) or row (Parquet, from 0) and the column.
+within an order (two lines, or a quantity) counts once. Dates are ISO 8601 unless a format is
+given; one with an offset is converted to UTC, so that mixed offsets compare. Every broken
+rule is an issue naming the file's line (CSV, the header being line 1) or row (Parquet, from
+0) and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,11 @@ from optimizer.io.tables import read_frame
 LineFormat = Literal["csv", "parquet"]
 MAX_PER_RULE = 50  # as the instance validator: then one line counting the rest
 SEPARATOR = ";"  # between the items of an itemset in the output; no item id may hold it
+# Dates are kept as datetime64[ns] (UTC when written with an offset); these whole years lie
+# inside its range, so no date wraps around.
+FIRST_DAY, LAST_DAY = np.datetime64("1678-01-01", "D"), np.datetime64("2261-12-31", "D")
+RANGE_RULE = "must be a date in the years 1678 to 2261"
+CLOCK_WORDS = ("now", "today")  # pandas reads them as the time of reading: not a date of a log
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class Baskets:
     items: np.ndarray  # item id (str, object array) per item code, sorted
     orders: np.ndarray  # order id per row (object array)
     customers: np.ndarray | None = None  # customer id per order ("" for none), object array
-    dates: np.ndarray | None = None  # datetime64[ns] per order
+    dates: np.ndarray | None = None  # datetime64[ns] per order (UTC for dates with an offset)
     lines: int = 0  # order lines read (after --since/--until)
     duplicates: int = 0  # lines naming an item its order already held
     name: str = "orders"
@@ -141,7 +149,7 @@ def baskets_from_frame(frame: pd.DataFrame, name: str = "orders.csv", fmt: LineF
     (trimming, emptiness, the separator) and on integer codes per line."""
     report = _Report(name, fmt)
     customer_col, date_col = _resolve_columns(frame, name, columns)
-    window = _window(since, until, date_col)
+    window = _window(since, until, columns.date_format, date_col)
     if len(frame) == 0:
         raise InputError([Issue(name, "must hold at least one order line", value_text="none")])
     order = _encode(frame, columns.order, name)
@@ -174,12 +182,12 @@ def baskets_from_frame(frame: pd.DataFrame, name: str = "orders.csv", fmt: LineF
 
     keep = np.ones(len(frame), dtype=bool)
     if window is not None and dates is not None:
-        low, high = window
-        keep = (dates >= low) & (dates <= high)
+        low, high = window  # [low, high): the day after --until excluded
+        keep = (dates >= low) & (dates < high)
         if not keep.any():
             raise InputError([Issue("--since/--until", "must leave at least one order line",
-                                    value_text=f"none of {len(frame):,} lines between "
-                                    f"{_day(low)} and {_day(high)}")])
+                                    value_text=f"none of {len(frame):,} lines from "
+                                    f"{since or 'the first day'} to {until or 'the last day'}")])
     kept_items = np.flatnonzero(np.bincount(item.codes[keep], minlength=len(item.values)) > 0)
     item_ids = item.values[kept_items]
     by_id = np.argsort(item_ids, kind="stable")
@@ -219,18 +227,23 @@ class _Column:
         return str(self.values[self.codes[i]])
 
 
-def _encode(frame: pd.DataFrame, column: str, name: str) -> _Column:
+def _one_column(frame: pd.DataFrame, column: str, name: str) -> pd.Series:
     raw = frame[column]
     if isinstance(raw, pd.DataFrame):  # the header names the column twice
         raise InputError([Issue(name, f"must have one column named {column!r}",
                                 value_text=f"{raw.shape[1]} of them")])
+    return raw
+
+
+def _encode(frame: pd.DataFrame, column: str, name: str) -> _Column:
+    raw = _one_column(frame, column, name)
     try:
         arrow = getattr(raw.array, "__arrow_array__", None)
         data = arrow() if arrow is not None else pa.array(raw, from_pandas=True)
         text = pc.fill_null(pc.cast(data, pa.string()), "")
-    except (TypeError, ValueError, UnicodeError, ArrowException):  # a Parquet binary column
+    except (TypeError, ValueError, UnicodeError, ArrowException):  # bytes, lists, structs
         raise InputError([Issue(name, f"must have a column {column!r} of text",
-                                value_text=f"a column of {raw.dtype}")]) from None
+                                value_text=f"a column of {_type_name(raw)}")]) from None
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     raw_codes = text.dictionary_encode()
@@ -259,54 +272,124 @@ def _resolve_columns(frame: pd.DataFrame, name: str,
     return customer, date
 
 
-def _window(since: str | None, until: str | None,
+def _type_name(raw: pd.Series) -> str:
+    """The column's Arrow type when pandas holds it as objects (lists, structs, bytes)."""
+    if raw.dtype == object:
+        try:
+            return str(pa.array(raw, from_pandas=True).type)
+        except (TypeError, ValueError, ArrowException):
+            pass
+    return str(raw.dtype)
+
+
+def _window(since: str | None, until: str | None, date_format: str | None,
             date_col: str | None) -> tuple[np.datetime64, np.datetime64] | None:
-    if since is None and until is None:
-        return None
+    """--since and --until (whole days, both included) as [first instant, instant after the
+    last), datetime64[ns]; also refuses a --date-format that is no strftime format."""
     issues = []
+    if date_format:
+        try:  # a bad directive fails on any value; a date that does not match is NaT
+            pd.to_datetime(pd.Series(["2026-01-05"]), format=date_format, errors="coerce",
+                           utc=True)
+        except (ValueError, TypeError) as exc:
+            issues.append(Issue("--date-format", "must be a strftime format (e.g. %Y%m%d)",
+                                value_text=f"{date_format!r} ({str(exc)[:120]})"))
     bounds = []
-    for flag, text, default in (("--since", since, np.datetime64("1677-09-22", "ns")),
-                                ("--until", until, np.datetime64("2262-04-11", "ns"))):
-        if text is None:
-            bounds.append(default)
-            continue
-        value = pd.to_datetime(text, errors="coerce")
-        if pd.isna(value):
-            issues.append(Issue(flag, "must be a date (YYYY-MM-DD)", text))
-        else:
-            bounds.append(np.datetime64(value.to_datetime64(), "ns"))
-    if date_col is None:
-        issues.append(Issue("--since/--until", "must go with a date column (--date-column)",
+    for flag, text in (("--since", since), ("--until", until)):
+        day = None
+        if text is not None:
+            try:  # YYYY-MM-DD and nothing else (no time, no offset, no 'now')
+                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+                    raise ValueError(text)
+                day = np.datetime64(text.strip(), "D")
+            except ValueError:
+                issues.append(Issue(flag, "must be a date (YYYY-MM-DD)", text))
+        bounds.append(day)
+    given = [flag for flag, v in (("--since", since), ("--until", until),
+                                  ("--date-format", date_format)) if v]
+    if date_col is None and given:
+        issues.append(Issue("/".join(given), "must go with a date column (--date-column)",
                             value_text="a file without a 'date' column"))
     if issues:
         raise InputError(issues)
-    if until is not None and len(bounds) == 2 and bounds[1] < bounds[0]:
+    low, high = bounds
+    if low is not None and high is not None and high < low:
         raise InputError([Issue("--until", f"must not be before --since ({since})", until)])
-    return bounds[0], bounds[1]
-
-
-def _day(value: np.datetime64) -> str:
-    return str(value.astype("datetime64[D]"))
+    if since is None and until is None:
+        return None
+    # every date read lies in [FIRST_DAY, LAST_DAY]: bounds beyond are clipped, not wrapped
+    low = FIRST_DAY if low is None else min(max(low, FIRST_DAY), LAST_DAY + 1)
+    high = LAST_DAY + 1 if high is None else min(max(high + 1, FIRST_DAY), LAST_DAY + 1)
+    return low.astype("datetime64[ns]"), high.astype("datetime64[ns]")
 
 
 def _dates(frame: pd.DataFrame, column: str, date_format: str | None,
            report: _Report) -> tuple[np.ndarray, Callable[[int], str]]:
-    """Dates as datetime64[ns] per line, and each line's date as written (for messages);
-    the distinct texts are parsed once (a log has few days)."""
-    raw = frame[column]
+    """Dates as datetime64[ns] per line (a date with an offset or time zone in UTC, one
+    without as written), and each line's date as written (for messages); the distinct texts
+    are parsed once (a log has few days)."""
+    raw = _one_column(frame, column, report.name)
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):  # a Parquet timestamp column
-        values = raw.dt.tz_localize(None) if raw.dt.tz is not None else raw
-        dates = values.to_numpy(dtype="datetime64[ns]")
-        report.rows(np.isnat(dates), column, "must be a date", nothing=True)
-        return dates, lambda i: str(values.iloc[i])
+        try:
+            stamps = _naive_utc(raw)
+        except (TypeError, ValueError, ArrowException):
+            raise InputError([Issue(report.name, f"must have a column {column!r} of dates or "
+                                    "text", value_text=f"a column of {raw.dtype}")]) from None
+        out = _out_of_range(stamps)
+        report.rows(np.isnat(stamps), column, "must be a date", nothing=True)
+        report.rows(out, column, RANGE_RULE, lambda i: str(raw.iloc[i]))
+        return _as_ns(stamps, out), lambda i: str(raw.iloc[i])
     text = _encode(frame, column, report.name)
-    parsed = pd.to_datetime(pd.Series(text.values), format=date_format, errors="coerce")
-    day = parsed.to_numpy(dtype="datetime64[ns]")
-    rule = f"must be a date{f' ({date_format})' if date_format else ''}"
-    bad = np.isnat(day)
+    stamps = _parse_dates(text.values, date_format)
+    stamps[np.isin(text.values, CLOCK_WORDS)] = np.datetime64("NaT")
+    rule = f"must be a date ({date_format or 'ISO 8601, e.g. 2026-01-05'})"
+    bad, out = np.isnat(stamps), _out_of_range(stamps)
     report.rows(text.where(bad & (text.values == "")), column, rule, nothing=True)
     report.rows(text.where(bad & (text.values != "")), column, rule, text.text)
-    return day[text.codes], text.text
+    report.rows(text.where(out), column, RANGE_RULE, text.text)
+    return _as_ns(stamps, out)[text.codes], text.text
+
+
+def _naive_utc(values: pd.Series) -> np.ndarray:
+    """datetime64 in the column's own unit, naive: UTC when the column has a time zone."""
+    if isinstance(values.dtype, pd.ArrowDtype):
+        values = values.astype(values.dtype.numpy_dtype)
+    if values.dt.tz is not None:
+        values = values.dt.tz_convert(None)
+    return np.asarray(values.to_numpy(), dtype=values.dtype)
+
+
+def _parse_dates(texts: np.ndarray, date_format: str | None) -> np.ndarray:
+    """Distinct texts as naive datetime64 (UTC for those with an offset, so that mixed offsets
+    compare), NaT for a text that is not a date in `date_format` (ISO 8601 by default)."""
+    fmt = date_format or "ISO8601"
+    try:
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce",
+                                utc=True)
+    except (ValueError, TypeError, OverflowError):  # one by one, a failure marking its text
+        parsed = pd.Series([_parse_one(t, fmt) for t in texts], dtype="datetime64[us, UTC]")
+    return _naive_utc(parsed).copy()
+
+
+def _parse_one(text: str, fmt: str) -> pd.Timestamp:
+    try:
+        value = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        return pd.Timestamp("NaT") if pd.isna(value) else pd.Timestamp(value).as_unit("us")
+    except (ValueError, TypeError, OverflowError):
+        return pd.Timestamp("NaT")
+
+
+def _out_of_range(stamps: np.ndarray) -> np.ndarray:
+    """Dates outside [FIRST_DAY, LAST_DAY], compared in their own unit (never wrapped)."""
+    low = FIRST_DAY.astype(stamps.dtype)
+    high = (LAST_DAY + 1).astype(stamps.dtype)
+    return ~np.isnat(stamps) & ((stamps < low) | (stamps >= high))
+
+
+def _as_ns(stamps: np.ndarray, out: np.ndarray) -> np.ndarray:
+    stamps = stamps.copy()
+    stamps[out] = np.datetime64("NaT")
+    return stamps.astype("datetime64[ns]")
 
 
 def _same_in_order(report: _Report, codes: np.ndarray, text: Callable[[int], str], column: str,

@@ -48,14 +48,14 @@ def test_itemsets_and_rules_match_mlxtend(orders: int, seed: int, support: float
     ours_rules = rule_table(mined)
     assert ours_rules.keys() == theirs_rules.keys()
     assert len(ours_rules) > 20
-    for key, ours_rule in ours_rules.items():
-        their_rule = theirs_rules[key]
+    for rule_key, ours_rule in ours_rules.items():
+        their_rule = theirs_rules[rule_key]
         for metric in METRICS:
             mine_value, their_value = ours_rule[metric], their_rule[MLXTEND_NAMES.get(metric, metric)]
             if math.isinf(their_value):
-                assert math.isinf(mine_value), (key, metric)
+                assert math.isinf(mine_value), (rule_key, metric)
             else:
-                assert mine_value == pytest.approx(their_value, rel=1e-12, abs=1e-15), (key, metric)
+                assert mine_value == pytest.approx(their_value, rel=1e-12, abs=1e-15), (rule_key, metric)
         assert ours_rule["orders"] == round(their_rule["support"] * orders)
 
 

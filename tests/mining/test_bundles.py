@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from cli.main import main
-from optimizer.io import load_instance
-from optimizer.mining.bundles import GROUP_PREFIX
+from optimizer.errors import InputError
+from optimizer.io import instance_from_document, load_instance
+from optimizer.io.json_form import instance_to_document
+from optimizer.mining.bundles import GROUP_PREFIX, BundleOptions, write_bundles
+from optimizer.mining.mine import Thresholds, mine
+from optimizer.model.instance import Instance
 from optimizer.plan.check import evaluate_plan
 from optimizer.plan.document import build_plan
 from optimizer.solve.dispatch import SolveOptions, solve
+from tests.mining.helpers import baskets_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "instances" / "demo"
@@ -92,3 +100,57 @@ def test_the_mined_catalog_solves_and_offers_mined_bundles(pipeline: dict[str, P
     plan = build_plan(solution).to_dict()
     assert evaluate_plan(inst, plan).violations == ()
     assert any("+" in offer["bundle"] for offer in plan["offers"])
+
+
+@functools.cache
+def _demo() -> Instance:
+    return load_instance(DEMO)
+
+
+def _catalog(extra_items: list[str], extra_bundles: tuple[dict[str, Any], ...] = ()) -> Instance:
+    doc = instance_to_document(_demo())
+    doc["items"] += [{"id": i, "name": "", "price": 100 + k, "cost": 50, "stock": 1000}
+                     for k, i in enumerate(extra_items)]
+    doc["bundles"] += list(extra_bundles)
+    return instance_from_document(doc)
+
+
+def _unescape(part: str) -> str:
+    return part.replace("%2B", "+").replace("%7E", "~").replace("%25", "%")
+
+
+def test_ids_of_items_with_a_plus_cannot_collide() -> None:
+    """{a+b, c} and {a, b+c} were both 'a+b+c' once: the '+' of an item id is escaped."""
+    items = ["a+b", "c", "a", "b+c", "50%", "x~1"]
+    orders = [{"a+b", "c"}] * 6 + [{"a", "b+c"}] * 5 + [{"50%", "x~1"}] * 4 + [{"c"}, {"a"}]
+    mined = mine(baskets_of(orders), Thresholds(0.1, 0.5, 1.0, 2))
+    result = write_bundles(_catalog(items), mined, BundleOptions(max_bundles=20))
+    ids = list(result.bundles["id"])
+    assert len(ids) == len(set(ids)) == 3
+    for bundle, members in zip(ids, result.bundles["items"], strict=True):
+        assert [_unescape(p) for p in bundle.split("+")] == members  # reversible, anchor first
+        assert "~" not in bundle
+    assert {"a%2Bb+c", "c+a%2Bb"} & set(ids) and {"a+b%2Bc", "b%2Bc+a"} & set(ids)
+    assert {"50%25+x%7E1", "x%7E1+50%25"} & set(ids)
+    assert set(ids) <= set(result.instance.bundles["id"])  # and the instance validated
+
+
+def test_ids_never_clash_with_the_catalogs() -> None:
+    """A catalog bundle that has the mined id but other items: the mined id gets a stable
+    hash; one with the same items is this bundle mined before: an input error."""
+    orders = [{"mouse-m2", "sleeve-14"}] * 5 + [{"mouse-m2"}]
+    mined = mine(baskets_of(orders), Thresholds(0.1, 0.5, 0.0, 2))
+    mined_before = write_bundles(_demo(), mined)
+    plain = mined_before.bundles["id"].item()
+    assert plain == "sleeve-14+mouse-m2"
+    squatter = {"id": plain, "name": "not that", "kind": "bundle",
+                "items": [{"item": "laptop-14", "qty": 1}]}
+    hashed = write_bundles(_catalog([], (squatter,)), mined)
+    digest = hashlib.sha256(plain.encode()).hexdigest()[:8]  # the same from run to run
+    assert hashed.bundles["id"].item() == f"{plain}~{digest}"
+    assert f"{plain}~{digest}" in set(hashed.instance.bundles["id"])
+    with pytest.raises(InputError) as before:
+        write_bundles(mined_before.instance, mined)
+    assert str(before.value) == ("--write-bundles: must be a catalog without the mined bundles "
+                                 "(it holds them, mined before: mine into the original catalog), "
+                                 "got ['sleeve-14+mouse-m2']")
