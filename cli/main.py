@@ -17,7 +17,7 @@ from optimizer.errors import InputError, OfferOptError, file_issue
 
 def main(argv: list[str] | None = None) -> int:
     """The console script (`argv` None: the process's command line, whose time limit counts
-    from the first import of `cli`), or one command run in-process (counted from this call)."""
+    from the process's start), or one command run in-process (counted from this call)."""
     return run(build_parser(), argv, IMPORTED if argv is None else time.monotonic())
 
 

@@ -27,7 +27,9 @@ SUCCESS = (Status.OPTIMAL, Status.FEASIBLE)
 # a real solve): check 2.8 s, plan document 5.3 s, writing 7.0 s, i.e. 3.8e-6 s per response;
 # a split plan's offer sets add about 2 s there. At 1M x 20 (2.9M offers) the check took 15 s,
 # 30 s for a split plan (1.1M offer sets).
-# Up to 30,000 responses the three take under 0.25 s, well within the fixed 0.5 s.
+# Up to 30,000 responses the three take under 0.25 s, within the fixed reserve, which also
+# covers the interpreter's exit after the command (0.2-0.4 s measured on a loaded 2-core box).
+FIXED_RESERVE_SECONDS = 0.9
 CHECK_SECONDS_PER_RESPONSE = 5e-6
 # Exploration sets (`optimizer.exploration`) come after the solve: measured at 2.4 s on a
 # loaded 2-core box for 20,000 segments x 15 responses (55,000 offers), 8e-6 s per response.
@@ -38,7 +40,7 @@ def solve_budget(instance: Instance, seconds: float, explore: float = 0.0) -> fl
     """What a solve may take of `seconds` so that exploring (when `explore` > 0), checking
     and writing its plan still fit."""
     per_response = CHECK_SECONDS_PER_RESPONSE + (EXPLORE_SECONDS_PER_RESPONSE if explore > 0 else 0)
-    reserve = 0.5 + per_response * len(instance.responses)
+    reserve = FIXED_RESERVE_SECONDS + per_response * len(instance.responses)
     return max(0.1, seconds - min(reserve, 0.4 * seconds))
 
 
