@@ -44,11 +44,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(InputError)
     def _input(exc: InputError) -> Response:
-        errors = [{"path": i.path, "rule": i.rule, "value": _plain(i), "message": str(i)}
-                  for i in exc.issues]
-        return problem_response(422, "The catalog plan breaks rules of the spec",
-                                f"{len(errors)} issue(s); each names the field and the rule",
-                                errors)
+        return input_problem(exc, "The catalog plan breaks rules of the spec")
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
@@ -74,6 +70,15 @@ def register(app: Flask) -> None:
         log.exception("unhandled error")
         return problem_response(500, "Internal Server Error",
                                 "the error was logged; no details are exposed")
+
+
+def input_problem(exc: InputError, title: str) -> Response:
+    """A `422` listing the issues of an input error, each with its path and rule, under a
+    title that says what was refused (a blueprint's own handler may give its own)."""
+    errors = [{"path": i.path, "rule": i.rule, "value": _plain(i), "message": str(i)}
+              for i in exc.issues]
+    return problem_response(422, title, f"{len(errors)} issue(s); each names the field and the "
+                            "rule", errors)
 
 
 def _plain(issue: Any) -> Any:

@@ -1,10 +1,11 @@
 """Why-not and what-if over HTTP (issue 17): a plan's explanation, and frontiers run in the
-background like solves (`api.workbench_job`).
+background like solves (`api.workbench_job`, read back by `api.frontier_runs`).
 
 - `GET /v1/plans/{id}/explain?segment=S[&bundle=B]`: `optimizer.explain` against the catalog
   the plan was solved from. Solves never run on a request thread, so nothing is re-solved
   here: the proofs are the multipliers' (the plan's own, else the LP relaxation's duals,
-  computed within EXPLAIN_SECONDS). `offeropt explain` re-solves for tighter proofs.
+  computed within EXPLAIN_SECONDS the first time a plan is asked about, then kept per plan
+  by each web worker). `offeropt explain` re-solves for tighter proofs.
 - `POST /v1/frontiers`: a frontier (`optimizer.frontier`) queued as a run on the catalog of
   `plan_id` (default: the active plan), `202` with its id; `GET /v1/frontiers/{id}`: its
   status and the points solved so far; `.../plot`: the curve as SVG; `DELETE`: cancel.
@@ -13,25 +14,84 @@ background like solves (`api.workbench_job`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections import OrderedDict
+from threading import Lock
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, Field
 
 from api.auth import MERCHANDISER, requires
 from api.body import read_body
+from api.frontier_runs import frontier_body, frontier_curve, frontier_links, frontier_run
 from api.openapi import Param, doc
-from api.problems import Problem
-from api.store import NotFound, Store
-from api.workbench_job import KIND, is_frontier
+from api.problems import Problem, input_problem
+from api.store import Store
+from api.workbench_job import KIND
 from optimizer.errors import InputError, Issue
 from optimizer.io import instance_from_document
 from optimizer.io.safe_json import parse_json
+from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
+
+if TYPE_CHECKING:  # the library's explanations are imported at the first question
+    from optimizer.explain import Explanation, Prices
 
 workbench_api = Blueprint("workbench_api", __name__)
 EXPLAIN_SECONDS = 5.0  # for the LP relaxation's duals, when the plan carries no multipliers
 FRONTIER_FIELDS = ("vary", "values", "time_limit", "plan_id", "method")
+# The 422 of each endpoint: what was refused (the app's own title is the catalog's).
+REFUSED = {"workbench_api.explain_plan": "The question cannot be answered for this plan",
+           "workbench_api.start_frontier": "The frontier request was refused"}
+
+
+@workbench_api.errorhandler(InputError)
+def _refused(exc: InputError) -> Response:
+    return input_problem(exc, REFUSED.get(request.endpoint or "", "The request was refused"))
+
+
+class _PricesKept:
+    """The multipliers of the last few plans explained, per web worker, by plan id (a plan
+    and its catalog never change): a plan without multipliers of its own (the exact MIP, the
+    nightly job's warm starts) is priced by an LP once, and every later question about it
+    is answered without solving anything."""
+
+    def __init__(self, most: int = 16) -> None:
+        self.most = most
+        self.items: OrderedDict[str, Prices] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, plan_id: str) -> Prices | None:
+        with self.lock:
+            found = self.items.get(plan_id)
+            if found is not None:
+                self.items.move_to_end(plan_id)
+            return found
+
+    def keep(self, plan_id: str, prices: Prices) -> None:
+        with self.lock:
+            self.items[plan_id] = prices
+            self.items.move_to_end(plan_id)
+            while len(self.items) > self.most:
+                self.items.popitem(last=False)
+
+
+PRICES = _PricesKept()
+
+
+def explain_stored(plan_id: str, instance: Instance, plan: Plan, segment: str,
+                   bundle: str | None) -> Explanation:
+    """`optimizer.explain.explain` of a stored plan, as the API and the workbench ask it: no
+    re-solve (nothing but an LP runs on a request thread, within EXPLAIN_SECONDS, and only
+    the first time a plan without multipliers is asked about: its duals are kept)."""
+    from optimizer.explain import NONE, explain
+
+    kept = PRICES.get(plan_id)
+    answer = explain(instance, plan, segment, bundle, resolve=False, time_limit=EXPLAIN_SECONDS,
+                     prices=kept)
+    if kept is None and answer.prices is not None and answer.prices.source != NONE:
+        PRICES.keep(plan_id, answer.prices)  # an LP stopped by its limit is tried again
+    return answer
 
 
 class RowChargeModel(BaseModel):
@@ -61,10 +121,14 @@ class BundleExplanationModel(BaseModel):
     chosen_priced_value: float | None
     alternative_priced_value: float | None
     replaces: list[str]
-    loss_at_least: float | None = Field(description="what the opposite choice provably costs")
-    gain_at_most: float | None = Field(description="left out, not proven beaten: what a plan "
-                                       "with it could earn more at most")
-    proof: str | None = Field(description="multipliers | resolve | row_limit")
+    loss_at_least: float | None = Field(description="a plan making the opposite choice earns at "
+                                        "most the objective less this: a proven cost when "
+                                        "`proof` is set (then > 0); 0 or less proves nothing "
+                                        "(see gain_at_most)")
+    gain_at_most: float | None = Field(description="not proven (no `proof`): what a plan making "
+                                       "the opposite choice could earn more at most")
+    proof: str | None = Field(description="multipliers | resolve | row_limit; null when no cost "
+                              "is proven")
     forced: dict[str, Any] | None
     exceeds: list[dict[str, Any]]
     variants: list[dict[str, Any]]
@@ -115,21 +179,29 @@ class FrontierPointModel(BaseModel):
     used: float | None = Field(description="what the plan uses of the varied limit")
     marginal: float | None = Field(description="margin gained per unit of the limit since the "
                                    "previous point")
+    check: str | None = Field(description="passed | passed (earlier plan) | failed (the solve's "
+                              "plans all failed the independent check); null without a plan")
 
 
 class FrontierRun(BaseModel):
     """A frontier's status and the points solved so far (by increasing value)."""
 
     id: str
-    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    status: str = Field(description="queued | running | succeeded | failed (error: a plan "
+                        "failed the independent check, or no value has a plan) | cancelled")
     plan_id: str | None
     vary: str
     values: list[float]
     time_limit: float
     method: str | None
     points: list[FrontierPointModel]
-    stops_costing_at: float | None
-    complete: bool
+    stops_costing_at: float | None = Field(description="the first value past which every "
+                                           "looser value's proven bound is at most its margin; "
+                                           "null when not proven")
+    stops_costing: str = Field(description="where the limit stops costing money, in words, or "
+                               "why that is not proven")
+    complete: bool = Field(description="false while running, and when the time limit (or a "
+                           "cancel) stopped the curve before every value was solved")
     current: dict[str, Any] | None = Field(description="the solve in course: objective, bound, "
                                            "gap, elapsed")
     error: str | None
@@ -154,8 +226,6 @@ def _store() -> Store:
                    "the segment, and any the plan shows)")))
 @requires(MERCHANDISER)
 def explain_plan(plan_id: str) -> dict[str, Any]:
-    from optimizer.explain import explain
-
     segment = request.args.get("segment")
     if not segment:
         raise Problem(400, "Bad Request", "segment: must be given (a segment id of the plan's "
@@ -164,8 +234,7 @@ def explain_plan(plan_id: str) -> dict[str, Any]:
     found = _store().plan_with_catalog(plan_id)
     instance = instance_from_document(json.loads(found["catalog"]), origin="the plan's catalog")
     plan = Plan.from_dict(json.loads(found["plan"]))
-    explanation = explain(instance, plan, segment, bundle, resolve=False,
-                          time_limit=EXPLAIN_SECONDS)
+    explanation = explain_stored(plan_id, instance, plan, segment, bundle)
     return {"plan_id": plan_id, **explanation.to_dict()}
 
 
@@ -210,7 +279,7 @@ def start_frontier() -> tuple[dict[str, Any], int, dict[str, str]]:
                "time_limit": float(time_limit), "method": body.get("method"), "plan_id": plan_id,
                "currency": instance.currency}
     run_id = _store().queue_on_plan_catalog(plan_id, options)
-    links = _links(run_id)
+    links = frontier_links(run_id)
     return ({"frontier_id": run_id, "status": "queued", "plan_id": plan_id, "links": links}, 202,
             {"Location": links["self"]})
 
@@ -219,7 +288,7 @@ def start_frontier() -> tuple[dict[str, Any], int, dict[str, str]]:
 @doc("A frontier's status and its points so far", "workbench", {200: FrontierRun})
 @requires(MERCHANDISER)
 def get_frontier(frontier_id: str) -> dict[str, Any]:
-    return _frontier_body(_frontier_run(frontier_id))
+    return frontier_body(frontier_run(_store(), frontier_id))
 
 
 @workbench_api.get("/v1/frontiers/<frontier_id>/plot")
@@ -229,8 +298,8 @@ def get_frontier(frontier_id: str) -> dict[str, Any]:
 def frontier_plot(frontier_id: str) -> Response:
     from optimizer.frontier import frontier_svg
 
-    run = _frontier_run(frontier_id)
-    return Response(frontier_svg(_curve(run)), mimetype="image/svg+xml")
+    run = frontier_run(_store(), frontier_id)
+    return Response(frontier_svg(frontier_curve(run)), mimetype="image/svg+xml")
 
 
 @workbench_api.delete("/v1/frontiers/<frontier_id>")
@@ -238,8 +307,8 @@ def frontier_plot(frontier_id: str) -> Response:
      "points solved so far stay)", "workbench", {202: FrontierRun})
 @requires(MERCHANDISER)
 def cancel_frontier(frontier_id: str) -> tuple[dict[str, Any], int]:
-    _frontier_run(frontier_id)
-    return _frontier_body(_store().cancel(frontier_id)), 202
+    frontier_run(_store(), frontier_id)
+    return frontier_body(_store().cancel(frontier_id)), 202
 
 
 def _json_object() -> dict[str, Any]:
@@ -252,48 +321,3 @@ def _json_object() -> dict[str, Any]:
         raise Problem(400, "Bad Request", "body: must be a JSON object (Content-Type: "
                       "application/json) with vary, values and time_limit")
     return body
-
-
-def _frontier_run(frontier_id: str) -> dict[str, Any]:
-    try:
-        run = _store().run(frontier_id)
-    except NotFound:
-        raise NotFound(f"frontier {frontier_id!r}") from None
-    if not is_frontier(json.loads(run["options"])):
-        raise NotFound(f"frontier {frontier_id!r}")
-    return run
-
-
-def _curve(run: dict[str, Any]) -> Any:
-    from optimizer.frontier import Frontier, FrontierPoint
-
-    options = json.loads(run["options"])
-    state = json.loads(run["progress"]) if run["progress"] else {}
-    names = FrontierPoint.__dataclass_fields__
-    points = tuple(FrontierPoint(**{**{k: v for k, v in p.items() if k in names},
-                                    "binding": tuple(p.get("binding") or ())})
-                   for p in state.get("points") or ())
-    return Frontier(options["vary"], points, str(run["catalog_name"]), options.get("currency"),
-                    options["time_limit"], complete=bool(state.get("complete")))
-
-
-def _frontier_body(run: dict[str, Any]) -> dict[str, Any]:
-    options = json.loads(run["options"])
-    state = json.loads(run["progress"]) if run["progress"] else {}
-    curve = _curve(run)
-    return {
-        "id": run["id"], "status": run["status"], "plan_id": options.get("plan_id"),
-        "vary": options["vary"], "values": options["values"], "time_limit": options["time_limit"],
-        "method": options.get("method"),
-        "points": [{**p.to_dict(), "marginal": m}
-                   for p, m in zip(curve.points, curve.marginal(), strict=True)],
-        "stops_costing_at": curve.stops_costing_at, "complete": curve.complete,
-        "current": state.get("current"), "error": run["error"], "created_at": run["created_at"],
-        "started_at": run["started_at"], "finished_at": run["finished_at"],
-        "cancel_requested": bool(run["cancel_requested"]), "links": _links(run["id"]),
-    }
-
-
-def _links(run_id: str) -> dict[str, str]:
-    return {"self": url_for("workbench_api.get_frontier", frontier_id=run_id),
-            "plot": url_for("workbench_api.frontier_plot", frontier_id=run_id)}

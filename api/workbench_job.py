@@ -5,6 +5,10 @@ the catalog its plan was solved from, so the dispatcher (`api.jobs.JobRunner`) c
 starts it in a fresh process (`python -m api.solve_process`, which hands it here), holds
 its time limit and cancels it like any solve. The run's `progress` holds the points solved
 so far (and the solve in course), then the whole frontier.
+
+Its outcome (`outcome`): `failed`, with the reason in `error`, when a point's plan failed the
+independent check or no value has a plan; `cancelled` when asked; else `succeeded`, with
+`complete` false (and `unsolved`, the values left) when the time limit ran out first.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ import logging
 import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.store import RunStatus, Store, this_worker
 from optimizer.backends import Progress
 from optimizer.errors import InputError
 
+if TYPE_CHECKING:
+    from optimizer.frontier import Frontier
+
 log = logging.getLogger(__name__)
 KIND = "frontier"
 HEARTBEAT_SECONDS = 2.0  # as a solve run's (api.jobs)
 PROGRESS_SECONDS = 1.0
+FINISH_RESERVE = 0.25  # seconds of the time limit kept for recording the frontier at the end
 
 
 def is_frontier(options: dict[str, Any]) -> bool:
@@ -33,7 +41,7 @@ def is_frontier(options: dict[str, Any]) -> bool:
 def execute_frontier(store: Store, run_id: str) -> None:
     """Load the run's catalog, solve the frontier point by point, record each point as it
     comes and the frontier at the end; a cancel stops the solve in course within a second."""
-    from optimizer.frontier import MIN_SECONDS_PER_POINT, frontier
+    from optimizer.frontier import frontier
     from optimizer.io import instance_from_document
 
     started = time.monotonic()
@@ -68,17 +76,16 @@ def execute_frontier(store: Store, run_id: str) -> None:
                 cancelled[0] = store.cancel_requested(run_id)
             return cancelled[0]
 
-        values = options["values"]
-        budget = max(options["time_limit"] - (time.monotonic() - started),
-                     MIN_SECONDS_PER_POINT * len(values))
-        curve = frontier(instance, options["vary"], values, time_limit=budget,
-                         method=options.get("method"), progress=on_point, solve_progress=on_solve)
-        state.update(current=None, complete=curve.complete)
-        failed = [p.value for p in curve.points if p.objective is not None and not p.checked]
-        status = RunStatus.CANCELLED if store.cancel_requested(run_id) else RunStatus.SUCCEEDED
-        error = None if not failed else f"the plans at {failed} failed the independent check"
-        store.finish_run(run_id, status, None, checked=not failed, progress=json.dumps(state),
-                         error=error)
+        # the time limit counts from this process's start of the run (loading included)
+        curve = frontier(instance, options["vary"], options["values"],
+                         time_limit=options["time_limit"], method=options.get("method"),
+                         progress=on_point, solve_progress=on_solve, started=started,
+                         reserve=FINISH_RESERVE)
+        state.update(current=None, complete=curve.complete, unsolved=list(curve.unsolved))
+        status, error = outcome(curve, cancelled=store.cancel_requested(run_id))
+        store.finish_run(run_id, status, None,
+                         checked=curve.has_plan and not curve.check_failed,
+                         progress=json.dumps(state), error=error)
     except InputError as exc:
         store.finish_run(run_id, RunStatus.FAILED, None, checked=False, error=exc.describe())
     except Exception as exc:  # the run records why it failed; the process must not die silently
@@ -87,6 +94,30 @@ def execute_frontier(store: Store, run_id: str) -> None:
                          error=f"{type(exc).__name__}: {exc}")
     finally:
         stop.set()
+
+
+def outcome(curve: Frontier, cancelled: bool) -> tuple[RunStatus, str | None]:
+    """The run's status and its `error`: `failed` when a point's plan failed the independent
+    check or no value has a plan (a frontier without a plan answers nothing), `cancelled`
+    when asked, else `succeeded` (an incomplete curve too: `complete` says so)."""
+    from optimizer.frontier import number_text
+
+    def listed(values: Any) -> str:
+        return ", ".join(number_text(v) for v in values)
+
+    if curve.check_failed:
+        return RunStatus.FAILED, (f"the plans at {curve.vary} = {listed(curve.check_failed)} "
+                                  f"failed the independent check")
+    if cancelled:
+        return RunStatus.CANCELLED, None
+    if not curve.has_plan:
+        why = [f"{number_text(p.value)}: {p.status}" for p in curve.points]
+        unsolved = curve.unsolved_words()
+        if unsolved is not None:
+            why.append(unsolved)
+        return RunStatus.FAILED, (f"no plan at any value of {curve.vary}"
+                                  + (f" ({'; '.join(why)})" if why else ""))
+    return RunStatus.SUCCEEDED, None
 
 
 def _heartbeat(store: Store, run_id: str, stop: threading.Event) -> None:

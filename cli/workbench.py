@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,10 @@ from optimizer.errors import InputError, Issue
 
 WIDTH = 100
 FRONTIER_SECONDS = 60.0  # the default --time-limit of `frontier`
-WRITE_RESERVE = 0.5  # seconds kept from a frontier's limit for writing its files
+WRITE_RESERVE = 0.5  # seconds kept from a frontier's limit for writing its files and table
+# ... and for the process's exit (the interpreter finalizing the solver's, pandas' and
+# matplotlib's modules: 0.4-0.5 s measured on a loaded 2-core box)
+EXIT_RESERVE = 0.5
 GLOSSARY = ("Glossary: at the multipliers = a value less what its use of each scarce row costs at "
             "that row's multiplier (margin per unit of the row); bound = no plan earns more; a loss "
             "is proven when every plan making the other choice earns at most the plan's value less "
@@ -102,12 +104,9 @@ def parse_values(text: str) -> list[float]:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    from optimizer.frontier import MIN_SECONDS_PER_POINT, frontier, frontier_svg
+    from optimizer.frontier import MIN_SECONDS_PER_POINT, checked_inputs, frontier, frontier_svg
     from optimizer.io.tables import write_json, write_text
 
-    for path in (args.output, args.plot):
-        if path:  # refused now, not after the solves
-            writable(Path(path))
     values = parse_values(args.values)
     least = MIN_SECONDS_PER_POINT * len(values)
     if args.time_limit < least + WRITE_RESERVE:
@@ -115,35 +114,80 @@ def _frontier(args: argparse.Namespace) -> int:
                                 f"for {len(values)} values ({MIN_SECONDS_PER_POINT:g} s each, "
                                 f"and {WRITE_RESERVE:g} s to write)", args.time_limit)])
     inst = load(args.instance)
-    budget = max(args.time_limit - (time.monotonic() - args.started) - WRITE_RESERVE, least)
+    checked_inputs(inst, args.vary, values, args.time_limit, args.method)
+    for path in (args.output, args.plot):
+        if path:  # refused now, not after the solves (a missing folder is made, as for solve -o)
+            writable(Path(path))
+    if args.plot:  # matplotlib loaded on the curve's time, not on the writing's reserve
+        import matplotlib.figure  # noqa: F401
     cur = f" {inst.currency}" if inst.currency else ""
 
     def report(p: Any) -> None:
         if not args.json:
             shown = "no plan" if p.objective is None else f"{p.objective:,.0f}{cur}"
             print(f"  {args.vary} = {number(p.value)}: {shown} ({p.status}"
-                  f"{', checked' if p.checked else ''}, {p.seconds:.2f} s)", file=sys.stderr)
+                  f"{', checked' if p.checked else ', CHECK FAILED' if p.check_failed else ''}"
+                  f", {p.seconds:.2f} s)", file=sys.stderr)
 
-    curve = frontier(inst, args.vary, values, time_limit=budget, method=args.method,
-                     progress=report)
+    # the limit bounds the whole command: it counts from the command's start (loading
+    # included), and the files, the table and the exit are kept out of the curve's share
+    curve = frontier(inst, args.vary, values, time_limit=args.time_limit, method=args.method,
+                     progress=report, started=args.started,
+                     reserve=WRITE_RESERVE + EXIT_RESERVE)
     if args.output:
         write_json(Path(args.output), curve.to_dict())
     if args.plot:
         write_text(Path(args.plot), frontier_svg(curve))
     if args.json:
         print(json.dumps(curve.to_dict(), indent=2))
+        for line in frontier_verdicts(curve):
+            print(line, file=sys.stderr)
     else:
         print(frontier_table(curve))
         for path, what in ((args.output, "frontier"), (args.plot, "plot")):
             if path:
                 print(f"{what} written to {path}")
-    failed = any(p.objective is not None and not p.checked for p in curve.points)
-    return ExitCode.CHECK_FAILED if failed else ExitCode.OK
+    return frontier_exit_code(curve)
+
+
+def frontier_exit_code(curve: Any) -> ExitCode:
+    """As `offeropt solve`'s: CHECK_FAILED when a point's solve found plans and none passed
+    the independent check; without a plan at any value, INFEASIBLE (every value solved and
+    infeasible), ERROR (a solver error) or NO_PLAN_IN_TIME; else OK (an incomplete curve
+    with plans too: its table says which values were not solved)."""
+    if curve.check_failed:
+        return ExitCode.CHECK_FAILED
+    if curve.has_plan:
+        return ExitCode.OK
+    statuses = {p.status for p in curve.points}
+    if curve.complete and statuses == {"infeasible"}:
+        return ExitCode.INFEASIBLE
+    return ExitCode.ERROR if "error" in statuses else ExitCode.NO_PLAN_IN_TIME
+
+
+def frontier_verdicts(curve: Any) -> list[str]:
+    """The lines under the table: failed checks, values not solved, no plan at all."""
+    out = []
+    if curve.check_failed:
+        out.append(f"CHECK FAILED at {curve.vary} = "
+                   f"{', '.join(number(v) for v in curve.check_failed)}: no plan of "
+                   f"{'those solves' if len(curve.check_failed) > 1 else 'that solve'} passed "
+                   f"the independent check.")
+    unsolved = curve.unsolved_words()
+    if unsolved is not None:
+        out.append(textwrap.fill(unsolved[:1].upper() + unsolved[1:] + ".", WIDTH))
+    code = frontier_exit_code(curve)
+    if code in (ExitCode.NO_PLAN_IN_TIME, ExitCode.INFEASIBLE, ExitCode.ERROR):
+        out.append("No plan at any value" + {
+            ExitCode.NO_PLAN_IN_TIME: " within the time limit.",
+            ExitCode.INFEASIBLE: ": every value is infeasible.",
+            ExitCode.ERROR: ": the solver failed."}[code])
+    return out
 
 
 def frontier_table(curve: Any) -> str:
-    """The frontier in plain words: one row per value, where the limit stops costing money,
-    and a one-line glossary."""
+    """The frontier in plain words: one row per value, where the limit stops costing money
+    (or why that is not proven), what went wrong, and a one-line glossary."""
     cur = f" {curve.currency}" if curve.currency else ""
     total = sum(p.seconds for p in curve.points)
     out = [f"{curve.instance}: expected incremental margin against {curve.vary} "
@@ -155,21 +199,18 @@ def frontier_table(curve: Any) -> str:
         bound = "-" if p.bound is None else f"{p.bound:,.0f}"
         gap = "-" if p.gap is None else f"{100 * p.gap:.3f}%"
         used = "-" if p.used is None else number(p.used)
-        per = "-" if slope is None else f"{slope:,.4g}"
-        status = p.status + ("" if p.checked or p.objective is None else ", CHECK FAILED")
+        per = "-" if slope is None else number(slope, 4)
+        status = p.status + (", CHECK FAILED" if p.check_failed else "")
         rows = "" if not p.binding else "; " + ", ".join(p.binding[:MOST_ROWS]) + (
             f" and {len(p.binding) - MOST_ROWS} more" if len(p.binding) > MOST_ROWS else "")
         out.append(f"  {number(p.value):<22}{margin:>18}{bound:>16}{gap:>10}{used:>14}{per:>12}"
                    f"  {status}{rows}")
-    stop = curve.stops_costing_at
-    if stop is not None:
-        out.append(f"The limit stops costing money at {number(stop)}: past it the margin rises "
-                   f"by no more than the solver gap.")
-    elif any(p.objective is not None for p in curve.points):
-        out.append("The limit still costs money at the largest value: a looser limit may earn "
-                   "more.")
-    if not curve.complete:
-        out.append("Stopped before every value was solved.")
+    for value in curve.unsolved:
+        out.append(f"  {number(value):<22}{'-':>18}{'-':>16}{'-':>10}{'-':>14}{'-':>12}"
+                   f"  not solved")
+    if curve.has_plan:
+        out.append(textwrap.fill(curve.stop_words(), WIDTH))
+    out += frontier_verdicts(curve)
     out.append(textwrap.fill(
         "Glossary: bound = no plan at that limit earns more; gap = (bound - margin) / bound; "
         "used = what the plan uses of the limit; + per unit = margin gained per unit of the "
@@ -180,6 +221,8 @@ def frontier_table(curve: Any) -> str:
 MOST_ROWS = 3  # binding rows named per point in the table
 
 
-def number(x: float) -> str:
-    """A limit's value: whole numbers with separators, fractions to 6 significant digits."""
-    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:,.6g}"
+def number(x: float, digits: int = 6) -> str:
+    """A limit's value or a figure: separators, no e-notation (1,193,420; 0.0425; 19,730)."""
+    from optimizer.frontier import number_text
+
+    return number_text(x, digits)

@@ -8,10 +8,11 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from api.frontier_runs import frontier_body, frontier_run
 from api.store import FINISHED
-from api.workbench import queries
-from api.workbench.blueprint import page, workbench
-from api.workbench_api import EXPLAIN_SECONDS, _frontier_body, _frontier_run
+from api.workbench import plan_views, queries
+from api.workbench.blueprint import htmx, page, workbench
+from api.workbench_api import explain_stored
 from api.workbench_job import KIND
 from optimizer.errors import InputError, Issue
 
@@ -22,10 +23,9 @@ REASONS = {"in_plan": "in the plan", "not_candidate": "not a candidate",
 
 
 @workbench.post("/plans/<plan_id>/why-not")
-@page("Why a segment is (not) shown a bundle in a plan: the answer as an HTML fragment")
+@page("Why a segment is (not) shown a bundle in a plan: the answer as an HTML fragment (htmx), "
+      "or the plan's page with the answer in place (a plain form)")
 def why_not(plan_id: str) -> Any:
-    from optimizer.explain import explain
-
     segment = (request.form.get("segment") or "").strip()
     bundle = (request.form.get("bundle") or "").strip() or None
     if not segment:
@@ -34,44 +34,13 @@ def why_not(plan_id: str) -> Any:
     stored = queries.plan_bundle(plan_id)
     instance, plan = queries.LOADED.get(stored)
     # as `GET /v1/plans/{id}/explain`: no re-solve on a request thread, the multipliers' proofs
-    answer = explain(instance, plan, segment, bundle, resolve=False, time_limit=EXPLAIN_SECONDS)
-    return render_template("workbench/_why_not.html", answer=answer.to_dict(), reasons=REASONS,
-                           currency=stored.currency, plan_id=plan_id)
-
-
-VARY_WORDS = {"promotion_budget": "promotion budget", "max_avg_discount": "maximum average discount",
-              "max_discounted_share": "maximum discounted share"}
-
-
-def frontier_defaults(bundle: queries.PlanBundle) -> dict[str, Any]:
-    """The frontier form: the limits that may be varied (the policy's, then each stocked
-    item's stock), each with its value in the catalog and three values around it."""
-    from optimizer.frontier import POLICY_LIMITS
-    from optimizer.frontier.frontier import FRACTIONS
-
-    policy = bundle.catalog.get("policy") or {}
-    choices: list[dict[str, Any]] = []
-    for name in POLICY_LIMITS:
-        now = policy.get(name)
-        fraction = name in FRACTIONS
-        choices.append({"vary": name, "label": VARY_WORDS.get(name, name), "now": now,
-                        "fraction": fraction,
-                        "values": _around(now, fraction) if now is not None else
-                        ([0.02, 0.05, 0.1] if fraction else [])})
-    for item in bundle.catalog.get("items") or []:
-        stock = item.get("stock")
-        if isinstance(stock, int | float):
-            choices.append({"vary": f"stock:{item['id']}", "label": f"stock of {item['id']}",
-                            "now": stock, "fraction": False, "values": _around(stock, False)})
-    first = next((c for c in choices if c["values"]), choices[0] if choices else None)
-    return {"choices": choices, "first": first}
-
-
-def _around(now: float, fraction: bool) -> list[float]:
-    """Half, the same, and half again: three values of a limit around today's."""
-    if fraction:
-        return [round(min(1.0, now * f), 4) for f in (0.5, 1.0, 1.5)]
-    return [float(round(now * f)) for f in (0.5, 1.0, 1.5)]
+    # (an LP, the first time, for a plan without multipliers of its own)
+    answer = explain_stored(plan_id, instance, plan, segment, bundle).to_dict()
+    if htmx():
+        return render_template("workbench/_why_not.html", answer=answer, reasons=REASONS,
+                               currency=stored.currency, plan_id=plan_id)
+    return plan_views.plan_page_html(stored, why_not={"answer": answer, "reasons": REASONS,
+                                                      "segment": segment, "bundle": bundle})
 
 
 def _frontier_inputs(form: Any) -> tuple[str, list[Any], Any]:
@@ -112,14 +81,14 @@ def _frontier_context(run_id: str) -> dict[str, Any]:
     """The frontier as `GET /v1/frontiers/{id}` answers it, plus what the page shows."""
     from optimizer.frontier.frontier import FRACTIONS
 
-    run = _frontier_run(run_id)
-    body = _frontier_body(run)
+    run = frontier_run(queries.store(), run_id)
+    body = frontier_body(run)
     vary = str(body["vary"])
-    words = VARY_WORDS.get(vary, vary.replace("stock:", "stock of "))
+    words = plan_views.VARY_WORDS.get(vary, vary.replace("stock:", "stock of "))
     points = body["points"]
     return {"run": run, "frontier": body, "options": json.loads(run["options"]),
             "points": points, "vary_words": words, "current": body["current"],
-            "finished": run["status"] in FINISHED, "stops_costing_at": body["stops_costing_at"],
+            "finished": run["status"] in FINISHED, "verdict": body["stops_costing"],
             "fraction": vary in FRACTIONS, "money_limit": vary == "promotion_budget",
             "chart": {"vary": vary, "vary_label": words,
                       "points": [{"value": p["value"], "objective": p["objective"],

@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -81,7 +82,9 @@ def configure(app: Flask) -> None:
     if not cfg.get("SESSION_COOKIE_SAMESITE"):
         cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
     cfg["SESSION_COOKIE_NAME"] = "offeropt_session"
-    cfg["PERMANENT_SESSION_LIFETIME"] = session.LIFETIME
+    # the cookie's expiry; the session's absolute lifetime from signing in is session.expired
+    cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=float(cfg.get("SESSION_HOURS",
+                                                                      session.HOURS)))
     app.jinja_env.globals.update(money=present.money, signed_money=present.signed_money,
                                  percent=present.percent,
                                  number=present.number, when=present.when,

@@ -113,7 +113,13 @@ def publishable(bundle: queries.PlanBundle) -> bool:
 @page("A plan: KPIs against the policy, inventory, offers per segment, shadow prices, "
       "the comparison with the active plan")
 def plan_page(plan_id: str) -> str:
-    bundle = queries.plan_bundle(plan_id)
+    return plan_page_html(queries.plan_bundle(plan_id))
+
+
+def plan_page_html(bundle: queries.PlanBundle, why_not: dict[str, Any] | None = None) -> str:
+    """The plan's page; `why_not` (`answer`, `reasons`, `segment`, `bundle`): with the answer
+    of the why-not form in place (the form sent without htmx)."""
+    plan_id = bundle.plan_id
     doc, catalog, cur = bundle.plan, bundle.catalog, bundle.currency
     segments = catalog.get("segments") or []
     views = {str(s["id"]): s.get("views") for s in segments}
@@ -143,14 +149,44 @@ def plan_page(plan_id: str) -> str:
         bundles=sorted(bundle.bundle_names().items()),
         active_row=active_row, active=active, compared=compared,
         is_active=active_row is not None and active_row["plan_id"] == plan_id,
-        publishable=publishable(bundle), frontier=frontier_form_defaults(bundle))
+        publishable=publishable(bundle), frontier=frontier_form_defaults(bundle),
+        why_not=why_not)
+
+
+VARY_WORDS = {"promotion_budget": "promotion budget", "max_avg_discount": "maximum average discount",
+              "max_discounted_share": "maximum discounted share"}
 
 
 def frontier_form_defaults(bundle: queries.PlanBundle) -> dict[str, Any]:
-    """The frontier form's choices: what may be varied, and three values around today's."""
-    from api.workbench import analysis
+    """The frontier form on the plan's page: the limits that may be varied (the policy's,
+    then each stocked item's stock), each with its value in the catalog and three values
+    around it."""
+    from optimizer.frontier import POLICY_LIMITS
+    from optimizer.frontier.frontier import FRACTIONS
 
-    return analysis.frontier_defaults(bundle)
+    policy = bundle.catalog.get("policy") or {}
+    choices: list[dict[str, Any]] = []
+    for name in POLICY_LIMITS:
+        now = policy.get(name)
+        fraction = name in FRACTIONS
+        choices.append({"vary": name, "label": VARY_WORDS.get(name, name), "now": now,
+                        "fraction": fraction,
+                        "values": _around(now, fraction) if now is not None else
+                        ([0.02, 0.05, 0.1] if fraction else [])})
+    for item in bundle.catalog.get("items") or []:
+        stock = item.get("stock")
+        if isinstance(stock, int | float):
+            choices.append({"vary": f"stock:{item['id']}", "label": f"stock of {item['id']}",
+                            "now": stock, "fraction": False, "values": _around(stock, False)})
+    first = next((c for c in choices if c["values"]), choices[0] if choices else None)
+    return {"choices": choices, "first": first}
+
+
+def _around(now: float, fraction: bool) -> list[float]:
+    """Half, the same, and half again: three values of a limit around today's."""
+    if fraction:
+        return [round(min(1.0, now * f), 4) for f in (0.5, 1.0, 1.5)]
+    return [float(round(now * f)) for f in (0.5, 1.0, 1.5)]
 
 
 @workbench.get("/plans/<plan_id>/publish")

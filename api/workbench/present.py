@@ -20,7 +20,7 @@ def money(value: float | None, currency: str | None = None, digits: int = 0) -> 
     """`1,950 JPY`; `n/a` for a missing value."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    text = f"{value:,.{digits}f}"
+    text = f"{0.0 if round(value, digits) == 0 else value:,.{digits}f}"  # never `-0`
     return f"{text} {currency}" if currency else text
 
 

@@ -40,12 +40,6 @@ def recent_runs(limit: int = 15) -> list[dict[str, Any]]:
     return rows
 
 
-def run_of_plan(plan_id: str) -> str | None:
-    with store().engine.connect() as conn:
-        found = conn.execute(sa.select(plans.c.run_id).where(plans.c.id == plan_id)).scalar()
-    return None if found is None else str(found)
-
-
 @dataclass(frozen=True)
 class PlanBundle:
     """A stored plan as the pages read it: the plan document and its catalog document

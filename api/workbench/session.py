@@ -1,24 +1,27 @@
 """Signing in with a merchandiser token: a session cookie instead of a bearer header.
 
 The token is checked by the API's own role check (`api.auth.role_of`); the session
-keeps the role, the actor name the API would record (`merchandiser:<8 hex>`) and a
-fingerprint of the token, never the token. Each request checks the fingerprint against the
-configured tokens again: a token removed from `OFFEROPT_MERCHANDISER_TOKENS` (rotation)
-ends its sessions at the next reload.
+keeps the role, a fingerprint of the token (never the token) and the time of signing in.
+Each request checks the fingerprint against the configured tokens again: a token removed
+from `OFFEROPT_MERCHANDISER_TOKENS` (rotation) ends its sessions at the next reload. A
+session lasts `OFFEROPT_SESSION_HOURS` from signing in, however often its pages are polled
+(the cookie's own expiry is renewed by every answer). The actor name the API records
+(`merchandiser:<8 hex>`) is derived from the fingerprint, never read from the cookie.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
+import math
+import time
 
 from flask import current_app, session
 
 from api.auth import MERCHANDISER, STOREFRONT, role_of
 from api.workbench import csrf
 
-LIFETIME = timedelta(hours=12)  # a signed-in session lasts a working day
+HOURS = 12.0  # a signed-in session lasts a working day (OFFEROPT_SESSION_HOURS)
 
 
 class SignInRefused(Exception):
@@ -44,23 +47,38 @@ def sign_in(token: str) -> str:
                             "merchandiser token can sign in to the workbench")
     if role != MERCHANDISER:
         raise SignInRefused(f"role {role!r} cannot sign in to the workbench")
-    digest = fingerprint(token)
     session.clear()  # nothing of an earlier session carries over
     session.permanent = True
     session["role"] = MERCHANDISER
-    session["actor"] = f"{MERCHANDISER}:{digest[:8]}"  # as the API records who published
-    session["token"] = digest[:32]
+    session["token"] = fingerprint(token)[:32]
+    session["since"] = time.time()
     csrf.renew()
-    return str(session["actor"])
+    return actor_of(session["token"])
+
+
+def actor_of(held: str) -> str:
+    """The actor name the API records for a token (`api.auth`): the role and 8 hex digits of
+    the token's SHA-256, so a publication shows the same name from the page or the API."""
+    return f"{MERCHANDISER}:{held[:8]}"
 
 
 def sign_out() -> None:
     session.clear()
 
 
+def expired() -> bool:
+    """The session was signed in longer ago than OFFEROPT_SESSION_HOURS (or says no when)."""
+    since = session.get("since")
+    if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since):
+        return True
+    age = time.time() - since
+    hours = float(current_app.config.get("SESSION_HOURS", HOURS))
+    return not -60.0 <= age <= 3600.0 * hours  # a minute's skew between web workers' clocks
+
+
 def actor() -> str | None:
     """The signed-in merchandiser (`merchandiser:<8 hex>`), or None."""
-    if session.get("role") != MERCHANDISER:
+    if session.get("role") != MERCHANDISER or expired():
         return None
     held = session.get("token")
     if not isinstance(held, str) or len(held) != 32:
@@ -70,4 +88,4 @@ def actor() -> str | None:
         # compare_digest on every candidate: timing does not reveal which one matched
         if hmac.compare_digest(fingerprint(candidate)[:32].encode(), held.encode()):
             known = True
-    return str(session.get("actor")) if known else None
+    return actor_of(held) if known else None

@@ -9,16 +9,18 @@ import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
 from api.openapi import Param
 from api.store import FINISHED
 from api.workbench import present, queries, session
-from api.workbench.blueprint import page, workbench
+from api.workbench.blueprint import PUBLIC, page, workbench
 from api.workbench_job import is_frontier
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, load_instance
@@ -30,10 +32,28 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip
 
 
 def _local(target: str | None) -> str:
-    """A redirect target inside this service only (never `//elsewhere`)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("workbench.home")
+    """A page of the workbench to go to after signing in: `target` when it is a plain local
+    path (one leading `/`, no scheme, no host, no backslash and no control character: a
+    browser drops tabs and newlines, so `/%09/evil` would become `//evil`) that a workbench
+    page answers with a GET; else the home page."""
+    home: str = url_for("workbench.home")
+    if not target or not target.startswith("/") or target.startswith("//") or \
+            any(c == "\\" or ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or \
+            parts.path.startswith("//"):
+        return home
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return home
+    try:
+        endpoint, _ = adapter.match(parts.path, "GET")
+    except HTTPException:  # no page there (or only another method, or a redirect)
+        return home
+    if not str(endpoint).startswith(f"{workbench.name}.") or endpoint in PUBLIC:
+        return home
+    return target
 
 
 @workbench.route("/sign-in", methods=["GET", "POST"])

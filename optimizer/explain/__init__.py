@@ -12,7 +12,8 @@ from optimizer.explain.model import (
     RowCharge,
     RowExcess,
 )
+from optimizer.explain.prices import FROM_LP, FROM_PLAN, NONE, Prices
 from optimizer.explain.rules import RULES, VariantReason
 
-__all__ = ["REASONS", "RULES", "BundleExplanation", "Explanation", "Forced", "OfferVariant",
-           "RowCharge", "RowExcess", "VariantReason", "explain"]
+__all__ = ["FROM_LP", "FROM_PLAN", "NONE", "REASONS", "RULES", "BundleExplanation", "Explanation",
+           "Forced", "OfferVariant", "Prices", "RowCharge", "RowExcess", "VariantReason", "explain"]

@@ -74,7 +74,8 @@ RESOLVE_SECONDS = 10.0
 
 
 def explain(instance: Instance, plan: Plan, segment: str, bundle: str | None = None, *,
-            resolve: bool | None = False, time_limit: float = RESOLVE_SECONDS) -> Explanation:
+            resolve: bool | None = False, time_limit: float = RESOLVE_SECONDS,
+            prices: Prices | None = None) -> Explanation:
     """Why each bundle of `segment` (or just `bundle`) is or is not in `plan`.
 
     The multipliers are the plan's own when it carries them, else the LP relaxation's
@@ -82,13 +83,15 @@ def explain(instance: Instance, plan: Plan, segment: str, bundle: str | None = N
     tighter proven loss than the multipliers give (False, the default: never, so a caller
     on a request thread runs no MIP; None: up to RESOLVE_MAX_CANDIDATES candidates).
     `time_limit` bounds the LP and the re-solves, all together (an LP stopped by it prices
-    nothing; a re-solve stopped by it proves less)."""
+    nothing; a re-solve stopped by it proves less). `prices`: the multipliers an earlier
+    explanation of the same plan and instance used (its `prices`), so no LP is solved again."""
     started = time.perf_counter()
     s, b = _rows(instance, segment, bundle)
     cands = expand(instance)
     form = formulate(instance, cands)
     positions, share = plan_positions(instance, cands, plan)
-    prices = plan_prices(instance, form, plan) or lp_prices(instance, form, time_limit)
+    if prices is None or len(prices.rows) != len(form.per_take) + len(form.contact):
+        prices = plan_prices(instance, form, plan) or lp_prices(instance, form, time_limit)
     pv = priced_values(cands, form, prices)
     best = SegmentChooser(cands).choose(pv)
     objective = float(share @ cands.value[positions])
@@ -115,7 +118,7 @@ def explain(instance: Instance, plan: Plan, segment: str, bundle: str | None = N
         multipliers=tuple(prices.priced()), text=text.header(case.words, objective, bound,
                                                              prices, case.chosen_ids()),
         segment_views=float(cands.segment_views[s]), min_offers=int(cands.lo[s]),
-        max_offers=int(cands.hi[s]), chosen=case.chosen_ids())
+        max_offers=int(cands.hi[s]), chosen=case.chosen_ids(), prices=prices)
 
 
 def _rows(instance: Instance, segment: str, bundle: str | None) -> tuple[int, int | None]:
@@ -287,7 +290,8 @@ class _Case:
         value, picked = alternative
         replaced = np.setdiff1d(c.bundle[shown], c.bundle[picked])
         loss: float | None = self.objective - (self.bound - (self.best_any - value))
-        proof, exceeds = "multipliers", self._exceeds(of_bundle)
+        proof = self.proven(loss, "multipliers")
+        exceeds = self._exceeds(of_bundle)
         if exceeds:  # no plan holds it: no loss to state, the rows say why
             loss, proof = None, "row_limit"
         found = dataclasses.replace(found, alternative_priced_value=value,
@@ -318,6 +322,11 @@ class _Case:
     def tolerance(self) -> float:
         return PROVEN_TOL * max(1.0, abs(self.objective), abs(self.bound))
 
+    def proven(self, loss: float | None, how: str) -> str | None:
+        """`how` when `loss` proves a cost (above the tolerance); None for a loss of 0 or
+        less, which proves nothing (a plan making the other choice might earn more)."""
+        return how if loss is not None and loss > self.tolerance() else None
+
     def _in_plan(self, base: BundleExplanation, position: int) -> BundleExplanation:
         c = self.cands
         k = int(np.flatnonzero(self.positions == position)[0])
@@ -331,8 +340,7 @@ class _Case:
         added = np.setdiff1d(c.bundle[picked], c.bundle[self.chosen_positions()])
         loss = self.objective - (self.bound - (self.best_any - value))
         return dataclasses.replace(found, alternative_priced_value=value, replaces=self._ids(added),
-                                   loss_at_least=loss,
-                                   proof="multipliers" if loss > self.tolerance() else None)
+                                   loss_at_least=loss, proof=self.proven(loss, "multipliers"))
 
     def _figures(self, base: BundleExplanation, position: int, share: float) -> BundleExplanation:
         c, v = self.cands, self.cands.variants
@@ -362,9 +370,12 @@ class _Case:
 
 
 def _with_gain(e: BundleExplanation, headroom: float | None) -> BundleExplanation:
-    """A pair left out and not proven beaten: what a plan with it could earn more at most,
-    by its stated loss (negative) and by the plan's own proven bound (`headroom` above it)."""
-    if e.reason_code not in (BEATEN_WITHIN_GAP, FAVOURED):
+    """A pair left out and not proven beaten (or shown, and leaving it out not proven to
+    cost anything): what a plan making the other choice could earn more at most, by its
+    loss (0 or less: it proves no cost) and by the plan's own proven bound (`headroom`
+    above it)."""
+    unproven_in_plan = e.reason_code == IN_PLAN and e.proof is None and e.loss_at_least is not None
+    if e.reason_code not in (BEATEN_WITHIN_GAP, FAVOURED) and not unproven_in_plan:
         return e
     caps = [c for c in (None if e.loss_at_least is None else -e.loss_at_least, headroom)
             if c is not None]
@@ -385,7 +396,8 @@ def _resolved(case: _Case, entries: list[BundleExplanation], time_limit: float
         loss = e.loss_at_least
         proof = e.proof
         if forced.bound is not None and (loss is None or case.objective - forced.bound > loss):
-            loss, proof = case.objective - forced.bound, "resolve"
+            loss = case.objective - forced.bound
+            proof = case.proven(loss, "resolve")  # (the multipliers proved less: nothing)
         if forced.status == "infeasible":
             loss, proof = None, "resolve"
         found = dataclasses.replace(e, forced=forced, loss_at_least=loss, proof=proof)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optimizer.explain.forced import Forced
+from optimizer.explain.prices import Prices
 from optimizer.explain.rules import VariantReason
 from optimizer.model.families import Family
 
@@ -125,7 +126,9 @@ class Explanation:
     multipliers' Lagrangian bound on every plan; `multipliers_source` where the multipliers
     come from: `plan` (the solve's own, `binding[].multiplier` and `solver.multipliers`),
     `lp` (the LP relaxation's duals, computed here because the plan carries none) or
-    `none` (the relaxation could not be solved: nothing is priced)."""
+    `none` (the relaxation could not be solved: nothing is priced). `prices` are those
+    multipliers on every row, for another explanation of the same plan (`explain(...,
+    prices=)`: no LP solved again); they are not part of `to_dict()`."""
 
     segment: str
     bundle: str | None
@@ -140,6 +143,7 @@ class Explanation:
     min_offers: int = 0
     max_offers: int = 0
     chosen: tuple[str, ...] = field(default=())
+    prices: Prices | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"segment": self.segment, "bundle": self.bundle, "currency": self.currency,

@@ -117,11 +117,17 @@ def _in_plan(w: Words, named: str, e: BundleExplanation) -> str:
         whole = "" if v.share >= 1.0 else f" (shown to the whole segment: {w.money(e.value)})"
         out += (f" At the multipliers{whole}, {w.charges(e.charges)}, it is worth "
                 f"{w.money(e.priced_value)}.")
-    loss = e.loss_at_least
+    loss, gain = e.loss_at_least, e.gain_at_most
     if e.proof is not None and loss is not None and e.alternative_priced_value is not None:
         out += (f" Leaving it out costs at least {w.money(loss)}: the segment's best choice "
                 f"without it is worth {w.money(e.alternative_priced_value)} at the multipliers, "
                 f"against {w.money(e.chosen_priced_value or 0.0)} for the chosen set.")
+    elif gain is not None and gain <= w.tolerance:
+        out += (" Leaving it out is not proven to cost anything, but no plan without it earns "
+                "more than this one.")
+    elif gain is not None:
+        out += (f" Leaving it out is not proven to cost anything: a plan without it could earn "
+                f"at most {w.money(gain)} more than this one.")
     return out
 
 

@@ -10,8 +10,9 @@ from optimizer.frontier.frontier import (
     Vary,
     checked_inputs,
     frontier,
+    number_text,
 )
 from optimizer.frontier.plot import frontier_svg
 
 __all__ = ["MAX_VALUES", "MIN_SECONDS_PER_POINT", "POLICY_LIMITS", "Frontier", "FrontierPoint",
-           "Vary", "checked_inputs", "frontier", "frontier_svg"]
+           "Vary", "checked_inputs", "frontier", "frontier_svg", "number_text"]

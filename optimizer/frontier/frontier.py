@@ -12,12 +12,18 @@ incremental margin (with the proven bound) against the limit.
 - **Checked.** Every point's plan is re-verified by the independent checker
   (`optimizer.plan.check.check_plan`, through `optimizer.solve.verify.verified`), against the
   instance with that point's limit.
-- **Time.** `time_limit` is the whole curve's (at least MIN_SECONDS_PER_POINT per value):
-  each point gets an equal share of what is left when it starts (a quick point leaves more
-  to the next ones), its solve that share less the check's reserve.
-- **Where the limit stops costing money.** `Frontier.stops_costing_at`: the first value past
-  which the objective rises by no more than the points' solver gaps (absolute: bound less
-  objective), so a looser limit is not proven to earn anything more.
+- **Time.** `time_limit` is the whole curve's (at least MIN_SECONDS_PER_POINT per value),
+  counted from `started` (the caller's own start: a command's loading counts) and less the
+  caller's `reserve` (for writing its files): one deadline for the run. Each point gets an
+  equal share of what is left when it starts (a quick point leaves more to the next ones),
+  never less than its minimum (MIN_SOLVE_SECONDS of solve and the reserve of its check and
+  plan), its solve that share less the reserve. When what is left cannot cover a point's
+  minimum, the curve stops there: `complete` is False and `unsolved` names the values left.
+- **Where the limit stops costing money.** `Frontier.stops_costing_at`: the first value `v`
+  such that at every looser value the proven bound is at most the objective at `v` (within
+  STOP_TOLERANCE, relative: the solves' own gap): relaxing the limit further provably earns
+  no more. A looser point without a bound (a solve stopped before it proved one, or a value
+  not solved) proves nothing: then None, and `Frontier.stop_words()` says why.
 """
 
 from __future__ import annotations
@@ -43,16 +49,25 @@ FRACTIONS = ("max_avg_discount", "max_discounted_share")
 STOCK = "stock:"
 VARY_RULE = "must be one of promotion_budget, max_avg_discount, max_discounted_share or stock:ITEM"
 MAX_VALUES = 50
-MIN_SECONDS_PER_POINT = 0.2
+MIN_SECONDS_PER_POINT = 0.2  # the least `time_limit` per value (an input rule)
+MIN_SOLVE_SECONDS = 0.1  # the least a point's solve is given (as `solve_budget`'s floor)
+# What a point takes besides its solve: the solve's own overrun past its limit, the
+# independent check and the plan document. Measured on a loaded 2-core box: about 0.1 s on
+# the demo (33 responses), 0.33 s on realistic-2000 (30,000 responses: check 0.24 s).
+POINT_RESERVE_SECONDS = 0.1
+POINT_SECONDS_PER_RESPONSE = 1e-5
+STOP_TOLERANCE = 1e-4  # relative; also each point's solve gap (`SolveOptions.gap`)
 FORMAT = "offeropt/frontier@1"
 
 
 @dataclass(frozen=True)
 class FrontierPoint:
     """One solve of the curve: the limit's `value`, the plan's objective and proven bound
-    (None without a plan), its status, whether the independent check passed, the rows at
-    their limit (in words), the seconds it took, and how much of the varied limit the plan
-    uses (`used`: spend, average discount, discounted share, or units of the item)."""
+    (None without a plan, or without a bound), its status, whether the independent check
+    passed, the rows at their limit (in words), the seconds it took, how much of the varied
+    limit the plan uses (`used`: spend, average discount, discounted share, or units of the
+    item), and the check's outcome (`check`: passed, "passed (earlier plan)", failed, or
+    None when there was no plan to check)."""
 
     value: float
     objective: float | None
@@ -63,13 +78,19 @@ class FrontierPoint:
     binding: tuple[str, ...]
     seconds: float
     used: float | None = None
+    check: str | None = None
 
     @property
     def abs_gap(self) -> float:
-        """Bound less objective (0 when either is unknown)."""
+        """Bound less objective (infinite when either is unknown: nothing is proven)."""
         if self.objective is None or self.bound is None:
-            return 0.0
+            return math.inf
         return max(0.0, self.bound - self.objective)
+
+    @property
+    def check_failed(self) -> bool:
+        """The solve found a plan, and no plan of it passed the independent check."""
+        return self.check == "failed"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -86,17 +107,94 @@ class Frontier:
     instance: str = ""
     currency: str | None = None
     time_limit: float | None = None
-    complete: bool = True  # False: cancelled before every value was solved
+    complete: bool = True  # False: stopped (time limit, cancel) before every value was solved
+    unsolved: tuple[float, ...] = ()  # the values not solved, when known
 
     @property
     def stops_costing_at(self) -> float | None:
-        """The first value past which the objective rises by no more than the solver gaps
-        of the points compared (None: it still rises at the largest value, or no plan)."""
-        solved = [p for p in self.points if p.objective is not None]
-        for i, p in enumerate(solved[:-1]):
-            assert p.objective is not None
-            if all((q.objective or 0.0) - p.objective <= _tolerance(p, q) for q in solved[i + 1:]):
+        """The first value `v` with a plan such that every looser value's proven bound is at
+        most the objective at `v` (within STOP_TOLERANCE): relaxing the limit past `v` is
+        proven to earn nothing more. None when no value proves it: the margin still rises, a
+        looser point has no bound (or no solve), or the curve is incomplete."""
+        if not self.complete:
+            return None
+        for i, p in enumerate(self.points[:-1]):
+            if p.objective is not None and all(_proven_below(q, p.objective)
+                                               for q in self.points[i + 1:]):
                 return p.value
+        return None
+
+    @property
+    def has_plan(self) -> bool:
+        return any(p.objective is not None for p in self.points)
+
+    @property
+    def check_failed(self) -> tuple[float, ...]:
+        """The values whose plans failed the independent check."""
+        return tuple(p.value for p in self.points if p.check_failed)
+
+    def stop_words(self) -> str:
+        """Where the limit stops costing money, in words, or why that is not proven."""
+        stop = self.stops_costing_at
+        if stop is not None:
+            return (f"The limit stops costing money at {number_text(stop)}: at every looser value "
+                    f"the proven bound is within {100 * STOP_TOLERANCE:g}% of the margin at "
+                    f"{number_text(stop)}, so relaxing it further earns no more.")
+        solved = [p for p in self.points if p.objective is not None]
+        if not solved:
+            return "No value has a plan: where the limit stops costing money is not known."
+        flat = self._flat_from()
+        if flat is None:
+            if len(solved) == 1:
+                return (f"Only {number_text(solved[0].value)} has a plan: no looser value to "
+                        f"compare it with, so a looser limit may earn more.")
+            return (f"The margin still rises at the largest value ({number_text(solved[-1].value)}"
+                    f"): a looser limit may earn more.")
+        assert flat.objective is not None
+        looser = [p for p in self.points if p.value > flat.value]
+        failed = [p.value for p in looser if p.check_failed]
+        looser = [p for p in looser if not p.check_failed]
+        unknown = [p.value for p in looser if p.bound is None]
+        above = [p for p in looser if p.bound is not None and not _proven_below(p, flat.objective)]
+        reasons = []
+        if failed:
+            reasons.append(f"the plans at {_values_text(failed)} failed the independent check")
+        if unknown:
+            reasons.append(f"{_the('bound', unknown)} unknown (no solve proved one)")
+        if above:
+            worst = max(above, key=lambda p: float(p.bound or 0.0))
+            gain = float(worst.bound or 0.0) - flat.objective
+            reasons.append(f"{_the('bound', [p.value for p in above])} above that margin (by "
+                           f"{gain:,.0f} at {number_text(worst.value)})")
+        if self.unsolved:
+            many = len(self.unsolved) > 1
+            reasons.append(f"value{'s' if many else ''} {_values_text(self.unsolved)} "
+                           f"{'were' if many else 'was'} not solved")
+        elif not self.complete:
+            reasons.append("the curve is incomplete")
+        return (f"Not proven that the limit stops costing money at {number_text(flat.value)}: "
+                f"no looser value's plan earns more, but {' and '.join(reasons)}, so a looser "
+                f"limit may earn more.")
+
+    def unsolved_words(self, why: str = "within the time limit") -> str | None:
+        """`incomplete: values X, Y not solved within the time limit` (None when complete)."""
+        if self.complete:
+            return None
+        if not self.unsolved:
+            return "incomplete: stopped before every value was solved"
+        return f"incomplete: values {_values_text(self.unsolved)} not solved {why}"
+
+    def _flat_from(self) -> FrontierPoint | None:
+        """The first point with a plan that no looser value's plan beats (within the
+        tolerance), with a looser value after it: where the limit would stop costing money,
+        proven or not."""
+        for i, p in enumerate(self.points):
+            looser = self.points[i + 1:]
+            if p.objective is None or not (looser or self.unsolved or not self.complete):
+                continue
+            if all(q.objective is None or q.objective <= p.objective + _tolerance(q.objective)
+                   for q in looser):
+                return p
         return None
 
     def marginal(self) -> list[float | None]:
@@ -116,14 +214,46 @@ class Frontier:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "instance": self.instance, "currency": self.currency,
                 "vary": self.vary, "time_limit": self.time_limit, "complete": self.complete,
-                "stops_costing_at": self.stops_costing_at,
+                "unsolved": list(self.unsolved), "stops_costing_at": self.stops_costing_at,
+                "stops_costing": self.stop_words(),
                 "points": [{**p.to_dict(), "marginal": m}
                            for p, m in zip(self.points, self.marginal(), strict=True)]}
 
 
-def _tolerance(p: FrontierPoint, q: FrontierPoint) -> float:
-    scale = max(1.0, abs(p.objective or 0.0), abs(q.objective or 0.0))
-    return max(p.abs_gap, q.abs_gap, 1e-9 * scale)
+def _tolerance(x: float | None) -> float:
+    return STOP_TOLERANCE * max(1.0, abs(x or 0.0))
+
+
+def _proven_below(q: FrontierPoint, objective: float) -> bool:
+    """q's proven bound is at most `objective` (within the tolerance): no plan at q's limit
+    earns more. An unknown bound proves nothing, nor does a solve whose plans failed the
+    independent check."""
+    return q.bound is not None and not q.check_failed and \
+        q.bound <= objective + _tolerance(q.bound)
+
+
+def number_text(x: float, digits: int = 6) -> str:
+    """A limit's value or a figure: whole numbers, and anything from 100,000 up, with
+    separators and no decimals (1,193,420); others to `digits` significant digits, never in
+    e-notation (0.0425, 1,234.57, 0.000015)."""
+    from decimal import Decimal
+
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x.is_integer() or abs(x) >= 1e5:
+        return f"{x:,.0f}"
+    return f"{Decimal(f'{x:.{digits}g}'):,f}"
+
+
+def _values_text(values: Sequence[float]) -> str:
+    return ", ".join(number_text(v) for v in values)
+
+
+def _the(what: str, values: Sequence[float]) -> str:
+    """`the bound at 0.04 is`, `the bounds at 0.04, 0.06 are`."""
+    many = len(values) > 1
+    return f"the {what}{'s' if many else ''} at {_values_text(values)} {'are' if many else 'is'}"
 
 
 @dataclass(frozen=True)
@@ -229,21 +359,27 @@ def _values(values: Sequence[object], limit: Vary | None, issues: list[Issue]) -
 def frontier(instance: Instance, vary: str, values: Sequence[float], *, time_limit: float,
              method: str | None = None, progress: Callable[[FrontierPoint], None] | None = None,
              solve_progress: Callable[[Progress], bool] | None = None,
-             on_plan: Callable[[FrontierPoint, Plan], None] | None = None) -> Frontier:
+             on_plan: Callable[[FrontierPoint, Plan], None] | None = None,
+             started: float | None = None, reserve: float = 0.0) -> Frontier:
     """The curve of expected incremental margin against the limit `vary` at `values`.
+
+    `time_limit` bounds the whole curve, counted from `started` (a `time.monotonic()`
+    reading, the caller's own start, so that what it did before counts; default: now), less
+    `reserve` seconds the caller keeps for its own work after the curve (writing files). The
+    values left when the time cannot cover another point are `unsolved` (`complete` False).
 
     `progress` is called with each point as it is solved (in increasing value), `on_plan`
     with each point and its plan document (against the instance with the point's limit:
     `Vary.applied`); `solve_progress` is each solve's own progress callback
     (`SolveOptions.progress`): when it returns True the solve stops, and so does the curve
     (`complete` is then False)."""
+    entered = time.monotonic()  # the solver's modules, imported now, count too
     from optimizer.plan.document import build_plan
     from optimizer.solve.dispatch import SolveOptions, solve
-    from optimizer.solve.verify import solve_budget, verified
+    from optimizer.solve.verify import verified
 
-    started = time.monotonic()
     limit, checked = checked_inputs(instance, vary, values, time_limit, method)
-    deadline = started + float(time_limit)
+    deadline = (entered if started is None else started) + float(time_limit) - reserve
     stopped = [False]
 
     def relay(p: Progress) -> bool:
@@ -254,14 +390,18 @@ def frontier(instance: Instance, vary: str, values: Sequence[float], *, time_lim
     points: list[FrontierPoint] = []
     previous = None
     ordered = sorted(checked)
+    own = point_reserve(instance)
     for n, value in enumerate(ordered):
-        if stopped[0]:
-            break
         began = time.monotonic()
-        share = max(0.05, (deadline - began) / (len(ordered) - n))
+        left = deadline - began
+        if stopped[0] or left < MIN_SOLVE_SECONDS + own:
+            break  # cancelled, or what is left cannot cover this point's least solve and check
+        # an equal share of what is left, never less than the point's least
+        share = min(left, max(left / (len(ordered) - n), MIN_SOLVE_SECONDS + own))
         at = limit.applied(instance, value)
-        options = SolveOptions(method=method or Method.AUTO, time_limit=solve_budget(at, share),
-                               previous=previous, progress=relay, diagnose=False)
+        options = SolveOptions(method=method or Method.AUTO, time_limit=share - own,
+                               gap=STOP_TOLERANCE, previous=previous, progress=relay,
+                               diagnose=False)
         solution = verified(solve(at, options), options)
         plan = build_plan(solution)
         passed = solution.check is not None and solution.check.passed
@@ -269,7 +409,8 @@ def frontier(instance: Instance, vary: str, values: Sequence[float], *, time_lim
             value=value, objective=solution.objective, bound=solution.bound, gap=solution.gap,
             status=solution.status.value, checked=passed, binding=_binding(plan),
             seconds=round(time.monotonic() - began, 3),
-            used=limit.used(plan) if solution.objective is not None else None)
+            used=limit.used(plan) if solution.objective is not None else None,
+            check=None if solution.check is None else solution.check.value)
         points.append(point)
         if on_plan is not None:
             on_plan(point, plan)
@@ -277,8 +418,15 @@ def frontier(instance: Instance, vary: str, values: Sequence[float], *, time_lim
             progress(point)
         if solution.objective is not None and passed:
             previous = plan.optimized_offer_keys()
+    unsolved = tuple(ordered[len(points):])
     return Frontier(limit.name, tuple(points), instance.name, instance.currency, float(time_limit),
-                    complete=len(points) == len(ordered))
+                    complete=not unsolved, unsolved=unsolved)
+
+
+def point_reserve(instance: Instance) -> float:
+    """What a point of `instance` takes besides its solve: the solve's overrun, the
+    independent check and the plan document."""
+    return POINT_RESERVE_SECONDS + POINT_SECONDS_PER_RESPONSE * len(instance.responses)
 
 
 def _binding(plan: Plan) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.frontier.frontier import Frontier
+from optimizer.frontier.frontier import Frontier, number_text
 
 RC: Any = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
                       "axes.spines.right": False, "svg.hashsalt": "offeropt"}
@@ -41,7 +41,7 @@ def frontier_svg(f: Frontier) -> str:
         stop = f.stops_costing_at
         if stop is not None:
             ax.axvline(stop, color="#bf8700", linewidth=1.0, linestyle=":",
-                       label=f"stops costing money at {stop:,.4g}")
+                       label=f"stops costing money at {number_text(stop, 4)}")
         for p in f.points:
             if p.objective is None:
                 ax.axvline(p.value, color="#cf222e", linewidth=0.6, alpha=0.4)

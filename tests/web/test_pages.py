@@ -212,6 +212,64 @@ def test_why_not_answers_in_words(signed_in: tuple[FlaskClient, str], wb_app: Fl
         unknown.get_data(as_text=True)
 
 
+def test_why_not_states_no_negative_cost(signed_in: tuple[FlaskClient, str], wb_app: Flask,
+                                        demo_doc: dict[str, Any]) -> None:
+    """The demo's multipliers prove no cost for bargain-hunters-cart's bundles (their bound
+    stands millions above the plan): no "costs at least -5,034,165 JPY", for the bundles
+    shown or left out, but what the other choice could gain at most."""
+    client, token = signed_in
+    plan_id = solved(wb_app, demo_doc)["plan_id"]
+    for segment in [s["id"] for s in demo_doc["segments"]]:
+        answer = client.post(f"/plans/{plan_id}/why-not", headers={"HX-Request": "true"},
+                             data={"csrf_token": token, "segment": segment})
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 200 and "costs at least -" not in html, segment
+        for cell in re.findall(r"costs at least</th>.*?<td class=\"num\">([^<]*)<", html, re.S):
+            assert not cell.startswith("-"), (segment, cell)
+    html = client.post(f"/plans/{plan_id}/why-not", headers={"HX-Request": "true"},
+                       data={"csrf_token": token, "segment": "bargain-hunters-cart"}
+                       ).get_data(as_text=True)
+    hair = re.search(r'<article[^>]*data-bundle="hair-duo".*?</article>', html, re.S)
+    assert hair is not None and "Not proven: dropping it could gain at most" in hair.group(0)
+    assert "(proof:" not in hair.group(0)
+    lens = re.search(r'<article[^>]*data-bundle="lens-and-card".*?</article>', html, re.S)
+    assert lens is not None and "Not proven: showing it could gain at most" in lens.group(0)
+    assert "(proof:" not in lens.group(0)
+    api = client.get(f"/v1/plans/{plan_id}/explain?segment=bargain-hunters-cart",
+                     headers=MERCHANDISER).get_json()
+    for entry in api["entries"]:
+        assert entry["proof"] is None or entry["loss_at_least"] is None or \
+            entry["loss_at_least"] > 0, entry
+        assert entry["bundle"] not in ("hair-duo", "lens-and-card") or \
+            entry["gain_at_most"] is not None
+
+
+def test_why_not_without_htmx_answers_on_the_plans_page(
+        signed_in: tuple[FlaskClient, str], wb_app: Flask, demo_doc: dict[str, Any]) -> None:
+    """The form sent by a browser without htmx (no HX-Request): the whole plan page, with the
+    answer in place and the question still selected, not a bare fragment."""
+    client, token = signed_in
+    plan_id = solved(wb_app, demo_doc)["plan_id"]
+    answer = client.post(f"/plans/{plan_id}/why-not",
+                         data={"csrf_token": token, "segment": "champions-cart",
+                               "bundle": "laptop-pro-upgrade"})
+    assert answer.status_code == 200 and answer.mimetype == "text/html"
+    html = answer.get_data(as_text=True)
+    assert "<html" in html and "</html>" in html and 'id="kpi-table"' in html
+    assert 'id="offers-table"' in html and 'id="frontier"' in html
+    result = html.index('id="why-not-answer"')
+    assert html.index('id="why-not-result"') > result  # in its place on the page
+    assert 'data-bundle="laptop-pro-upgrade"' in html and "not in the plan" in html
+    assert '<option value="champions-cart" selected>' in html
+    assert re.search(r'<option value="laptop-pro-upgrade" selected>', html)
+    assert f'action="/plans/{plan_id}/why-not#why-not"' in html
+    bad = client.post(f"/plans/{plan_id}/why-not", data={"csrf_token": token, "segment": "x"})
+    assert bad.status_code == 422 and "<html" in bad.get_data(as_text=True)  # the error page
+    fragment = client.post(f"/plans/{plan_id}/why-not", headers={"HX-Request": "true"},
+                           data={"csrf_token": token, "segment": "champions-cart"})
+    assert "<html" not in fragment.get_data(as_text=True)
+
+
 def test_the_frontier_form_queues_the_same_run_as_the_api(
         signed_in: tuple[FlaskClient, str], wb_app: Flask, demo_doc: dict[str, Any]) -> None:
     client, token = signed_in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -54,6 +55,32 @@ def test_sign_in_goes_back_to_the_page_asked_for_but_never_elsewhere(web: FlaskC
         answer = web.post("/sign-in", query_string={"next": target},
                           data={"token": "m-token", "csrf_token": form})
         assert answer.headers["Location"] == "/", target
+
+
+# A browser drops tabs and newlines from a Location (`/<tab>/evil` is `//evil`, another host);
+# Werkzeug refuses a newline in a header (a 500); `/\x` is `//x` to a browser.
+HOSTILE_NEXT = ["/%09/evil.example", "/%0d/evil", "/%0a/", "/%0D%0ALocation:%20//evil", "//x",
+                "/%5Cx", "/%5C%5Cevil.example", "https://x", "https:/x", "/%00/x", "/%7F/x",
+                "///evil.example", "/sign-in", "/v1/runs", "/no-such-page", "/runs/x/cancel"]
+
+
+@pytest.mark.parametrize("query", HOSTILE_NEXT)
+def test_sign_in_never_sends_elsewhere_than_a_workbench_page(web: FlaskClient, query: str) -> None:
+    """`next` (raw in the query string, as a link would carry it) must be a workbench page
+    answered by a GET: anything else goes to the home page."""
+    answer = web.post(f"/sign-in?next={query}",
+                      data={"token": "m-token", "csrf_token": _form_token(web)})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/", query
+    again = web.get(f"/sign-in?next={query}")  # signed in: the GET redirects at once
+    assert again.status_code == 303 and again.headers["Location"] == "/", query
+
+
+@pytest.mark.parametrize("good", ["/history", "/plans/abc?x=1", "/runs/r-1", "/rollback?to=3"])
+def test_sign_in_goes_to_a_good_local_page(web: FlaskClient, good: str) -> None:
+    answer = web.post("/sign-in", query_string={"next": good},
+                      data={"token": "m-token", "csrf_token": _form_token(web)})
+    assert answer.status_code == 303 and answer.headers["Location"] == good
+    assert web.get("/sign-in", query_string={"next": good}).headers["Location"] == good
 
 
 def test_a_storefront_token_cannot_sign_in(web: FlaskClient) -> None:
@@ -153,6 +180,54 @@ def test_removing_a_token_ends_its_sessions(signed_in: tuple[FlaskClient, str],
     assert client.get("/").status_code == 200
     wb_app.config["MERCHANDISER_TOKENS"] = ("a-new-token",)
     assert client.get("/").status_code == 303
+
+
+def test_a_session_ends_its_hours_after_signing_in_however_often_it_polls(
+        signed_in: tuple[FlaskClient, str], wb_app: Flask) -> None:
+    client, _ = signed_in
+    assert wb_app.config["SESSION_HOURS"] == 12.0
+    with client.session_transaction() as held:
+        held["since"] -= 11.9 * 3600  # signed in nearly 12 hours ago: still in
+    assert client.get("/").status_code == 200
+    assert client.get("/runs/abc/progress", headers={"HX-Request": "true"}).status_code == 404
+    with client.session_transaction() as held:
+        held["since"] -= 0.2 * 3600  # past 12 hours: polling kept the cookie fresh, not the session
+    page = client.get("/plans/abc")
+    assert page.status_code == 303 and page.headers["Location"] == "/sign-in?next=/plans/abc"
+    poll = client.get("/runs/abc/progress", headers={"HX-Request": "true"})
+    assert poll.status_code == 204 and poll.headers["HX-Redirect"].startswith("/sign-in")
+    assert client.get("/sign-in").status_code == 200  # the form, not a redirect
+    for since in (None, "yesterday", float("nan"), 1e300):  # missing, forged or from the future
+        sign_in(client)
+        with client.session_transaction() as held:
+            held["since"] = since
+        assert client.get("/").status_code == 303, since
+
+
+def test_the_session_hours_are_a_setting(tmp_path: Path) -> None:
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "MERCHANDISER_TOKENS": "m-token",
+                      "RUN_JOBS": False, "RECORDING": False, "SECRET_KEY": "k",
+                      "SESSION_HOURS": "0.5"})
+    assert app.config["SESSION_HOURS"] == 0.5
+    assert app.config["PERMANENT_SESSION_LIFETIME"].total_seconds() == 1800
+    client = app.test_client()
+    sign_in(client)
+    with client.session_transaction() as held:
+        held["since"] -= 1700
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as held:
+        held["since"] -= 200
+    assert client.get("/").status_code == 303
+
+
+def test_the_actor_is_the_tokens_fingerprint_not_what_the_cookie_says(
+        signed_in: tuple[FlaskClient, str]) -> None:
+    client, _ = signed_in
+    name = f"merchandiser:{hashlib.sha256(b'm-token').hexdigest()[:8]}"  # as the API records
+    with client.session_transaction() as held:
+        held["actor"] = "merchandiser:somebody-else"
+    page = client.get("/").get_data(as_text=True)
+    assert f"Signed in as <code>{name}</code>" in page and "somebody-else" not in page
 
 
 def test_pages_forbid_framing_and_caching(signed_in: tuple[FlaskClient, str]) -> None:

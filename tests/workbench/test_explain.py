@@ -280,6 +280,40 @@ def test_a_plan_without_multipliers_is_priced_by_the_lp(demo: tuple[Any, Plan, d
     assert ex.bound == pytest.approx(with_plan.bound, rel=1e-6)
 
 
+def test_no_loss_of_zero_or_less_is_called_proven(demo: tuple[Any, Plan, dict[str, Any]]) -> None:
+    """On the demo the multipliers' bound stands far above the plan (a loss of about -9M JPY
+    for most pairs): that proves nothing, and neither the figures nor the words say it
+    costs anything. What the other choice could gain at most is said instead."""
+    inst, plan, doc = demo
+    bare = Plan.from_dict({**plan.to_dict(), "solver": {}, "binding": None})  # the LP's duals
+    for each, resolve, segments in ((plan, False, doc["segments"]), (bare, False, doc["segments"]),
+                                    (plan, True, doc["segments"][:3])):
+        for seg in segments:
+            ex = explain(inst, each, seg["id"], resolve=resolve)
+            tol = 1e-7 * max(1.0, abs(ex.objective), abs(ex.bound))
+            for e in ex.entries:
+                assert "costs at least -" not in e.text and "costs at least 0 " not in e.text, e
+                if e.proof in ("multipliers", "resolve") and e.loss_at_least is not None:
+                    assert e.loss_at_least > tol, e
+                if e.reason_code == "beaten":
+                    assert e.proof is not None, e
+                    continue
+                if e.loss_at_least is not None and e.proof is None:  # not proven: the gain says
+                    assert e.gain_at_most is not None and e.gain_at_most >= 0, e
+                    assert "not proven" in e.text or "No plan with it earns more" in e.text, e
+                    assert as_dict(e)["proof"] is None
+    words = {e.bundle: e for e in explain(inst, plan, "bargain-hunters-cart").entries}
+    assert words["hair-duo"].in_plan and words["hair-duo"].proof is None
+    assert "Leaving it out is not proven to cost anything" in words["hair-duo"].text
+    assert words["lens-and-card"].reason_code == "favoured_at_multipliers"
+    assert words["lens-and-card"].proof is None and words["lens-and-card"].gain_at_most == 0.0
+
+
+def as_dict(e: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(e.to_dict()))
+    return out
+
+
 def test_not_candidate_rules_in_words(demo: tuple[Any, Plan, dict[str, Any]]) -> None:
     inst, plan, doc = demo
     silent = next(s["id"] for s in doc["segments"] if s.get("silent"))

@@ -39,8 +39,7 @@ def _curve(instance: Instance, vary: str, values: list[float], seconds: float
 ])
 def test_every_point_is_checked_and_the_margin_never_falls(demo: Instance, vary: str,
                                                            values: list[float]) -> None:
-    curve, plans, seconds = _curve(demo, vary, values, 12.0)
-    assert seconds < 12.0 + 2.0  # the whole curve's limit (and the check's reserve)
+    curve, plans, _ = _curve(demo, vary, values, 12.0)
     assert [p.value for p in curve.points] == sorted(values) and curve.complete
     limit, _ = checked_inputs(demo, vary, values, 12.0)
     for point, plan in plans:
@@ -73,17 +72,119 @@ def test_a_limit_that_stops_binding_stops_costing_money(demo: Instance) -> None:
 
 
 def test_stops_costing_at_reads_the_gaps() -> None:
+    """`stops_costing_at` is a proof: every looser value's bound at most the margin at it."""
     def point(value: float, objective: float | None, bound: float | None) -> FrontierPoint:
         return FrontierPoint(value, objective, bound, None, "optimal", True, (), 0.1)
 
     rising = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 20), point(3, 30, 30)))
     assert rising.stops_costing_at is None
+    assert rising.stop_words().startswith("The margin still rises at the largest value (3)")
+    proven = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 20.5),
+                                           point(3, 20.0, 20.001)))
+    assert proven.stops_costing_at == 2  # 3's bound: within 0.01% of the margin at 2
+    assert proven.stop_words().startswith("The limit stops costing money at 2: ")
+    # 0.5 more at 3 is within the gaps, but more: the gaps prove nothing
     within = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 21), point(3, 20.5, 21)))
-    assert within.stops_costing_at == 2  # 0.5 more is inside the 1.0 gap
+    assert within.stops_costing_at is None
+    assert within.stop_words().startswith("The margin still rises at the largest value (3)")
+    # the same margin at 3, but its bound is 1 above: not proven
+    above = Frontier("promotion_budget", (point(1, 10, 10), point(2, 20, 21), point(3, 20, 21)))
+    assert above.stops_costing_at is None
+    assert above.stop_words() == (
+        "Not proven that the limit stops costing money at 2: no looser value's plan earns more, "
+        "but the bound at 3 is above that margin (by 1 at 3), so a looser limit may earn more.")
+    # the review's case: the looser points solved only to the warm start, bound unknown
+    unknown = Frontier("max_avg_discount", (point(0.02, 1.6e9, 1.8e9), point(0.04, 1.6e9, None),
+                                            point(0.06, 1.6e9, None)))
+    assert unknown.stops_costing_at is None
+    assert "Not proven that the limit stops costing money at 0.02" in unknown.stop_words()
+    assert "the bounds at 0.04, 0.06 are unknown" in unknown.stop_words()
+    assert unknown.to_dict()["stops_costing_at"] is None
+    no_plan_past = Frontier("max_avg_discount", (point(0.02, 5, 6), point(0.04, None, None)))
+    assert no_plan_past.stops_costing_at is None
+    assert "the bound at 0.04 is unknown" in no_plan_past.stop_words()
     infeasible_first = Frontier("promotion_budget", (point(0, None, None), point(1, 5, 5),
                                                      point(2, 5, 5)))
     assert infeasible_first.stops_costing_at == 1
     assert infeasible_first.marginal() == [None, None, 0.0]
+    # a curve stopped before its looser values proves nothing past its last one
+    cut = Frontier("promotion_budget", (point(1, 5, 5), point(2, 5, 5)), complete=False,
+                   unsolved=(3.0, 4.0))
+    assert cut.stops_costing_at is None
+    assert cut.stop_words() == (
+        "Not proven that the limit stops costing money at 1: no looser value's plan earns more, "
+        "but values 3, 4 were not solved, so a looser limit may earn more.")
+    assert cut.unsolved_words() == "incomplete: values 3, 4 not solved within the time limit"
+    nothing = Frontier("promotion_budget", (point(1, None, None),), complete=False,
+                       unsolved=(2.0,))
+    assert nothing.stops_costing_at is None and not nothing.has_plan
+    assert nothing.stop_words().startswith("No value has a plan")
+    assert point(1, 5, None).abs_gap == math.inf and point(1, 5, 6).abs_gap == 1
+    # a solve whose plans failed the check proves nothing with its bound
+    failed = FrontierPoint(2, None, 5, None, "error", False, (), 0.1, check="failed")
+    unchecked = Frontier("promotion_budget", (point(1, 5, 5), failed))
+    assert unchecked.stops_costing_at is None and unchecked.check_failed == (2,)
+    assert "the plans at 2 failed the independent check" in unchecked.stop_words()
+
+
+class _Clock:
+    """`time` for the frontier's module: a solve takes what the test says it takes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_curve_keeps_its_deadline(demo: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each point starts only if what is left covers its least solve and its check; a solve
+    never gets more than what is left less that reserve; the values left are named. (The
+    clock is the test's: each solve takes twice its budget, as a solver that overruns.)"""
+    import dataclasses
+    import importlib
+
+    from optimizer.solve import dispatch
+
+    module = importlib.import_module("optimizer.frontier.frontier")  # the module, not the function
+    clock = _Clock()
+    monkeypatch.setattr(module, "time", clock)
+    real = dispatch.solve
+    handed: list[tuple[float, float]] = []  # (seconds left at the solve's start, its budget)
+    deadline = clock.now + 1.5 - 0.5
+    solved: list[Any] = []  # one real solve, handed back for every point (the test's speed)
+
+    def slow(instance: Instance, options: Any) -> Any:
+        handed.append((deadline - clock.now, options.time_limit))
+        clock.now += 2 * options.time_limit
+        if not solved:
+            solved.append(real(instance, dataclasses.replace(options, time_limit=5.0)))
+        return solved[0]
+
+    monkeypatch.setattr(dispatch, "solve", slow)
+    values = [100_000.0, 200_000.0, 300_000.0, 400_000.0, 500_000.0]
+    curve = frontier(demo, "promotion_budget", values, time_limit=1.5, reserve=0.5,
+                     started=clock.now)
+    reserve = module.point_reserve(demo)
+    least = module.MIN_SOLVE_SECONDS
+    assert 0 < len(handed) < len(values) and not curve.complete
+    assert [p.value for p in curve.points] == values[:len(handed)]
+    assert list(curve.unsolved) == values[len(handed):]
+    for left, budget in handed:
+        assert budget >= least - 1e-9 and budget + reserve <= left + 1e-9
+    assert deadline - clock.now < least + reserve  # the next point could not have been covered
+    assert all(p.checked and p.objective is not None for p in curve.points)
+    assert curve.to_dict()["unsolved"] == values[len(handed):]
+    assert curve.stops_costing_at is None
+
+
+def test_a_deadline_already_past_solves_nothing(demo: Instance) -> None:
+    curve = frontier(demo, "promotion_budget", [100_000.0, 200_000.0], time_limit=5.0,
+                     started=time.monotonic() - 10.0)
+    assert curve.points == () and curve.unsolved == (100_000.0, 200_000.0)
+    assert not curve.complete and not curve.has_plan
+    svg = frontier_svg(curve)  # a curve without a point still draws
+    assert svg.startswith("<svg")
 
 
 @pytest.mark.parametrize(("vary", "values", "time_limit", "paths"), [
