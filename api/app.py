@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     store = Store.open(app.config["DATABASE_URL"])
     app.extensions["offeropt.store"] = store
-    app.extensions["offeropt.index"] = IndexHolder(store, app.config["INDEX_POLL_SECONDS"])
+    app.extensions["offeropt.index"] = IndexHolder.configured(store, app.config)
     for blueprint in (ops.ops_api, runs_api, plans_api, offers_api, events_api,
                       measurement_api, workbench_api, workbench):
         app.register_blueprint(blueprint)

@@ -107,7 +107,7 @@ def _view(holder: IndexHolder, event: dict[str, Any], path: str, issues: list[Is
         issues.append(Issue(f"{path}.customer_id", "must be given (a string) when no token is",
                             customer))
         customer = None
-    if not isinstance(named, str) or named not in index.offers:
+    if not isinstance(named, str) or not index.has_segment(named):
         issues.append(Issue(f"{path}.segment", "must be a segment of the active plan when no "
                                                "token is given", named))
         return None
@@ -125,11 +125,11 @@ def _by_token(holder: IndexHolder, text: Any, path: str, issues: list[Issue],
     if token.version not in indexes:  # each version looked up once per request
         indexes[token.version] = holder.index_of(token.version)
     index = indexes[token.version]
-    if index is None or token.segment_pos >= len(index.segment_ids):
+    if index is None or token.segment_pos >= index.segment_count:
         issues.append(Issue(path, "must name a view of a published plan", text))
         return None
-    segment = index.segment_ids[token.segment_pos]
-    n_sets = len(index.sets[segment].ids) if segment in index.sets else 1
+    segment = index.segment_at(token.segment_pos)
+    n_sets = index.set_count(segment)
     if (token.kind == HELD_OUT and index.holdout_fraction <= 0) or token.set_pos >= n_sets:
         issues.append(Issue(path, "must name a view of a published plan (its plan holds no "
                                   "such holdout or offer set)", text))
@@ -151,5 +151,5 @@ def _by_token(holder: IndexHolder, text: Any, path: str, issues: list[Issue],
 def _assigned(index: ActiveIndex, segment: str, customer: str) -> Exposure:
     if index.in_holdout(customer):
         return index.exposure(segment, None)
-    k = index.choose(segment, customer)[0] if segment in index.sets else 0
+    k = index.choose(segment, customer)[0]
     return index.exposure(segment, k)

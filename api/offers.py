@@ -1,9 +1,22 @@
-"""The storefront call: offers for a segment from an in-memory index of the active plan.
+"""The storefront call: offers for a segment, from a memory-mapped index of the active plan.
 
-Each worker holds the index and reads the store's active version on every request (one
-single-row query; at most once per `INDEX_POLL_SECONDS` when that is set). The index is
-swapped in whole, so a request sees one complete plan, never a half-built one, and only
-forward: a worker never answers an older plan version than one it has answered.
+Each published version is indexed once per host into a read-only file (`api.index_file`):
+per offer set the answer's bytes, its ETag and its journal line, and a hash table of the
+segment ids. Every web worker maps the file, so the index's memory is the operating
+system's page cache, shared by all workers, and a worker holds a few small objects per
+version. A request is a lookup of the segment in the table, a slice of the mapping, the
+holdout draw and the journal write; answers the file does not hold whole (a cart that
+drops offers, an anonymous view while a holdout is drawn, a held-out customer) are
+composed from its pieces.
+
+Each worker reads the store's active version on every request (one single-row query; at
+most once per `INDEX_POLL_SECONDS` when that is set). When it moved, the worker opens the
+new version's file on a background thread, building it first if no worker of the host has
+(under a file lock, on the thread for a small plan, in a child process for a large one),
+and swaps one reference: a request sees one complete plan, never a half-built one, and
+only forward: a worker never answers an older plan version than one it has answered. A
+version that cannot be indexed (out of memory, a time limit, a damaged plan) is logged in
+one line and the worker keeps serving the plan it has.
 
 Split traffic (spec section 7): when the plan has `offer_sets`, a view of a segment with
 several sets is served exactly one set, chosen by a stable hash of (salt, segment,
@@ -13,50 +26,51 @@ changes only when a merchandiser rotates it (`POST /v1/traffic-salt/rotate`).
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from flask import Blueprint, Response, current_app, g, request
 
+from api import index_file
 from api.auth import MERCHANDISER, STOREFRONT, requires
-from api.exposure import HELD_OUT, HOLDOUT_SET, RECORDED, UNRECORDED, Exposure, token
+from api.exposure import (
+    HELD_OUT,
+    HOLDOUT_SET,
+    RECORDED,
+    UNRECORDED,
+    Exposure,
+    counted_cells,
+    token,
+)
+from api.index_file import NO_OFFERS, IndexFile, IndexFileError, file_name, open_index
 from api.openapi import Param, doc
 from api.recording import Recorder
 from api.schemas import Offers, SaltRotation
 from api.store import Store
-from optimizer.plan.model import OfferSet, Plan
 
 offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
 BUILD_WAIT_SECONDS = 0.5  # how long a request waits for a new version's index
 FIRST_LOAD_SECONDS = 60.0  # how long a request waits for a worker's first index
-RECENT_VERSIONS = 3  # earlier indexes a worker keeps to attribute late purchases
+RECENT_VERSIONS = 3  # earlier indexes a worker keeps open to attribute late purchases
+KEEP_FILES = RECENT_VERSIONS + 1  # index files kept on disk: the newest versions
+RETRY_SECONDS = 30.0  # after a version could not be indexed, the next attempt
+BUILD_NICENESS = 10  # a child process building an index yields the CPU to requests
 log = logging.getLogger(__name__)
 CUSTOMER, REQUEST, SEGMENT = "customer", "request", "segment"  # how a view got its set
-EMPTY_SET = "the offer set served to this view is empty"
-IMPLICIT_SET = "a"  # the one set of each segment of a plan without offer sets
-
-
-@dataclass(frozen=True)
-class SegmentSets:
-    """A segment's offer sets, ready to serve: ids, cumulative weights, offers and answers."""
-
-    ids: tuple[str, ...]
-    cumulative: tuple[float, ...]  # running sum of the weights, normalized, the last 1.0
-    offers: tuple[tuple[dict[str, Any], ...], ...]  # per set
-    bodies: dict[str, tuple[tuple[bytes, str], ...]]  # assignment -> per set (body, ETag)
-
-    def pick(self, u: float) -> int:
-        """The set whose cumulative-weight interval holds u in [0, 1)."""
-        return min(bisect.bisect_right(self.cumulative, u), len(self.ids) - 1)
+CART = "every offer holds an item already in the cart"
 
 
 def uniform(salt: str, segment: str, key: str) -> float:
@@ -65,59 +79,68 @@ def uniform(salt: str, segment: str, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-@dataclass(frozen=True)
+class Served(NamedTuple):
+    """What a recorded view exposed: its journal line (`Exposure.line`)."""
+
+    line: bytes
+
+    @property
+    def shown(self) -> bool:
+        """Whether the view showed (or held out) any cell: an empty one is not journaled."""
+        return bool(self.line) and not self.line.endswith(b",[]]\n")
+
+
 class ActiveIndex:
-    version: int | None
-    plan_id: str | None
-    holdout_fraction: float
-    offers: dict[str, tuple[dict[str, Any], ...]]
-    bundle_items: dict[str, frozenset[str]]
-    bodies: dict[str, tuple[bytes, str]]  # segment -> (default response, its ETag, unquoted)
-    salt: str = ""  # the store's traffic salt, read with the plan
-    sets: dict[str, SegmentSets] = field(default_factory=dict)  # split plans' segments
-    holdout_salt: str = ""  # the store's holdout salt: the control group outlives plans
-    segment_pos: dict[str, int] = field(default_factory=dict)  # position in the catalog
-    segment_ids: tuple[str, ...] = ()  # by position
-    _exposures: dict[tuple[str, int], Exposure] = field(default_factory=dict)  # filled on use
-    # answers to views that are served but not recorded, filled on use
-    _unrecorded: dict[tuple[Any, ...], tuple[bytes, str]] = field(default_factory=dict)
+    """One published version as the storefront serves it, over its mapped index file (None:
+    no plan is published), with the salts read with it."""
+
+    def __init__(self, file: IndexFile | None, salt: str = "", holdout_salt: str = "") -> None:
+        self.file = file
+        self.version = None if file is None else file.version
+        self.plan_id = None if file is None else file.plan_id
+        self.holdout_fraction = 0.0 if file is None else file.holdout_fraction
+        self.bundle_items: dict[str, frozenset[str]] = {} if file is None else file.bundle_items
+        self.salt, self.holdout_salt = salt, holdout_salt
 
     @classmethod
     def empty(cls) -> ActiveIndex:
-        return cls(None, None, 0.0, {}, {}, {})
+        return cls(None)
 
-    @classmethod
-    def build(cls, bundle: dict[str, Any]) -> ActiveIndex:
-        plan, catalog = Plan.from_dict(json.loads(bundle["plan"])), json.loads(bundle["catalog"])
-        item_names = {i["id"]: i.get("name") for i in catalog["items"]}
-        bundles = {b["id"]: b for b in catalog["bundles"]}
-        by_segment: dict[str, list[dict[str, Any]]] = {s["id"]: [] for s in catalog["segments"]}
-        for segment, bundle_id, discount, perk, _, reference, price, _, _ in plan.offers.rows():
-            b = bundles[bundle_id]
-            by_segment[segment].append({
-                "bundle": b["id"], "name": b.get("name"), "kind": b["kind"],
-                "items": [{"item": line["item"], "name": item_names.get(line["item"]),
-                           "qty": int(line["qty"])} for line in b["items"]],
-                "reference_price": reference, "price": price, "discount": discount,
-                "discount_percent": round(100 * discount, 2),
-                "savings": round(reference - price, 2), "perk": perk,
-            })
-        version = int(bundle["version"])
-        offers = {s: tuple(o) for s, o in by_segment.items()}
-        position = {s: k for k, s in enumerate(offers)}
-        held_out = float((catalog.get("policy") or {}).get("holdout_fraction", 0.0))
-        return cls(version, str(bundle["id"]), held_out, offers,
-                   {b: frozenset(line["item"] for line in v["items"]) for b, v in bundles.items()},
-                   {s: _render(version, s, o, False, token=token(version, position[s], 0,
-                                                                 RECORDED, 1.0 - held_out))
-                    for s, o in offers.items()},
-                   str(bundle.get("salt") or ""),
-                   _segment_sets(version, plan, offers, position, held_out),
-                   str(bundle.get("holdout_salt") or ""), position, tuple(offers))
+    def with_salts(self, salt: str, holdout_salt: str) -> ActiveIndex:
+        """The same version (the same mapping) with other salts: no rebuild."""
+        return ActiveIndex(self.file, salt, holdout_salt)
 
-    def render(self, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
-               reason: str | None = None) -> tuple[bytes, str]:
-        return _render(self.version, segment, offers, holdout, reason)
+    def _position(self, segment: str) -> int:
+        return -1 if self.file is None else self.file.position(segment)
+
+    def has_segment(self, segment: str) -> bool:
+        return self._position(segment) >= 0
+
+    @property
+    def segment_count(self) -> int:
+        return 0 if self.file is None else self.file.segments
+
+    def segment_at(self, pos: int) -> str:
+        """The segment at a catalog position (an exposure token names it so)."""
+        assert self.file is not None
+        return self.file.segment_id(pos)
+
+    def set_count(self, segment: str) -> int:
+        """How many offer sets the segment's views are split between (0: no such segment)."""
+        pos = self._position(segment)
+        return 0 if pos < 0 or self.file is None else self.file.sets_of(pos)[1]
+
+    def set_ids(self, segment: str) -> tuple[str, ...]:
+        pos = self._position(segment)
+        if pos < 0 or self.file is None:
+            return ()
+        first, count, _ = self.file.sets_of(pos)
+        return tuple(self.file.set_id(j) for j in range(first, first + count))
+
+    def is_split(self, segment: str) -> bool:
+        """Whether the plan serves the segment by offer sets (`offer_sets` name it)."""
+        pos = self._position(segment)
+        return pos >= 0 and self.file is not None and self.file.sets_of(pos)[2]
 
     def in_holdout(self, customer_id: str) -> bool:
         """Stable per customer while the holdout salt stays: the control group does not
@@ -127,96 +150,107 @@ class ActiveIndex:
         digest = hashlib.sha256(f"{self.holdout_salt}\x1f{customer_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.holdout_fraction
 
-    def exposure(self, segment: str, k: int | None) -> Exposure:
-        """What a view of `segment` served set k (None: held out) exposed; made on first use."""
-        key = (segment, -1 if k is None else k)
-        found = self._exposures.get(key)
-        if found is None:
-            assert self.version is not None
-            found = self._exposures[key] = _exposure(self, segment, k)
-        return found
-
-    def set_position(self, segment: str, set_id: str) -> int | None:
-        ids = self.sets[segment].ids if segment in self.sets else (IMPLICIT_SET,)
-        return ids.index(set_id) if set_id in ids else None
-
     def choose(self, segment: str, customer_id: str | None,
                request_key: str | None = None) -> tuple[int, str]:
-        """A split segment's set for one view, and how it was assigned: by the customer id
-        (stable while the plan's sets and the salt stay), else by `request_key` (stable for
-        that key), else by a random draw; a segment with one set serves it to every view."""
-        sets = self.sets[segment]
-        if len(sets.ids) == 1:
+        """A segment's set for one view, and how it was assigned: by the customer id (stable
+        while the plan's sets and the salt stay), else by `request_key` (stable for that
+        key), else by a random draw; a segment with one set serves it to every view."""
+        pos = self._position(segment)
+        if pos < 0 or self.file is None:
+            raise KeyError(segment)
+        first, count, _ = self.file.sets_of(pos)
+        return self._choose(first, count, segment, customer_id, request_key)
+
+    def _choose(self, first: int, count: int, segment: str, customer_id: str | None,
+                request_key: str | None) -> tuple[int, str]:
+        assert self.file is not None
+        if count == 1:
             return 0, SEGMENT
         if customer_id is not None:
-            return sets.pick(uniform(self.salt, segment, "c:" + customer_id)), CUSTOMER
+            return self.file.pick(first, count, uniform(self.salt, segment, "c:" + customer_id)), \
+                CUSTOMER
         if request_key is not None:
-            return sets.pick(uniform(self.salt, segment, "r:" + request_key)), REQUEST
-        return sets.pick(random.random()), REQUEST
+            return self.file.pick(first, count, uniform(self.salt, segment, "r:" + request_key)), \
+                REQUEST
+        return self.file.pick(first, count, random.random()), REQUEST
 
     def answer(self, segment: str, customer_id: str | None, excluded: frozenset[str],
-               request_key: str | None = None) -> tuple[bytes, str, Exposure | None]:
-        """The response body of one view, its (unquoted) ETag, and what it exposed."""
-        if self.version is None:
-            return (*self.render(segment, (), False, "no plan is published yet"), None)
-        if segment not in self.offers:
-            return (*self.render(segment, (), False, "unknown segment"), None)
+               request_key: str | None = None) -> tuple[bytes, str, Served | None]:
+        """The response body of one view, its (unquoted) ETag, and, for a recorded view,
+        what it exposed."""
+        f = self.file
+        if f is None:
+            return (*_render(None, segment, (), False, "no plan is published yet"), None)
+        version, pos = f.version, f.position(segment)
+        if pos < 0:
+            return (*_render(version, segment, (), False, "unknown segment"), None)
+        held = self.holdout_fraction
         if customer_id is not None and self.in_holdout(customer_id):
-            held = self.exposure(segment, None)
-            return (*_render(self.version, segment, (), True, token=self.token(segment, None)),
-                    held)
-        recorded = customer_id is not None or self.holdout_fraction <= 0
-        if segment in self.sets:
-            k, how = self.choose(segment, customer_id, request_key)
-            sets = self.sets[segment]
-            if not excluded and recorded:
-                return (*sets.bodies[how][k], self.exposure(segment, k))
-            offers = sets.offers[k]
-            served: dict[str, str] | None = {"set": sets.ids[k], "assignment": how}
+            return (*_render(version, segment, (), True,
+                             token=token(version, pos, 0, HELD_OUT, held)),
+                    Served(f.holdout_line(pos)))
+        first, count, split = f.sets_of(pos)
+        k, how = self._choose(first, count, segment, customer_id, request_key) if split \
+            else (0, SEGMENT)
+        j = first + k
+        recorded = customer_id is not None or held <= 0
+        if recorded and not excluded and how != REQUEST:  # the answer as the file holds it
+            body, digits, line = f.stored(pos, j)
+            return body, f"{version}-{digits}", Served(line)
+        served = {"set": f.set_id(j), "assignment": how} if split else None
+        mask: int | None = None
+        kept: tuple[dict[str, Any], ...] = ()
+        if excluded:
+            offers = f.offers(j)
+            kept = tuple(o for o in offers if not self.bundle_items[o["bundle"]] & excluded)
+            if len(kept) < len(offers):
+                mask = sum(1 << i for i, o in enumerate(offers) if o in kept)
+        propensity = f.propensity(j) if recorded else f.propensity(j) / (1.0 - held)
+        shown = token(version, pos, k, RECORDED if recorded else UNRECORDED, propensity, mask)
+        if mask is None:  # every offer of the set: its core, with this view's tail
+            body = f.core(j) + _tail(served, shown)
+            etag = f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
         else:
-            k, offers, served = 0, self.offers[segment], None
-            if not excluded and recorded:
-                return (*self.bodies[segment], self.exposure(segment, 0))
-        kept = tuple(o for o in offers if not self.bundle_items[o["bundle"]] & excluded)
-        reason = None if kept else EMPTY_SET if served and not offers else \
-            "every offer holds an item already in the cart"
-        mask = None if len(kept) == len(offers) else \
-            sum(1 << i for i, o in enumerate(offers) if o in kept)
+            body, etag = _render(version, segment, kept, False, None if kept else CART, served,
+                                 shown)
         if not recorded:  # an anonymous view while a holdout is drawn: not in the experiment
-            key = (segment, k, how if served else SEGMENT, mask)
-            body = self._unrecorded.get(key)
-            if body is None:
-                body = self._unrecorded[key] = _render(
-                    self.version, segment, kept, False, reason, served,
-                    self.token(segment, k, UNRECORDED, mask))
-            return (*body, None)
-        full = self.exposure(segment, k)
-        shown = Exposure.of(full.version, segment, full.set, full.propensity,
-                            (c for c, o in zip(full.cells, offers, strict=True) if o in kept))
-        return (*_render(self.version, segment, kept, False, reason, served,
-                         self.token(segment, k, RECORDED, mask)), shown)
+            return body, etag, None
+        line = f.line(pos, j)
+        if mask is not None:  # exclude_items dropped offers: only those shown are recorded
+            _, _, set_id, set_propensity, cells = counted_cells(line)
+            line = Exposure.of(version, segment, set_id, set_propensity,
+                               (c for i, c in enumerate(cells) if mask >> i & 1)).line
+        return body, etag, Served(line)
 
-    def token(self, segment: str, k: int | None, kind: int = RECORDED,
-              mask: int | None = None) -> str:
-        """The token of a view of set k (None: held out); an unrecorded view's propensity is
-        its set's weight alone (it could not have been held out)."""
-        assert self.version is not None
-        return token(self.version, self.segment_pos[segment], k or 0,
-                     HELD_OUT if k is None else kind, self.propensity(segment, k, kind), mask)
+    def exposure(self, segment: str, k: int | None) -> Exposure:
+        """What a view of `segment` served set k (None: held out) exposed."""
+        f = self.file
+        pos = self._position(segment)
+        assert f is not None and pos >= 0
+        line = f.holdout_line(pos) if k is None else f.line(pos, f.sets_of(pos)[0] + k)
+        if not line:  # no holdout is drawn: nothing could have been held out
+            return Exposure.of(f.version, segment, HOLDOUT_SET, self.holdout_fraction, ())
+        version, named, set_id, propensity, cells = counted_cells(line)
+        return Exposure(version, named, set_id, propensity, cells, line)
 
     def propensity(self, segment: str, k: int | None, kind: int = RECORDED) -> float:
-        """The probability that a view of this kind was served set k (None: held out)."""
-        held = self.exposure(segment, k).propensity
+        """The probability that a view of this kind was served set k (None: held out); an
+        unrecorded view's is its set's weight alone (it could not have been held out)."""
+        f = self.file
+        pos = self._position(segment)
+        assert f is not None and pos >= 0
+        held = self.holdout_fraction if k is None else f.propensity(f.sets_of(pos)[0] + k)
         return held / (1.0 - self.holdout_fraction) if kind == UNRECORDED else held
 
 
 def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...], holdout: bool,
             reason: str | None = None, served: dict[str, str] | None = None,
             token: str | None = None) -> tuple[bytes, str]:
-    """The response body and its (unquoted) ETag; `served` names a split plan's set and
-    `token` is the view's exposure token."""
+    """An answer the index file does not hold whole, and its (unquoted) ETag; `served` names
+    a split plan's set and `token` is the view's exposure token. The file's answers are
+    these bytes too (tests/service/test_index_file.py)."""
     if reason is None and not offers:
-        reason = "holdout" if holdout else "no offers for this segment in the active plan"
+        reason = "holdout" if holdout else NO_OFFERS
     answer = {"segment": segment, "plan_version": version, "holdout": holdout,
               "offers": list(offers), "reason": reason, **(served or {})}
     if token is not None:
@@ -225,71 +259,56 @@ def _render(version: int | None, segment: str, offers: tuple[dict[str, Any], ...
     return body, f"{version}-{hashlib.sha1(body).hexdigest()[:20]}"
 
 
-def _segment_sets(version: int, plan: Plan, offers: dict[str, tuple[dict[str, Any], ...]],
-                  position: dict[str, int], held_out: float) -> dict[str, SegmentSets]:
-    """Per segment of a split plan: its sets in the plan's order, with their answers."""
-    entries: dict[str, list[OfferSet]] = {}
-    for entry in plan.offer_sets or ():
-        entries.setdefault(entry.segment, []).append(entry)
-    out = {}
-    for segment, sets in entries.items():
-        by_key = {(o["bundle"], round(o["discount"], 9), o["perk"]): o for o in offers[segment]}
-        held = tuple(tuple(by_key[(o.bundle, round(o.discount, 9), o.perk)] for o in entry.offers)
-                     for entry in sets)
-        ids = tuple(entry.set for entry in sets)
-        running, cumulative = 0.0, []
-        total = sum(entry.weight for entry in sets)
-        for entry in sets:
-            running += entry.weight
-            cumulative.append(running / total)
-        cumulative[-1] = 1.0
-        ways = (SEGMENT,) if len(sets) == 1 else (CUSTOMER, REQUEST)
-        tokens = [token(version, position[segment], k, RECORDED, (1.0 - held_out) * weight)
-                  for k, weight in enumerate(_weights(cumulative))]
-        bodies = {how: tuple(_render(version, segment, o, False, None if o else EMPTY_SET,
-                                     {"set": i, "assignment": how}, t)
-                             for i, o, t in zip(ids, held, tokens, strict=True)) for how in ways}
-        out[segment] = SegmentSets(ids, tuple(cumulative), held, bodies)
-    return out
+def _tail(served: dict[str, str] | None, shown: str) -> bytes:
+    """What follows a set's core in an answer: the set served, and the view's token."""
+    parts = [f',"set":{json.dumps(served["set"])},"assignment":"{served["assignment"]}"'] \
+        if served else []
+    return "".join([*parts, f',"exposure":{json.dumps(shown)}}}']).encode()
 
 
-def _weights(cumulative: list[float] | tuple[float, ...]) -> list[float]:
-    return [b - a for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
-
-
-def _exposure(index: ActiveIndex, segment: str, k: int | None) -> Exposure:
-    assert index.version is not None
-    split = index.sets.get(segment)
-    sets = split.offers if split else (index.offers[segment],)
-    if k is None:
-        bundles = dict.fromkeys(o["bundle"] for offers in sets for o in offers)
-        return Exposure.of(index.version, segment, HOLDOUT_SET, index.holdout_fraction,
-                           ((b, 0, 0.0, "") for b in bundles))
-    weight = _weights(split.cumulative)[k] if split else 1.0
-    return Exposure.of(index.version, segment, split.ids[k] if split else IMPLICIT_SET,
-                       (1.0 - index.holdout_fraction) * weight,
-                       ((o["bundle"], 1, float(o["discount"]), o["perk"] or "") for o in sets[k]))
+class IndexBuildFailed(Exception):
+    """A version that could not be indexed; `str()` says why, in one line."""
 
 
 class IndexHolder:
-    """Per process: the current index, rebuilt when the store's active version moves.
+    """Per process: the current index, moved forward when the store's active version moves.
 
     Every request (or one per `poll_seconds`, when set) reads the store's active version:
-    one single-row query. When it moved, the new index is built on a background thread
-    while requests keep the old one, waiting at most BUILD_WAIT_SECONDS for it: a plan
-    that indexes in that time (most do) is already served by the first request after its
-    publication; a larger one is served as soon as it is built. A worker's very first
-    load happens on the request that needs it. The index only ever moves forward: a worker
-    never answers an older version than one it has answered.
+    one single-row query. When it moved, the new version's file is opened on a background
+    thread (built first, when no worker of the host has) while requests keep the old
+    index; the request that noticed waits at most BUILD_WAIT_SECONDS for the new one (every
+    request of a worker with none yet, FIRST_LOAD_SECONDS): a plan whose file exists, or
+    that indexes in that time, is served by the first request after its publication; a
+    larger one as soon as it is built, the others answering from the old one meanwhile. The
+    index only ever moves forward: a worker never answers an older version than one it has
+    answered. A version that cannot be indexed is logged once per RETRY_SECONDS, and the
+    worker keeps the plan it serves (a worker that has none yet serves the newest earlier
+    version whose file it finds).
+
+    Files live in `folder` (`OFFEROPT_INDEX_DIR`), one per version; the newest KEEP_FILES
+    are kept. A plan of at most `in_process_offers` offers is indexed on the worker's
+    thread; a larger one by a child process (`python -m api.index_file`, niced) that has
+    `build_seconds` to finish.
     """
 
-    def __init__(self, store: Store, poll_seconds: float) -> None:
-        self.store, self.poll_seconds = store, poll_seconds
+    def __init__(self, store: Store, poll_seconds: float, folder: Path,
+                 database_url: str | None = None, in_process_offers: int = 200_000,
+                 build_seconds: float = 900.0) -> None:
+        self.store, self.poll_seconds, self.folder = store, poll_seconds, folder
+        self.database_url, self.in_process_offers = database_url, in_process_offers
+        self.build_seconds = build_seconds
         self.index = ActiveIndex.empty()
         self._checked = -float("inf")
         self._lock = threading.Lock()
         self._building: threading.Event | None = None  # set when the running build ends
+        self._failed: dict[int, float] = {}  # version -> when it may be tried again
         self.recent: dict[int, ActiveIndex] = {}  # earlier versions, for purchase attribution
+
+    @classmethod
+    def configured(cls, store: Store, config: Any) -> IndexHolder:
+        return cls(store, config["INDEX_POLL_SECONDS"], Path(config["INDEX_DIR"]),
+                   config["DATABASE_URL"], config["INDEX_IN_PROCESS_OFFERS"],
+                   config["INDEX_BUILD_SECONDS"])
 
     def current(self) -> ActiveIndex:
         now = time.monotonic()
@@ -311,27 +330,32 @@ class IndexHolder:
         known = self.index.version
         if known is not None and active["version"] <= known:
             with self._lock:  # answers do not depend on the salts: no rebuild
-                salts = {"salt": active["salt"], "holdout_salt": active["holdout_salt"]}
-                if self.index.version == active["version"] and \
-                        (self.index.salt, self.index.holdout_salt) != tuple(salts.values()):
-                    self.index = dataclasses.replace(self.index, **salts)
+                index = self.index
+                if index.version == active["version"] and \
+                        (index.salt, index.holdout_salt) != (active["salt"], active["holdout_salt"]):
+                    self.index = index.with_salts(active["salt"], active["holdout_salt"])
             return
+        if self._failed.get(active["version"], -float("inf")) > time.monotonic():
+            return  # it failed a moment ago: the plan in memory stays
         with self._lock:
             done, start = self._building, self._building is None
             if done is None:
                 done = self._building = threading.Event()
-        if start and known is None:
-            self._build(done)
-        elif start:
-            threading.Thread(target=self._build, args=(done,), name="offeropt-index",
+        if start:
+            threading.Thread(target=self._build, args=(done, active), name="offeropt-index",
                              daemon=True).start()
-        # a worker with nothing loaded yet waits for its first index (the first request
-        # builds it): "no plan is published" would be wrong while one is
-        done.wait(FIRST_LOAD_SECONDS if known is None else BUILD_WAIT_SECONDS)
+        # a worker with nothing loaded yet waits for its first index: "no plan is
+        # published" would be wrong while one is. Otherwise only the request that started
+        # the swap waits a moment (a small plan is then served at once); the others answer
+        # from the plan in memory while a large one is built.
+        if known is None:
+            done.wait(FIRST_LOAD_SECONDS)
+        elif start:
+            done.wait(BUILD_WAIT_SECONDS)
 
     def index_of(self, version: int) -> ActiveIndex | None:
-        """The index of a published version: the current one, a recent one, or built from
-        the store (purchases may name a view served before the last publication)."""
+        """The index of a published version: the current one, a recent one, or its file
+        (built when missing): purchases may name a view served before the last publication."""
         if self.index.version == version:
             return self.index
         with self._lock:
@@ -339,13 +363,18 @@ class IndexHolder:
             if found is not None:  # least recently used goes first
                 self.recent[version] = found
                 return found
-        bundle = self.store.published_bundle(version)
-        if bundle is None:
+        plan_id = self.store.published_plan_id(version)
+        if plan_id is None:
             return None
-        built = ActiveIndex.build(bundle)
+        try:
+            opened = ActiveIndex(self.file_of(version, plan_id), self.index.salt,
+                                 self.index.holdout_salt)
+        except IndexBuildFailed as exc:
+            log.error("%s", exc)
+            return None
         with self._lock:
-            self._remember(built)
-        return built
+            self._remember(opened)
+        return opened
 
     def _remember(self, index: ActiveIndex) -> None:
         if index.version is not None:
@@ -353,20 +382,157 @@ class IndexHolder:
             while len(self.recent) > RECENT_VERSIONS:
                 del self.recent[next(iter(self.recent))]
 
-    def _build(self, done: threading.Event) -> None:
+    def _build(self, done: threading.Event, active: dict[str, Any]) -> None:
+        version = int(active["version"])
         try:
-            bundle = self.store.active_bundle()
-            if bundle is not None:
-                built = ActiveIndex.build(bundle)
-                with self._lock:  # one reference swap, never to an older version
-                    if self.index.version is None or built.version is None or \
-                            built.version >= self.index.version:
-                        self._remember(self.index)
-                        self.index = built
+            built: ActiveIndex | None
+            try:
+                built = ActiveIndex(self.file_of(version, str(active["plan_id"])),
+                                    active["salt"], active["holdout_salt"])
+            except IndexBuildFailed as exc:
+                self._failed[version] = time.monotonic() + RETRY_SECONDS
+                kept = self.index.version
+                log.error("%s; %s", exc, f"still serving version {kept}" if kept is not None
+                          else "no earlier version is served")
+                built = self._fallback(version, active) if kept is None else None
+            if built is None:
+                return
+            with self._lock:  # one reference swap, never to an older version
+                if self.index.version is None or built.version is None or \
+                        built.version >= self.index.version:
+                    self._remember(self.index)
+                    self.index = built
         finally:
             with self._lock:
                 self._building = None
             done.set()
+
+    def _fallback(self, failed: int, active: dict[str, Any]) -> ActiveIndex | None:
+        """For a worker with no index yet, when the active version cannot be indexed: the
+        newest earlier version whose file is on disk (the plan served before)."""
+        versions = sorted((v for v in _file_versions(self.folder) if v < failed), reverse=True)
+        for version in versions:
+            plan_id = self.store.published_plan_id(version)
+            try:
+                found = open_index(self.folder / file_name(version), plan_id)
+            except IndexFileError:
+                continue
+            log.warning("serving version %d, the newest earlier version indexed, until version "
+                        "%d can be", version, failed)
+            return ActiveIndex(found, active["salt"], active["holdout_salt"])
+        return None
+
+    def file_of(self, version: int, plan_id: str) -> IndexFile:
+        """The version's file, opened and checked; built first when no worker of the host
+        has (one build at a time per version, under a lock file); IndexBuildFailed says why
+        it cannot be."""
+        path = self.folder / file_name(version)
+        try:
+            return open_index(path, plan_id)
+        except IndexFileError as exc:
+            if path.exists():
+                log.warning("%s: building it again", exc)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with _locked(self.folder / f"v{version}.lock"):
+                try:
+                    return open_index(path, plan_id)  # another worker built it meanwhile
+                except IndexFileError:
+                    pass
+                self._make(version, plan_id)
+                found = open_index(path, plan_id)
+        except IndexFileError as exc:
+            raise IndexBuildFailed(f"the index of version {version} is unusable: {exc}") from None
+        except OSError as exc:
+            raise IndexBuildFailed(f"the index of version {version} could not be written in "
+                                   f"{self.folder}: {exc}") from None
+        _prune(self.folder, version)
+        return found
+
+    def _make(self, version: int, plan_id: str) -> None:
+        started = time.perf_counter()
+        if self.database_url is None or self.store.offer_count(plan_id) <= self.in_process_offers:
+            try:
+                index_file.build_version(self.store, version, self.folder, plan_id)
+            except MemoryError:
+                raise IndexBuildFailed(f"out of memory while indexing version {version}") from None
+            except IndexFileError as exc:
+                raise IndexBuildFailed(f"version {version} could not be indexed: {exc}") from None
+            except OSError:
+                raise
+            except Exception as exc:
+                log.debug("indexing version %d failed", version, exc_info=True)
+                raise IndexBuildFailed(f"version {version} could not be indexed: "
+                                       f"{type(exc).__name__}: {exc}") from None
+        else:
+            self._make_in_child(version, plan_id)
+        log.info("indexed version %d in %.1f s", version, time.perf_counter() - started)
+
+    def _make_in_child(self, version: int, plan_id: str) -> None:
+        assert self.database_url is not None
+        env = {**os.environ, "OFFEROPT_DATABASE_URL": self.database_url,
+               "OFFEROPT_INDEX_NICENESS": str(BUILD_NICENESS)}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "api.index_file", str(self.folder), str(version), plan_id],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        try:
+            _, err = child.communicate(timeout=self.build_seconds)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise IndexBuildFailed(f"indexing version {version} took longer than "
+                                   f"{self.build_seconds:g} s (OFFEROPT_INDEX_BUILD_SECONDS): "
+                                   "stopped") from None
+        said = err.decode(errors="replace").strip().splitlines()
+        if child.returncode < 0:
+            signal_number = -child.returncode
+            why = " (out of memory?)" if signal_number == 9 else ""
+            raise IndexBuildFailed(f"the process indexing version {version} was killed by "
+                                   f"signal {signal_number}{why}")
+        if child.returncode != 0:
+            raise IndexBuildFailed(said[-1] if said else
+                                   f"indexing version {version} failed (exit code "
+                                   f"{child.returncode})")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) while the block runs; the lock
+    dies with the process."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _file_versions(folder: Path) -> list[int]:
+    out = []
+    for path in folder.glob(f"v*{index_file.SUFFIX}"):
+        digits = path.name[1:-len(index_file.SUFFIX)]
+        if digits.isdigit():
+            out.append(int(digits))
+    return out
+
+
+def _prune(folder: Path, built: int) -> None:
+    """Keep the newest KEEP_FILES versions' files (and `built`); delete older ones and the
+    leftovers of builders that were killed. A worker still mapping a deleted file keeps
+    its mapping."""
+    keep = set(sorted(_file_versions(folder), reverse=True)[:KEEP_FILES]) | {built}
+    for version in _file_versions(folder):
+        if version not in keep:
+            for name in (file_name(version), f"v{version}.lock"):
+                (folder / name).unlink(missing_ok=True)
+    stale = time.time() - 3600
+    for path in folder.glob(f".v*{index_file.SUFFIX}.*"):  # .v7.idx.PID.TIME.tmp and .lines
+        try:
+            if path.stat().st_mtime < stale:
+                path.unlink()
+        except OSError:
+            pass
 
 
 @offers_api.get("/v1/offers")
@@ -393,14 +559,14 @@ def get_offers() -> Response:
                                        request.headers.get("X-Request-Id"))
     recorder: Recorder | None = extensions.get("offeropt.recorder")
     if recorder is not None and exposed is not None:
-        if exposed.cells and request.method == "GET":  # a HEAD or an empty answer shows nothing
+        if exposed.shown and request.method == "GET":  # a HEAD or an empty answer shows nothing
             recorder.record(exposed.line)
         # every view must reach the service to be recorded: caches revalidate (ETag, 304)
         headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     else:
         # a shared cache must not hand one view's set to every anonymous view of a split
         # segment
-        split = segment in index.sets and len(index.sets[segment].ids) > 1
+        split = index.set_count(segment) > 1
         scope = "private" if customer is not None or split else "public"
         headers = {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
     if "If-None-Match" in request.headers and request.if_none_match.contains(etag):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
 from api.body import read_body
 from api.openapi import doc
 from api.problems import Problem
+from api.runs import PLAN_FORMATS, plan_download
 from api.schemas import ActivePlan, Publication
 from api.store import Store
+from api.store.columnar import PARQUET_TYPE
 from optimizer.errors import InputError
 from optimizer.io.safe_json import parse_json
 
@@ -58,12 +59,18 @@ def rollback() -> dict[str, Any]:
 
 
 @plans_api.get("/v1/plans/active")
-@doc("The active plan and its publication", "publication", {200: ActivePlan})
+@doc("The active plan and its publication; its offers as CSV (Accept: text/csv) or Parquet "
+     f"(Accept: {PARQUET_TYPE}), streamed", "publication",
+     {200: ActivePlan, 406: "Not acceptable"}, extra_content=PLAN_FORMATS)
 @requires(STOREFRONT, MERCHANDISER)
-def active_plan() -> dict[str, Any]:
-    bundle = _store().active_bundle()
-    if bundle is None:
+def active_plan() -> Response:
+    active = _store().active()
+    if active is None:
         raise Problem(404, "Not Found", "no plan has been published yet")
-    return {"version": bundle["version"], "plan_id": bundle["id"],
-            "published_at": bundle["created_at"], "published_by": bundle["actor"],
-            "plan": json.loads(bundle["plan"])}
+    version, plan_id = int(active["version"]), str(active["plan_id"])
+    publication = _publication(version)
+    return plan_download(_store(), plan_id, {"X-Offeropt-Plan-Id": plan_id,
+                                             "X-Offeropt-Plan-Version": str(version)},
+                         lambda plan: {"version": version, "plan_id": plan_id,
+                                       "published_at": publication["created_at"],
+                                       "published_by": publication["actor"], "plan": plan})

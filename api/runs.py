@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request, url_for
+import pyarrow.parquet as pq
+from flask import Blueprint, Response, current_app, g, request, stream_with_context, url_for
 
 from api.auth import MERCHANDISER, requires
 from api.body import read_body, save_body
@@ -17,18 +18,22 @@ from api.openapi import Param, doc
 from api.problems import Problem
 from api.schemas import Run, RunCreated
 from api.store import Store
+from api.store.columnar import PARQUET_TYPE, csv_chunks
+from api.workbench_job import is_frontier
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, instance_from_document, load_instance
-from optimizer.io.json_form import instance_to_document
 from optimizer.io.safe_json import JsonSyntaxError, parse_json
 from optimizer.model.instance import Instance
-from optimizer.plan.document import plan_csv
-from optimizer.plan.model import Plan
 from optimizer.plan.schema import PlanDocument
 from optimizer.solve.methods import MAX_EXPLORE, Solver
 
 runs_api = Blueprint("runs", __name__)
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
+PLAN_TYPES = ("application/json", "text/csv", PARQUET_TYPE, "application/x-parquet")
+PLAN_FORMATS = {200: {"text/csv": "the offers, one row per offer (streamed)",
+                      PARQUET_TYPE: "the offers as a Parquet file (streamed)"},
+                406: {"application/problem+json": "JSON asked for a plan above "
+                                                  "OFFEROPT_MAX_JSON_PLAN_OFFERS offers"}}
 
 
 def _store() -> Store:
@@ -111,9 +116,7 @@ def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
         raise Problem(400, "Bad Request", "Idempotency-Key: must be 1 to 200 characters")
     options = _options()
     instance = _parse_instance()
-    document = json.dumps(instance_to_document(instance), sort_keys=True)
-    sha = hashlib.sha256(document.encode()).hexdigest()
-    run_id, created = _store().submit(instance.name, document, sha, options, g.actor, key)
+    run_id, created = _store().submit(instance.name, instance, None, options, g.actor, key)
     run = _store().run(run_id)
     location = url_for("runs.get_run", run_id=run_id)
     body = {"run_id": run_id, "status": run["status"], "created": created,
@@ -151,16 +154,46 @@ def cancel_run(run_id: str) -> tuple[dict[str, Any], int]:
 
 
 @runs_api.get("/v1/runs/<run_id>/plan")
-@doc("The plan a run produced (JSON, or CSV with Accept: text/csv)", "runs", {200: PlanDocument},
-     extra_content={200: {"text/csv": "one row per offer"}})
+@doc("The plan a run produced: JSON, or its offers as CSV (Accept: text/csv) or Parquet "
+     f"(Accept: {PARQUET_TYPE}), streamed", "runs", {200: PlanDocument, 406: "Not acceptable"},
+     extra_content=PLAN_FORMATS)
 @requires(MERCHANDISER)
 def get_run_plan(run_id: str) -> Response:
     run = _store().run(run_id)
+    if run["plan_id"] is None and is_frontier(json.loads(run["options"])):
+        raise Problem(404, "Not Found", f"run {run_id!r}: is a frontier run, which makes no plan: "
+                      f"its points are at GET /v1/frontiers/{run_id}")
     if run["plan_id"] is None:
         raise Problem(404, "Not Found", f"run {run_id!r}: has no plan yet (status {run['status']})")
-    plan = _store().plan(run["plan_id"])
-    headers = {"X-Offeropt-Plan-Id": plan["id"]}
-    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
-        csv = plan_csv(Plan.from_dict(json.loads(plan["document"])))
-        return Response(csv, mimetype="text/csv", headers=headers)
-    return Response(plan["document"], mimetype="application/json", headers=headers)
+    plan_id = str(run["plan_id"])
+    return plan_download(_store(), plan_id, {"X-Offeropt-Plan-Id": plan_id})
+
+
+def plan_download(store: Store, plan_id: str, headers: dict[str, str],
+                  envelope: Callable[[Any], dict[str, Any]] | None = None) -> Response:
+    """The plan in the form the request's Accept asks for: CSV or Parquet streamed from the
+    stored columns (a chunk at a time: never the whole plan as text in memory), or JSON
+    (wrapped by `envelope`, when given) up to MAX_JSON_PLAN_OFFERS offers, 406 above."""
+    wanted = request.accept_mimetypes.best_match(PLAN_TYPES) or "application/json"
+    if wanted == "text/csv":
+        data = b"".join(store.offers_parquet(plan_id))
+        batches = pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=65_536)
+        return Response(stream_with_context(csv_chunks(batches)), mimetype="text/csv",
+                        headers=headers)
+    if wanted != "application/json":
+        return Response(stream_with_context(store.offers_parquet(plan_id)),
+                        mimetype=PARQUET_TYPE, headers={
+                            **headers, "Content-Disposition":
+                                f'attachment; filename="plan-{plan_id}.parquet"'})
+    most = current_app.config["MAX_JSON_PLAN_OFFERS"]
+    count = store.offer_count(plan_id)
+    if count > most:
+        raise Problem(406, "Not Acceptable",
+                      f"Accept: a plan of {count:,} offers is more than "
+                      f"OFFEROPT_MAX_JSON_PLAN_OFFERS ({most:,}) for JSON; ask for "
+                      f"Accept: text/csv or Accept: {PARQUET_TYPE} (streamed)")
+    document = store.plan(plan_id)["document"]
+    if envelope is not None:
+        return Response(json.dumps(envelope(json.loads(document))), mimetype="application/json",
+                        headers=headers)
+    return Response(document, mimetype="application/json", headers=headers)

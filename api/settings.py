@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "SOLVE_TIME_LIMIT": 300.0,  # default seconds per run
     "MAX_SOLVE_TIME_LIMIT": 3600.0,
     "INDEX_POLL_SECONDS": 0.0,  # 0: a worker checks for a newly published plan on every request
+    "INDEX_DIR": None,  # the storefront's index files, one per version; default DATA_DIR/index
+    "INDEX_IN_PROCESS_OFFERS": 200_000,  # larger plans are indexed by a child process
+    "INDEX_BUILD_SECONDS": 900.0,  # a child process indexing a plan is stopped after this
+    "MAX_JSON_PLAN_OFFERS": 100_000,  # larger plans download as CSV or Parquet only (406)
     "OPS_PORT": None,  # when set, /healthz /readyz /metrics answer only on this port
     "RUN_JOBS": True,  # False: this process serves but never starts solves
     "PUBLISH_PAUSE_SECONDS": 0.0,  # fault injection for crash tests only
@@ -31,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     # warning (api/workbench/blueprint.py). SESSION_COOKIE_SECURE: the cookie only over HTTPS
     "SECRET_KEY": None,
     "SESSION_COOKIE_SECURE": False,
+    "SESSION_HOURS": 12.0,  # a workbench session ends this long after signing in
 }
 
 
@@ -46,13 +51,15 @@ def finalize(config: dict[str, Any]) -> None:
     config["TOKEN_ROLES"] = token_roles(config["MERCHANDISER_TOKENS"], config["STOREFRONT_TOKENS"])
     if not config.get("JOURNAL_DIR"):
         config["JOURNAL_DIR"] = str(data_dir.resolve() / "journal")
+    if not config.get("INDEX_DIR"):
+        config["INDEX_DIR"] = str(data_dir.resolve() / "index")
     config["RECORDING"] = _flag(config["RECORDING"])
     config["REPLAY_JOURNALS"] = _flag(config["REPLAY_JOURNALS"])
     config["SESSION_COOKIE_SECURE"] = _flag(config["SESSION_COOKIE_SECURE"])
     if config.get("SECRET_KEY") not in (None, ""):  # the environment's parser may guess a number
         config["SECRET_KEY"] = str(config["SECRET_KEY"])
     for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
-                "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS"):
+                "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS", "SESSION_HOURS"):
         config[key] = float(config[key])
     config["SOLVE_WORKERS"] = int(config["SOLVE_WORKERS"])
     for key in ("MAX_CONTENT_LENGTH", "MAX_UNZIPPED_BYTES", "MAX_ZIP_ENTRIES"):

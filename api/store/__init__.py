@@ -1,7 +1,17 @@
-"""The store: catalog plans, solve runs, result plans and the publication history."""
+"""The store: catalog plans, solve runs, result plans and the publication history.
+
+Catalogs and plans are kept in columns (store migration 5, `api.store.columnar`,
+docs/storage.md): Parquet payloads in content-addressed blobs, written in the same
+transaction as the rows that name them. Rows written before keep their JSON, and every
+reader takes either form: the JSON readers (`plan`, `catalog_document`, `active_bundle`,
+`published_bundle`, `plan_with_catalog`) build the JSON of a columnar row, the columnar ones
+(`stored_plan`, `plan_object`, `catalog_instance`, `publication`, `offers_parquet`) read a
+JSON row's columns.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -15,14 +25,32 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from api.store.columnar import (
+    CATALOG_ZIP,
+    OFFERS_PARQUET,
+    SETS_PARQUET,
+    StoredCatalog,
+    StoredPlan,
+    catalog_header,
+    catalog_zip,
+    offers_table,
+    parquet_bytes,
+    plan_header,
+    sets_table,
+)
 from api.store.schema import (
     MIGRATIONS,
     active,
+    blob_chunks,
+    blobs,
+    catalog_payloads,
     catalog_plans,
     holdout_salt,
     new_salt,
+    plan_payloads,
     plans,
     publications,
     runs,
@@ -30,7 +58,11 @@ from api.store.schema import (
     traffic_salt,
 )
 from optimizer.errors import InputError, Issue, OfferOptError, file_error
+from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
+
+CHUNK_BYTES = 8 << 20  # a blob's bytes per row of blob_chunks
+LEGACY_BYTES_PER_OFFER = 250  # a JSON plan row's size per offer, to estimate its offers
 
 
 class RunStatus(StrEnum):
@@ -169,10 +201,14 @@ class Store:
 
     # -- catalog plans and runs --------------------------------------------------------
 
-    def submit(self, name: str, document: str, sha256: str, options: dict[str, Any],
-               actor: str, idempotency_key: str | None) -> tuple[str, bool]:
-        """Store a catalog plan and queue its run; returns (run id, created)."""
+    def submit(self, name: str, catalog: str | Instance, sha256: str | None,
+               options: dict[str, Any], actor: str,
+               idempotency_key: str | None) -> tuple[str, bool]:
+        """Store a catalog plan and queue its run; returns (run id, created). An `Instance` is
+        stored in columns (its SHA-256, unless given, that of its zip); a JSON string as it is."""
         now = time.time()
+        encoded = encode_catalog(catalog, sha256)  # before the write transaction opens
+        sha256 = encoded.sha256
         with self.write() as conn:
             if idempotency_key is not None:
                 prior = conn.execute(
@@ -191,9 +227,7 @@ class Store:
                                        f"with the same options, got {changed}")
                     return str(first.id), False
             catalog_id, run_id = new_id(), new_id()
-            conn.execute(catalog_plans.insert().values(
-                id=catalog_id, name=name, sha256=sha256, document=document,
-                idempotency_key=idempotency_key, submitted_by=actor, created_at=now))
+            insert_catalog(conn, catalog_id, name, encoded, actor, idempotency_key)
             conn.execute(runs.insert().values(
                 id=run_id, catalog_plan_id=catalog_id, status=RunStatus.QUEUED,
                 options=json.dumps(options), cancel_requested=False, created_at=now))
@@ -226,13 +260,20 @@ class Store:
         return run_id
 
     def catalog_document(self, run_id: str) -> str:
+        """The run's catalog as instance@1 JSON (built from the columns when so stored)."""
+        return self.stored_catalog(run_id).json_document()
+
+    def catalog_instance(self, run_id: str) -> Instance:
+        """The run's catalog, validated (read from its Parquet tables when so stored)."""
+        return self.stored_catalog(run_id).instance()
+
+    def stored_catalog(self, run_id: str) -> StoredCatalog:
         with self.engine.connect() as conn:
-            doc = conn.execute(sa.select(catalog_plans.c.document)
-                               .join(runs, runs.c.catalog_plan_id == catalog_plans.c.id)
-                               .where(runs.c.id == run_id)).scalar()
-        if doc is None:
-            raise NotFound(f"run {run_id!r}")
-        return str(doc)
+            catalog_id = conn.execute(sa.select(runs.c.catalog_plan_id)
+                                      .where(runs.c.id == run_id)).scalar()
+            if catalog_id is None:
+                raise NotFound(f"run {run_id!r}")
+            return _stored_catalog(conn, str(catalog_id))
 
     def claim_next(self, worker: str) -> str | None:
         """Atomically move the oldest queued run to running; None when the queue is empty."""
@@ -271,12 +312,10 @@ class Store:
     def finish_run(self, run_id: str, status: RunStatus, plan: Plan | None,
                    checked: bool, **values: Any) -> None:
         """Record the outcome and the plan in one transaction."""
+        encoded = None if plan is None else encode_plan(plan)  # before the transaction opens
         with self.write() as conn:
-            if plan is not None:
-                conn.execute(plans.insert().values(
-                    id=new_id(), run_id=run_id, document=json.dumps(plan.to_dict()),
-                    status=plan.status,
-                    checked=checked, created_at=time.time()))
+            if plan is not None and encoded is not None:
+                insert_plan(conn, new_id(), run_id, plan, checked, encoded)
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, finished_at=time.time(), **values))
 
@@ -302,11 +341,63 @@ class Store:
     # -- plans and publication -----------------------------------------------------------
 
     def plan(self, plan_id: str) -> dict[str, Any]:
+        """The plan's row, its `document` the whole plan@1 JSON (built from the columns when
+        so stored: for large plans read `plan_object` or `offers_parquet`)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(plans).where(plans.c.id == plan_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"plan {plan_id!r}")
+            return {**row, "document": _stored_plan(conn, plan_id).json_document()}
+
+    def stored_plan(self, plan_id: str) -> StoredPlan:
+        with self.engine.connect() as conn:
+            return _stored_plan(conn, plan_id)
+
+    def plan_object(self, plan_id: str) -> Plan:
+        return self.stored_plan(plan_id).plan()
+
+    def offer_count(self, plan_id: str) -> int:
+        """How many offers the plan holds (estimated from its size for a JSON row)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(plan_payloads.c.offer_count, sa.func.length(plans.c.document))
+                .select_from(plans.outerjoin(plan_payloads, plan_payloads.c.plan_id == plans.c.id))
+                .where(plans.c.id == plan_id)).first()
         if row is None:
             raise NotFound(f"plan {plan_id!r}")
-        return dict(row)
+        return int(row[0]) if row[0] is not None else int(row[1] or 0) // LEGACY_BYTES_PER_OFFER
+
+    def offers_parquet(self, plan_id: str) -> Iterator[bytes]:
+        """The plan's offers as a Parquet file, in chunks as stored (a JSON row's are encoded
+        first); a chunk is read when the one before it was consumed."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(plans.c.id, plan_payloads.c.offers)
+                                 .select_from(plans.outerjoin(
+                                     plan_payloads, plan_payloads.c.plan_id == plans.c.id))
+                                 .where(plans.c.id == plan_id)).first()
+        if found is None:
+            raise NotFound(f"plan {plan_id!r}")
+        if found.offers is None:
+            return iter([parquet_bytes(offers_table(self.plan_object(plan_id).offers))])
+        return self.blob_stream(str(found.offers))
+
+    def blob(self, sha256: str) -> bytes:
+        with self.engine.connect() as conn:
+            return read_blob(conn, sha256)
+
+    def blob_stream(self, sha256: str) -> Iterator[bytes]:
+        """A blob's chunks, each read in its own short query (a slow reader holds no
+        transaction open)."""
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(blob_chunks)
+                                 .where(blob_chunks.c.sha256 == sha256)).scalar() or 0
+
+        def chunks() -> Iterator[bytes]:
+            for seq in range(int(count)):
+                with self.engine.connect() as conn:
+                    yield bytes(conn.execute(sa.select(blob_chunks.c.data).where(
+                        (blob_chunks.c.sha256 == sha256) & (blob_chunks.c.seq == seq))).scalar_one())
+        return chunks()
 
     def publish(self, plan_id: str, actor: str, pause: float = 0.0) -> int:
         """Make a plan active; one transaction, so the active plan is always a whole plan."""
@@ -359,6 +450,13 @@ class Store:
             conn.execute(active.insert().values(id=1, plan_id=plan_id, version=version))
         return version
 
+    def published_plan_id(self, version: int) -> str | None:
+        """The plan published as `version` (None: no such publication)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(publications.c.plan_id)
+                                 .where(publications.c.version == version)).scalar()
+        return None if found is None else str(found)
+
     def active(self) -> dict[str, Any] | None:
         """The active plan's id and version (a cheap query, polled by the offer index)."""
         with self.engine.connect() as conn:
@@ -400,38 +498,176 @@ class Store:
         return self._bundle(publications.c.version == version)
 
     def _bundle(self, which: sa.ColumnElement[bool]) -> dict[str, Any] | None:
+        found = self._publication(which)
+        if found is None:
+            return None
+        row, plan, catalog = found
+        return {**row, "plan": plan.json_document(), "catalog": catalog.json_document()}
+
+    def publication(self, version: int) -> Publication | None:
+        """The plan published as `version`, in columns, with the catalog it was solved from."""
+        found = self._publication(publications.c.version == version)
+        if found is None:
+            return None
+        row, plan, catalog = found
+        return Publication(int(row["version"]), str(row["id"]), plan, catalog)
+
+    def _publication(self, which: sa.ColumnElement[bool]
+                     ) -> tuple[dict[str, Any], StoredPlan, StoredCatalog] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(publications.c.version, plans.c.id, plans.c.document.label("plan"),
-                          catalog_plans.c.document.label("catalog"), publications.c.created_at,
+                sa.select(publications.c.version, plans.c.id,
+                          catalog_plans.c.id.label("catalog_id"), publications.c.created_at,
                           publications.c.actor, _salt_now(), _salt_now("holdout"))
                 .join(plans, plans.c.id == publications.c.plan_id)
                 .join(runs, runs.c.id == plans.c.run_id)
                 .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
                 .where(which)).mappings().first()
-        return None if row is None else dict(row)
+            if row is None:
+                return None
+            plan = _stored_plan(conn, str(row["id"]))
+            catalog = _stored_catalog(conn, str(row["catalog_id"]))
+        out = {k: v for k, v in row.items() if k != "catalog_id"}
+        return out, plan, catalog
 
     def plan_with_catalog(self, plan_id: str) -> dict[str, Any]:
         """A plan, the catalog it was solved from, and the versions it was published as."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(plans.c.document.label("plan"),
-                          catalog_plans.c.document.label("catalog"))
-                .join(runs, runs.c.id == plans.c.run_id)
-                .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
-                .where(plans.c.id == plan_id)).mappings().first()
-            if row is None:
+            catalog_id = conn.execute(
+                sa.select(runs.c.catalog_plan_id).join(plans, plans.c.run_id == runs.c.id)
+                .where(plans.c.id == plan_id)).scalar()
+            if catalog_id is None:
                 raise NotFound(f"plan {plan_id!r}")
+            plan = _stored_plan(conn, plan_id)
+            catalog = _stored_catalog(conn, str(catalog_id))
             versions = conn.execute(sa.select(publications.c.version)
                                     .where(publications.c.plan_id == plan_id)
                                     .order_by(publications.c.version)).scalars().all()
-        return {**row, "versions": [int(v) for v in versions]}
+        return {"plan": plan.json_document(), "catalog": catalog.json_document(),
+                "versions": [int(v) for v in versions]}
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(publications).order_by(publications.c.version.desc())
                                 .limit(limit)).mappings().all()
         return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A published version's plan and catalog, as stored (`Store.publication`)."""
+
+    version: int
+    plan_id: str
+    plan: StoredPlan
+    catalog: StoredCatalog
+
+
+@dataclass(frozen=True)
+class EncodedCatalog:
+    document: str  # the instance@1 JSON, or (with `tables`) the instance's header
+    tables: bytes | None  # the zip of its Parquet folder
+    sha256: str
+
+
+def encode_catalog(catalog: str | Instance, sha256: str | None = None) -> EncodedCatalog:
+    """What `insert_catalog` writes: an `Instance` in columns (its SHA-256, unless given,
+    that of its zip), a JSON string as it is (its SHA-256, unless given, that of the text)."""
+    if isinstance(catalog, Instance):
+        tables = catalog_zip(catalog)
+        return EncodedCatalog(catalog_header(catalog), tables,
+                              sha256 or hashlib.sha256(tables).hexdigest())
+    return EncodedCatalog(catalog, None, sha256 or hashlib.sha256(catalog.encode()).hexdigest())
+
+
+def insert_catalog(conn: sa.Connection, catalog_id: str, name: str, encoded: EncodedCatalog,
+                   actor: str, idempotency_key: str | None = None) -> None:
+    """Write a catalog plan within the caller's transaction."""
+    conn.execute(catalog_plans.insert().values(
+        id=catalog_id, name=name, sha256=encoded.sha256, document=encoded.document,
+        idempotency_key=idempotency_key, submitted_by=actor, created_at=time.time()))
+    if encoded.tables is not None:
+        conn.execute(catalog_payloads.insert().values(
+            catalog_plan_id=catalog_id, tables=put_blob(conn, encoded.tables, CATALOG_ZIP)))
+
+
+@dataclass(frozen=True)
+class EncodedPlan:
+    header: str
+    offers: bytes
+    offer_sets: bytes | None
+    offer_count: int
+
+
+def encode_plan(plan: Plan) -> EncodedPlan:
+    """A plan's stored columns (Parquet) and header (JSON): what `insert_plan` writes."""
+    sets = None if plan.offer_sets is None else parquet_bytes(sets_table(plan.offer_sets))
+    return EncodedPlan(plan_header(plan), parquet_bytes(offers_table(plan.offers)), sets,
+                       len(plan.offers))
+
+
+def insert_plan(conn: sa.Connection, plan_id: str, run_id: str, plan: Plan, checked: bool,
+                encoded: EncodedPlan | None = None) -> None:
+    """Write a plan in columns within the caller's transaction."""
+    encoded = encoded or encode_plan(plan)
+    conn.execute(plans.insert().values(id=plan_id, run_id=run_id, document=encoded.header,
+                                       status=plan.status, checked=checked,
+                                       created_at=time.time()))
+    sets = None if encoded.offer_sets is None else \
+        put_blob(conn, encoded.offer_sets, SETS_PARQUET)
+    conn.execute(plan_payloads.insert().values(
+        plan_id=plan_id, offers=put_blob(conn, encoded.offers, OFFERS_PARQUET,
+                                         encoded.offer_count),
+        offer_sets=sets, offer_count=encoded.offer_count))
+
+
+def put_blob(conn: sa.Connection, data: bytes, fmt: str, rows: int | None = None) -> str:
+    """Store `data` under its SHA-256 (once: the same bytes again add nothing); returns it."""
+    sha = hashlib.sha256(data).hexdigest()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(dialect.insert(blobs).on_conflict_do_nothing(
+        index_elements=["sha256"]).returning(blobs.c.sha256), {
+        "sha256": sha, "format": fmt, "size": len(data), "rows": rows,
+        "created_at": time.time()}).first()
+    if inserted is not None:  # a new blob: its chunks, one statement each (a bounded packet)
+        for seq, start in enumerate(range(0, max(len(data), 1), CHUNK_BYTES)):
+            conn.execute(blob_chunks.insert().values(sha256=sha, seq=seq,
+                                                     data=data[start:start + CHUNK_BYTES]))
+    return sha
+
+
+def read_blob(conn: sa.Connection, sha256: str) -> bytes:
+    parts = conn.execute(sa.select(blob_chunks.c.data).where(blob_chunks.c.sha256 == sha256)
+                         .order_by(blob_chunks.c.seq)).scalars().all()
+    if not parts:
+        raise NotFound(f"blob {sha256!r}", f"blob {sha256}: must be in the store, got nothing "
+                                           "(the store lost a payload)")
+    return b"".join(bytes(p) for p in parts)
+
+
+def _stored_plan(conn: sa.Connection, plan_id: str) -> StoredPlan:
+    row = conn.execute(sa.select(plans.c.document, plan_payloads.c.offers,
+                                 plan_payloads.c.offer_sets)
+                       .select_from(plans.outerjoin(plan_payloads,
+                                                    plan_payloads.c.plan_id == plans.c.id))
+                       .where(plans.c.id == plan_id)).first()
+    if row is None:
+        raise NotFound(f"plan {plan_id!r}")
+    if row.offers is None:
+        return StoredPlan(str(row.document), None, None)
+    return StoredPlan(str(row.document), read_blob(conn, row.offers),
+                      None if row.offer_sets is None else read_blob(conn, row.offer_sets))
+
+
+def _stored_catalog(conn: sa.Connection, catalog_id: str) -> StoredCatalog:
+    row = conn.execute(sa.select(catalog_plans.c.document, catalog_payloads.c.tables)
+                       .select_from(catalog_plans.outerjoin(
+                           catalog_payloads, catalog_payloads.c.catalog_plan_id == catalog_plans.c.id))
+                       .where(catalog_plans.c.id == catalog_id)).first()
+    if row is None:
+        raise NotFound(f"catalog plan {catalog_id!r}")
+    return StoredCatalog(str(row.document),
+                         None if row.tables is None else read_blob(conn, row.tables))
 
 
 _SALTS = {"traffic": traffic_salt, "holdout": holdout_salt}

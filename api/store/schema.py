@@ -2,6 +2,8 @@
 
 Migrations are an ordered list applied at start-up, each in its own transaction, with
 the applied version recorded in `schema_version`; a new schema change appends a step.
+A step only ever creates tables of its own (`metadata.create_all` of the current
+definitions), so no step alters a table an earlier one created.
 """
 
 from __future__ import annotations
@@ -159,6 +161,45 @@ journal_batches = sa.Table(
 )
 
 
+# Columnar payloads (store migration 5, docs/storage.md). A blob is immutable and named by the
+# SHA-256 of its bytes (a second write of the same bytes adds nothing), stored in chunks of
+# at most CHUNK_BYTES so that no single value nears a database's limit on one field.
+blobs = sa.Table(
+    "blobs", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(32), nullable=False),  # see api.store.columnar
+    sa.Column("size", sa.BigInteger, nullable=False),  # bytes, all chunks together
+    sa.Column("rows", sa.BigInteger),  # a table's rows (null for a catalog's zip)
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+blob_chunks = sa.Table(
+    "blob_chunks", metadata,
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),  # 0, 1, ...
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+# A catalog plan stored in columns: `catalog_plans.document` then holds the instance's
+# header (format, name, currency, policy), and `tables` the zip of its Parquet folder.
+catalog_payloads = sa.Table(
+    "catalog_payloads", metadata,
+    sa.Column("catalog_plan_id", sa.String(32), sa.ForeignKey("catalog_plans.id"),
+              primary_key=True),
+    sa.Column("tables", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+)
+
+# A plan stored in columns: `plans.document` then holds the plan without `offers` and
+# `offer_sets`, and these are Parquet tables.
+plan_payloads = sa.Table(
+    "plan_payloads", metadata,
+    sa.Column("plan_id", sa.String(32), sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("offers", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+    sa.Column("offer_sets", sa.String(64), sa.ForeignKey("blobs.sha256")),  # null: none
+    sa.Column("offer_count", sa.BigInteger, nullable=False),
+)
+
+
 def new_salt() -> str:
     return secrets.token_hex(16)
 
@@ -183,4 +224,8 @@ def _v4(conn: sa.Connection) -> None:
                                               rotated_at=time.time(), rotated_by="migration"))
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[blobs, blob_chunks, catalog_payloads, plan_payloads])
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]

@@ -335,17 +335,17 @@ def test_a_new_plan_is_built_off_the_request_path(app: Flask, client: FlaskClien
     client.post(f"/v1/plans/{first['plan_id']}/publish", headers=MERCHANDISER)
     assert offers_at_version(client, "loyal-checkout", 1)["offers"]
     second = solved_plan(client, demo_doc)
-    from api import offers as offers_module
+    from api import index_file
 
-    real_build = offers_module.ActiveIndex.build
+    real_build = index_file.build_version
     building, release = __import__("threading").Event(), __import__("threading").Event()
 
-    def slow_build(bundle: dict[str, Any]) -> Any:
+    def slow_build(*args: Any) -> Any:
         building.set()
         release.wait(60)  # a large plan takes seconds to index
-        return real_build(bundle)
+        return real_build(*args)
 
-    monkeypatch.setattr(offers_module.ActiveIndex, "build", staticmethod(slow_build))
+    monkeypatch.setattr(index_file, "build_version", slow_build)
     client.post(f"/v1/plans/{second['plan_id']}/publish", headers=MERCHANDISER)
     client.get("/v1/offers?segment=loyal-checkout", headers=STOREFRONT)  # notices version 2
     assert building.wait(60), "the new version's index was never built"

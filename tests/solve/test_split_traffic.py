@@ -26,6 +26,7 @@ from optimizer.plan.model import Plan
 from optimizer.solve.dispatch import Solution, SolveOptions, solve
 from tests.constants import DATA, MERCHANDISER, STOREFRONT
 from tests.plans import plan_document
+from tests.service.index_helpers import file_index
 from tests.split_helpers import split_solution, tight_demo, tight_demo_document
 
 OLD_ANSWER_KEYS = ["segment", "plan_version", "holdout", "offers", "reason"]
@@ -36,13 +37,6 @@ def split() -> tuple[Instance, Solution, dict[str, Any]]:
     inst = tight_demo()
     solution = split_solution(inst, integral_objective=solve(inst).objective)
     return inst, solution, plan_document(solution)
-
-
-def _bundle(inst: Instance, plan: dict[str, Any], salt: str = "salt-1",
-            version: int = 1) -> dict[str, Any]:
-    """What `Store.active_bundle` hands the offer index."""
-    return {"plan": json.dumps(plan), "catalog": json.dumps(instance_to_document(inst)),
-            "version": version, "id": "plan-1", "salt": salt}
 
 
 # -- the plan document -------------------------------------------------------------------------
@@ -169,9 +163,10 @@ def test_cli_without_split_traffic_asks_for_an_integral_plan(tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def index(split: tuple[Instance, Solution, dict[str, Any]]) -> ActiveIndex:
+def index(split: tuple[Instance, Solution, dict[str, Any]],
+          tmp_path_factory: pytest.TempPathFactory) -> ActiveIndex:
     inst, _, doc = split
-    return ActiveIndex.build(_bundle(inst, doc))
+    return file_index(tmp_path_factory.mktemp("index"), inst, doc)
 
 
 def _weights(doc: dict[str, Any], segment: str) -> dict[str, float]:
@@ -184,11 +179,10 @@ def test_realized_split_matches_the_weights(index: ActiveIndex,
     _, _, doc = split
     n = 100_000
     for segment in ("champions-product", "loyal-checkout"):
-        sets = index.sets[segment]
         counts = Counter(index.choose(segment, f"customer-{i}")[0] for i in range(n))
         weights = _weights(doc, segment)
         assert len(weights) > 1
-        for k, set_name in enumerate(sets.ids):
+        for k, set_name in enumerate(index.set_ids(segment)):
             assert abs(counts[k] / n - weights[set_name]) < 0.01, (segment, set_name)
 
 
@@ -201,7 +195,7 @@ def test_anonymous_views_are_split_by_the_weights_too(index: ActiveIndex,
     random_draws = Counter(index.choose("champions-product", None)[0] for _ in range(n))
     keyed = Counter(index.choose("champions-product", None, f"req-{i}")[0] for i in range(n))
     for counts in (random_draws, keyed):
-        for k, set_name in enumerate(index.sets["champions-product"].ids):
+        for k, set_name in enumerate(index.set_ids("champions-product")):
             assert abs(counts[k] / n - weights[set_name]) < 0.01
     assert index.choose("champions-product", None, "req-7") == \
         index.choose("champions-product", None, "req-7")
@@ -209,9 +203,10 @@ def test_anonymous_views_are_split_by_the_weights_too(index: ActiveIndex,
 
 
 def test_a_customer_keeps_the_set_while_plan_and_salt_stay(
-        split: tuple[Instance, Solution, dict[str, Any]], index: ActiveIndex) -> None:
+        split: tuple[Instance, Solution, dict[str, Any]], index: ActiveIndex,
+        tmp_path: Path) -> None:
     inst, _, doc = split
-    republished = ActiveIndex.build(_bundle(inst, doc, version=7))  # same plan, new version
+    republished = file_index(tmp_path, inst, doc, version=7)  # same plan, new version
     for i in range(2_000):
         customer = f"customer-{i}"
         first = index.choose("champions-product", customer)
@@ -222,8 +217,8 @@ def test_a_customer_keeps_the_set_while_plan_and_salt_stay(
 
 def test_a_salt_rotation_reassigns_customers(split: tuple[Instance, Solution, dict[str, Any]],
                                              index: ActiveIndex) -> None:
-    inst, _, doc = split
-    rotated = ActiveIndex.build(_bundle(inst, doc, salt="salt-2"))
+    _, _, doc = split
+    rotated = index.with_salts("salt-2", "")
     n = 20_000
     moved = sum(index.choose("loyal-checkout", f"c{i}") != rotated.choose("loyal-checkout", f"c{i}")
                 for i in range(n))
@@ -257,13 +252,13 @@ def test_cart_exclusions_filter_the_served_set(index: ActiveIndex) -> None:
     assert "laptop-care" not in {o["bundle"] for o in body["offers"]}
 
 
-def test_an_empty_set_is_served_with_its_reason() -> None:
+def test_an_empty_set_is_served_with_its_reason(tmp_path: Path) -> None:
     doc = tight_demo_document()
     doc["policy"]["min_offers_per_view"] = 0
     inst = instance_from_document(doc)
     plan = plan_document(split_solution(inst))
     empty = next(e for e in plan["offer_sets"] if not e["offers"])
-    index = ActiveIndex.build(_bundle(inst, plan))
+    index = file_index(tmp_path, inst, plan)
     bodies = [json.loads(index.answer(empty["segment"], f"c{i}", frozenset())[0])
               for i in range(200)]
     served = [b for b in bodies if b.get("set") == empty["set"]]
@@ -271,13 +266,14 @@ def test_an_empty_set_is_served_with_its_reason() -> None:
                           "the offer set served to this view is empty" for b in served)
 
 
-def test_an_integral_plan_is_served_as_before() -> None:
+def test_an_integral_plan_is_served_as_before(tmp_path: Path) -> None:
     inst = instance_from_document(json.loads((DATA / "demo.json").read_text()))
-    index = ActiveIndex.build(_bundle(inst, plan_document(solve(inst))))
-    assert index.sets == {}
-    for segment in index.offers:
+    index = file_index(tmp_path, inst, plan_document(solve(inst)))
+    for segment in inst.segments["id"]:
+        assert not index.is_split(segment) and index.set_ids(segment) == ("a",)
         customer = next(c for c in (f"c{i}" for i in range(100)) if not index.in_holdout(c))
-        assert index.answer(segment, customer, frozenset())[:2] == index.bodies[segment]
+        body = json.loads(index.answer(segment, customer, frozenset())[0])
+        assert list(body) == [*OLD_ANSWER_KEYS, "exposure"]
         for customer in ("c1", "c2", None):
             body = json.loads(index.answer(segment, customer, frozenset({"mouse-m2"}))[0])
             assert list(body) == [*OLD_ANSWER_KEYS, "exposure"]
