@@ -486,12 +486,16 @@ class IndexFile:
         if magic != MAGIC or fmt != FORMAT:
             raise IndexFileError(f"{path.name}: must be an index file of format {FORMAT}, got "
                                  "another kind of file")
-        if total != size or meta_at + meta_size > size:
+        if total != size or meta_at < PREFIX_BYTES or meta_at + meta_size > size:
             raise IndexFileError(f"{path.name}: must hold {total} bytes, got {size} (cut short "
                                  "or damaged)")
         if zlib.crc32(view[PREFIX_BYTES:]) != crc:
             raise IndexFileError(f"{path.name}: damaged (its checksum does not match)")
-        meta = json.loads(bytes(view[meta_at:meta_at + meta_size]))
+        try:  # the prefix's own fields are outside the checksum
+            meta = json.loads(bytes(view[meta_at:meta_at + meta_size]))
+            sections = meta["sections"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IndexFileError(f"{path.name}: damaged (its header cannot be read)") from exc
         self.path = path
         self.version: int = int(meta["version"])
         self.plan_id: str = str(meta["plan_id"])
@@ -499,7 +503,6 @@ class IndexFile:
         self.segments: int = int(meta["segments"])
         self.bundle_items = {b: frozenset(items) for b, items in meta["bundles"].items()}
         self._shift = 32 - int(meta["bucket_bits"])
-        sections = meta["sections"]
 
         def part(name: str) -> memoryview:
             at, length = sections[name]

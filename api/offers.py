@@ -389,10 +389,12 @@ class IndexHolder:
             try:
                 built = ActiveIndex(self.file_of(version, str(active["plan_id"])),
                                     active["salt"], active["holdout_salt"])
-            except IndexBuildFailed as exc:
+            except Exception as exc:  # a store or file error too: never the thread's death
                 self._failed[version] = time.monotonic() + RETRY_SECONDS
                 kept = self.index.version
-                log.error("%s; %s", exc, f"still serving version {kept}" if kept is not None
+                reason = exc if isinstance(exc, IndexBuildFailed) else \
+                    f"version {version} could not be indexed: {type(exc).__name__}: {exc}"
+                log.error("%s; %s", reason, f"still serving version {kept}" if kept is not None
                           else "no earlier version is served")
                 built = self._fallback(version, active) if kept is None else None
             if built is None:

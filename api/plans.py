@@ -26,7 +26,7 @@ def _store() -> Store:
 
 
 def _publication(version: int) -> dict[str, Any]:
-    return next(p for p in _store().history(limit=5) if p["version"] == version)
+    return _store().history(limit=1, version=version)[0]
 
 
 @plans_api.post("/v1/plans/<plan_id>/publish")

@@ -59,10 +59,11 @@ def finalize(config: dict[str, Any]) -> None:
     if config.get("SECRET_KEY") not in (None, ""):  # the environment's parser may guess a number
         config["SECRET_KEY"] = str(config["SECRET_KEY"])
     for key in ("SOLVE_TIME_LIMIT", "MAX_SOLVE_TIME_LIMIT", "INDEX_POLL_SECONDS",
-                "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS", "SESSION_HOURS"):
+                "PUBLISH_PAUSE_SECONDS", "FLUSH_SECONDS", "SESSION_HOURS", "INDEX_BUILD_SECONDS"):
         config[key] = float(config[key])
     config["SOLVE_WORKERS"] = int(config["SOLVE_WORKERS"])
-    for key in ("MAX_CONTENT_LENGTH", "MAX_UNZIPPED_BYTES", "MAX_ZIP_ENTRIES"):
+    for key in ("MAX_CONTENT_LENGTH", "MAX_UNZIPPED_BYTES", "MAX_ZIP_ENTRIES",
+                "INDEX_IN_PROCESS_OFFERS", "MAX_JSON_PLAN_OFFERS"):
         config[key] = int(config[key])
     if config.get("OPS_PORT") is not None:
         config["OPS_PORT"] = int(config["OPS_PORT"])

@@ -381,10 +381,6 @@ class Store:
             return iter([parquet_bytes(offers_table(self.plan_object(plan_id).offers))])
         return self.blob_stream(str(found.offers))
 
-    def blob(self, sha256: str) -> bytes:
-        with self.engine.connect() as conn:
-            return read_blob(conn, sha256)
-
     def blob_stream(self, sha256: str) -> Iterator[bytes]:
         """A blob's chunks, each read in its own short query (a slow reader holds no
         transaction open)."""
@@ -392,11 +388,15 @@ class Store:
             count = conn.execute(sa.select(sa.func.count()).select_from(blob_chunks)
                                  .where(blob_chunks.c.sha256 == sha256)).scalar() or 0
 
+        if not count:
+            raise NotFound(f"blob {sha256!r}")
+
         def chunks() -> Iterator[bytes]:
             for seq in range(int(count)):
-                with self.engine.connect() as conn:
-                    yield bytes(conn.execute(sa.select(blob_chunks.c.data).where(
+                with self.engine.connect() as conn:  # closed before the chunk is handed on
+                    data = bytes(conn.execute(sa.select(blob_chunks.c.data).where(
                         (blob_chunks.c.sha256 == sha256) & (blob_chunks.c.seq == seq))).scalar_one())
+                yield data
         return chunks()
 
     def publish(self, plan_id: str, actor: str, pause: float = 0.0) -> int:
@@ -546,10 +546,13 @@ class Store:
         return {"plan": plan.json_document(), "catalog": catalog.json_document(),
                 "versions": [int(v) for v in versions]}
 
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+    def history(self, limit: int = 50, version: int | None = None) -> list[dict[str, Any]]:
+        """Publications, newest first; only the one of `version` when given."""
+        query = sa.select(publications).order_by(publications.c.version.desc()).limit(limit)
+        if version is not None:
+            query = query.where(publications.c.version == version)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(publications).order_by(publications.c.version.desc())
-                                .limit(limit)).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [dict(r) for r in rows]
 
 

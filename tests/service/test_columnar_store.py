@@ -54,7 +54,10 @@ def test_catalogs_and_plans_round_trip_in_columns(database_url: str,
     assert instance_to_document(store.catalog_instance(run_id)) == instance_to_document(inst)
     assert json.loads(store.catalog_document(run_id)) == instance_to_document(inst)
     assert store.offer_count(plan_id) == len(plan.offers)
-    offers = pq.read_table(io.BytesIO(b"".join(store.offers_parquet(plan_id))))
+    stream = store.offers_parquet(plan_id)
+    first = next(iter(stream))
+    assert store.engine.pool.checkedout() == 0  # a slow reader holds no connection
+    offers = pq.read_table(io.BytesIO(first + b"".join(stream)))
     assert offers.equals(offers_table(plan.offers))
     assert _count(store, blobs) == 3 and _count(store, blob_chunks) > 6  # catalog, offers, sets
     again, _ = store.submit(inst.name, inst, None, {}, "me", None)  # the same catalog again

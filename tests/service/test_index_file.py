@@ -231,7 +231,7 @@ def _first_answer(app: Flask) -> bytes:
                                  headers=STOREFRONT).get_data()
 
 
-@pytest.mark.parametrize("damage", ["flipped", "cut", "foreign", "not-an-index"])
+@pytest.mark.parametrize("damage", ["flipped", "cut", "foreign", "header", "not-an-index"])
 def test_a_damaged_file_is_built_again(app: Flask, solved: dict[str, tuple[Instance, Plan]],
                                        tmp_path: Path, damage: str,
                                        caplog: pytest.LogCaptureFixture) -> None:
@@ -245,6 +245,9 @@ def test_a_damaged_file_is_built_again(app: Flask, solved: dict[str, tuple[Insta
         data[len(data) // 2] ^= 0x10
     elif damage == "cut":
         data = data[:len(data) // 3]
+    elif damage == "header":  # the prefix's own fields are outside the checksum
+        magic, fmt, crc, meta_at, meta_size, total = index_file.PREFIX.unpack_from(data)
+        index_file.PREFIX.pack_into(data, 0, magic, fmt, crc, meta_at, meta_size - 1, total)
     elif damage == "foreign":  # a whole file of version 1 of another store's plan
         publication = store.publication(1)
         assert publication is not None
