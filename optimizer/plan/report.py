@@ -61,7 +61,7 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
             elif "more_binding" in b:
                 out.append(f"  ... and {b['more_binding']:,} more at their {b['constraint']}")
             elif "used" in b:
-                price = f"  (multiplier {b['multiplier']:,.4g})" if "multiplier" in b else ""
+                price = f"  (multiplier {_amount(b['multiplier'])})" if "multiplier" in b else ""
                 out.append(f"  {row_name(b['constraint'], b)}: {b['used']:,.2f} of "
                            f"{b['limit']:,.2f}{price}")
             else:
@@ -70,7 +70,7 @@ def summary(inst: Instance, plan: Plan, top: int = 3, segments: int = 12) -> str
     if priced:
         out.append("Multipliers of the binding rows (margin per unit of the row)")
         for m in sorted(priced, key=lambda m: -m["multiplier"])[:15]:
-            out.append(f"  {row_name(m['constraint'], m):<64}{m['multiplier']:>12,.4g}")
+            out.append(f"  {row_name(m['constraint'], m):<64}{_amount(m['multiplier']):>12}")
     near = near_limit_warnings(plan.kpis or {}, inst, cur)
     if plan.warnings or near:
         out.append("Warnings")
@@ -272,3 +272,9 @@ def _offer_lines(offers: pd.DataFrame, inst: Instance, cur: str, top: int,
         lines.append(f"  {seg}" if seg else f"    {label:<{widths[0]}}  {deal:<{widths[1]}}  "
                      f"{price:<{widths[2]}}{figures}")
     return lines
+
+
+def _amount(value: float) -> str:
+    """A multiplier in plain digits: thousands separated, two decimals below 1,000."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}" if abs(value) >= 0.01 \
+        else f"{value:.2g}"
