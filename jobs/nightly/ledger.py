@@ -16,8 +16,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from api.store import Conflict, RunStatus, Store, new_id, pid_alive, this_worker
-from api.store.schema import active, catalog_plans, nightly_runs, plans, runs
+from api.store import (
+    Conflict,
+    RunStatus,
+    Store,
+    encode_plan,
+    insert_plan,
+    new_id,
+    pid_alive,
+    this_worker,
+)
+from api.store.schema import active, catalog_plans, nightly_runs, runs
 from optimizer.plan.model import Plan
 
 
@@ -101,6 +110,7 @@ class Ledger:
         now = time.time()
         catalog_id, run_id, plan_id = new_id(), new_id(), new_id()
         plan = outcome.plan
+        encoded = encode_plan(plan)  # before the transaction: no lock held while encoding
         with self.store.write() as conn:
             conn.execute(catalog_plans.insert().values(
                 id=catalog_id, name=outcome.catalog_name, sha256=outcome.sha256,
@@ -111,9 +121,7 @@ class Ledger:
                 options=json.dumps(outcome.options), cancel_requested=False,
                 plan_status=plan.status, objective=plan.objective, bound=plan.bound,
                 worker=this_worker(), created_at=now, started_at=now, finished_at=now))
-            conn.execute(plans.insert().values(
-                id=plan_id, run_id=run_id, document=json.dumps(plan.to_dict()), status=plan.status,
-                checked=outcome.checked, created_at=now))
+            insert_plan(conn, plan_id, run_id, plan, outcome.checked, encoded)  # in columns
             version = None
             if outcome.publish:
                 current = conn.execute(sa.select(active.c.version)).scalar()

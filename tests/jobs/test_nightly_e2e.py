@@ -17,10 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from api.store import Store
-from api.store.schema import plans, publications
 from cli.exit_codes import ExitCode
 from jobs.nightly.ledger import Ledger, NightlyStatus
 from optimizer.io import instance_from_document
@@ -83,10 +80,8 @@ class Storefront(threading.Thread):
 
 
 def _plans_by_version(store: Store) -> dict[int, dict[str, Any]]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(publications.c.version, plans.c.document)
-                            .join(plans, plans.c.id == publications.c.plan_id)).all()
-    return {int(v): json.loads(doc) for v, doc in rows}
+    return {int(p["version"]): json.loads(store.plan(str(p["plan_id"]))["document"])
+            for p in store.history()}
 
 
 def test_three_nights_against_a_running_service(tmp_path: Path, processes: Processes) -> None:
