@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from optimizer.errors import InputError, Issue
 from optimizer.explain import text
@@ -60,7 +59,7 @@ from optimizer.explain.prices import (
     row_uses,
 )
 from optimizer.explain.rules import bundle_row, pair_rule, segment_responses, segment_row
-from optimizer.formulation.candidates import Candidates, expand
+from optimizer.formulation.candidates import Candidates, expand, match_offers
 from optimizer.formulation.milp import Formulation, formulate
 from optimizer.formulation.segment_choice import SegmentChooser
 from optimizer.model.instance import Instance
@@ -159,24 +158,8 @@ def plan_positions(instance: Instance, cands: Candidates, plan: Plan
         raise InputError([Issue("plan.status", "must be optimal or feasible (a plan with "
                                 "offers) to be explained", plan.status.value)])
     offers = plan.offers.frame()
-    v = cands.variants
-    seg = pd.Index(instance.segments["id"]).get_indexer(offers["segment"])
-    bun = pd.Index(instance.bundles["id"]).get_indexer(offers["bundle"])
-    perks = pd.MultiIndex.from_arrays([instance.perks["bundle"].astype(object),
-                                       instance.perks["id"].astype(object)])
-    perk_id = offers["perk"].astype(object)
-    perk = np.where(perk_id.isna(), -1, perks.get_indexer(
-        pd.MultiIndex.from_arrays([offers["bundle"].astype(object), perk_id])))
-    variant_of = pd.Series(np.arange(len(v)), index=pd.MultiIndex.from_arrays(
-        [v.bundle, np.round(v.discount, 9), v.perk]))
-    var = variant_of.reindex(pd.MultiIndex.from_arrays(
-        [bun, np.round(offers["discount"].to_numpy(np.float64), 9), perk])).to_numpy()
-    key = np.where((seg >= 0) & ~np.isnan(var), seg.astype(np.int64) * len(v) +
-                   np.nan_to_num(var).astype(np.int64), -1)
-    cand_key = cands.segment.astype(np.int64) * len(v) + cands.variant
-    order = np.argsort(cand_key, kind="stable")
-    at = np.minimum(np.searchsorted(cand_key[order], key), max(len(order) - 1, 0))
-    found = (key >= 0) & (cand_key[order][at] == key) if len(order) else np.zeros(len(key), bool)
+    candidate = match_offers(instance, cands, offers).candidate
+    found = candidate >= 0
     if not found.all():
         raise InputError([Issue(f"offers[{i}]", "must be a candidate of the instance (segment, "
                                 "bundle, discount and perk)",
@@ -185,7 +168,7 @@ def plan_positions(instance: Instance, cands: Candidates, plan: Plan
                                            f"{offers['discount'].iloc[i]:g}, "
                                            f"{offers['perk'].iloc[i]!r}")
                           for i in np.flatnonzero(~found)[:20].tolist()])
-    return order[at].astype(np.int64), offers["share"].to_numpy(np.float64)
+    return candidate, offers["share"].to_numpy(np.float64)
 
 
 def _bundles_of(case: _Case, responses: dict[int, int]) -> list[int]:

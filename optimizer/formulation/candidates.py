@@ -336,3 +336,40 @@ def _slot_warnings(ids: pd.Series, lo: np.ndarray, lo_req: np.ndarray,
     if len(short) > MAX_SLOT_WARNINGS:
         out.append(f"... and {len(short) - MAX_SLOT_WARNINGS} more segments with unfilled slots")
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class OfferMatch:
+    """Offers named by ids (a plan's), by position in an instance and its candidate table."""
+
+    segment: np.ndarray  # row of the segment, -1 when the instance has none
+    bundle: np.ndarray  # row of the bundle, -1 likewise
+    variant: np.ndarray  # float: the (bundle, discount, perk) variant, NaN when none
+    candidate: np.ndarray  # int64: the candidate, -1 when the offer is no candidate
+
+
+def match_offers(instance: Instance, cands: Candidates, offers: pd.DataFrame) -> OfferMatch:
+    """Each offer (its segment, bundle, discount and perk ids) found among the instance's
+    rows and `cands`, vectorized over both."""
+    v = cands.variants
+    seg = pd.Index(instance.segments["id"]).get_indexer(offers["segment"].astype(object))
+    bun = pd.Index(instance.bundles["id"]).get_indexer(offers["bundle"].astype(object))
+    perks = pd.MultiIndex.from_arrays([instance.perks["bundle"].astype(object),
+                                       instance.perks["id"].astype(object)])
+    perk_ids = offers["perk"].astype(object).where(offers["perk"].notna(), None)
+    perk = np.where(perk_ids.isna(), -1, perks.get_indexer(
+        pd.MultiIndex.from_arrays([offers["bundle"].astype(object), perk_ids])))
+    variant_of = pd.Series(np.arange(len(v)), index=pd.MultiIndex.from_arrays(
+        [v.bundle, np.round(v.discount, 9), v.perk]))
+    var = variant_of.reindex(pd.MultiIndex.from_arrays(
+        [bun, np.round(offers["discount"].to_numpy(np.float64), 9), perk])).to_numpy()
+    known = (seg >= 0) & (bun >= 0) & ~np.isnan(var)
+    key = np.where(known, seg.astype(np.int64) * len(v) + np.nan_to_num(var).astype(np.int64), -1)
+    cand_key = cands.segment.astype(np.int64) * len(v) + cands.variant
+    order = np.argsort(cand_key, kind="stable")
+    candidate = np.full(len(key), -1, dtype=np.int64)
+    if len(order):
+        at = np.minimum(np.searchsorted(cand_key[order], key), len(order) - 1)
+        found = known & (cand_key[order][at] == key)
+        candidate[found] = order[at[found]]
+    return OfferMatch(seg, bun, var, candidate)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from optimizer.backends import MilpProblem
 from optimizer.errors import InputError, Issue
-from optimizer.formulation.candidates import Candidates
+from optimizer.formulation.candidates import Candidates, match_offers
 from optimizer.model.instance import Instance
 
 
@@ -93,31 +93,16 @@ class Reference:
 def reference(instance: Instance, cands: Candidates, offers: pd.DataFrame) -> Reference:
     """Match yesterday's offers (ids) to today's candidates; vectorized over both."""
     n_segments, v = len(instance.segments), cands.variants
-    seg = pd.Index(instance.segments["id"]).get_indexer(offers["segment"].astype(object))
-    bun = pd.Index(instance.bundles["id"]).get_indexer(offers["bundle"].astype(object))
-    perks = pd.MultiIndex.from_arrays([instance.perks["bundle"].astype(object),
-                                       instance.perks["id"].astype(object)])
-    perk_ids = offers["perk"].astype(object).where(offers["perk"].notna(), None)
-    perk = np.where(perk_ids.isna(), -1, perks.get_indexer(
-        pd.MultiIndex.from_arrays([offers["bundle"].astype(object), perk_ids])))
-    variant_of = pd.Series(np.arange(len(v)), index=pd.MultiIndex.from_arrays(
-        [v.bundle, np.round(v.discount, 9), v.perk]))
-    var = variant_of.reindex(pd.MultiIndex.from_arrays(
-        [bun, np.round(offers["discount"].to_numpy(np.float64), 9), perk])).to_numpy()
+    found = match_offers(instance, cands, offers)
+    seg, bun, hit = found.segment, found.bundle, found.candidate >= 0
     here = seg >= 0  # offers of segments that no longer exist are dropped with them
     previous = np.bincount(seg[here], minlength=n_segments)
-
-    cand_key = cands.segment.astype(np.int64) * len(v) + cands.variant
-    order = np.argsort(cand_key, kind="stable")
-    known = here & (bun >= 0) & ~np.isnan(var)
-    key = seg[known].astype(np.int64) * len(v) + var[known].astype(np.int64)
-    at = np.minimum(np.searchsorted(cand_key[order], key), max(len(order) - 1, 0))
-    found = (cand_key[order][at] == key) if len(order) else np.zeros(len(key), dtype=bool)
-    kept = np.sort(order[at[found]])
-    lost = previous - np.bincount(seg[known][found], minlength=n_segments)
+    kept = np.sort(found.candidate[hit])
+    lost = previous - np.bincount(seg[hit], minlength=n_segments)
     paired = here & (bun >= 0)
     pairs = np.unique(seg[paired].astype(np.int64) * v.n_bundles + bun[paired])
-    return Reference(kept, np.unique(key[found]), pairs, previous, lost, len(v), v.n_bundles)
+    keys = cands.segment[kept].astype(np.int64) * len(v) + cands.variant[kept]
+    return Reference(kept, np.unique(keys), pairs, previous, lost, len(v), v.n_bundles)
 
 
 def churn_budget(n_segments: int, max_churn: float) -> int:
