@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from benchmarks.conftest import FULL, MEDIANS, ROOT, measure, sized
+from benchmarks.conftest import MEDIANS, ROOT, measure, sized
 from optimizer.mining.generate import generate_baskets
 from optimizer.mining.lines import Baskets
 from optimizer.mining.mine import Mined, Thresholds, mine
@@ -122,8 +122,6 @@ def test_mine_mlxtend_same_answer(benchmark: Any, orders: int) -> None:
     _report(f"mine {orders:,} orders")
 
 
-@pytest.mark.skipif(not FULL, reason="full size only: at smoke size two interpreter starts "
-                    "(2-3 s of the test run) are all it would time")
 @pytest.mark.parametrize("orders", ORDERS)
 def test_whole_process_from_csv(tmp_path_factory: pytest.TempPathFactory, orders: int) -> None:
     """`offeropt mine` against pandas + mlxtend, each a fresh process from the CSV."""
