@@ -161,6 +161,9 @@ def test_a_worker_never_answers_an_older_version_than_it_has_answered(
             time.sleep(0.05)
             client.post(f"/v1/plans/{plans[k % 2]}/publish", headers=MERCHANDISER)
             client.post("/v1/traffic-salt/rotate", headers=MERCHANDISER)
+        deadline = time.monotonic() + 60  # the last version is built off the request path
+        while time.monotonic() < deadline and not any(v == 9 for *_, v in list(answers)):
+            time.sleep(0.05)
     finally:
         stop.set()
         for t in threads:
