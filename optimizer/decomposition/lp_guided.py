@@ -41,6 +41,7 @@ INTEGRAL_TOL = 1e-6
 PRIMAL_SIMPLEX = 4  # HiGHS's simplex_strategy value
 FULL_MIP_MAX_CANDIDATES = 40_000  # up to this, the whole MIP follows the LP (no dive, no LNS)
 DIVE_SHARE = 0.35  # of the time left after the LP, at most, for the dive
+INTEGRAL_SHARE = 0.5  # of the time left, at most, for split traffic's integral comparison
 LNS_START_SEGMENTS = 60
 LNS_SLICE = 6.0  # seconds per neighbourhood MIP, at most
 LNS_PATIENCE = 40  # neighbourhoods without improvement before stopping (no time limit)
@@ -277,10 +278,13 @@ def lp_guided(cands: Candidates, form: Formulation, backend: Backend, limits: Li
 def _integral_comparison(run: _Run, lp: Relaxation, x: np.ndarray, priced: np.ndarray
                          ) -> float | None:
     """The best integral plan the dive and the closing MIP find, to show what splitting
-    gains; it is not reported as a plan."""
-    integral = dataclasses.replace(run, on_plan=lambda found: None, best=None,
-                                   history=[], limits=dataclasses.replace(run.limits,
-                                                                          progress=None))
+    gains; it is not reported as a plan. It takes at most half the time left, so that the
+    split plan's own result (with its multipliers) comes back before the deadline."""
+    left = run.left()
+    deadline = None if left is None else time.perf_counter() + INTEGRAL_SHARE * max(left, 0.0)
+    integral = dataclasses.replace(run, on_plan=lambda found: None, best=None, history=[],
+                                   deadline=deadline,
+                                   limits=dataclasses.replace(run.limits, progress=None))
     x, _ = _dive(integral, lp, x)
     open_ = _fractional_segments(run.cands, x)
     if not len(open_):

@@ -337,10 +337,13 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
     seen = None if run.last_progress is None or options.previous is not None else \
         run.last_progress.bound
     bound = seen if seen is not None and seen >= best.objective else None
-    return Solution(candidates=_plan_candidates(cands, best), status=Status.FEASIBLE,
+    proved = bound is not None and relative_gap(best.objective, bound) <= options.gap
+    return Solution(candidates=_plan_candidates(cands, best),
+                    status=Status.OPTIMAL if proved else Status.FEASIBLE,
                     selected=np.ones(len(best.value), dtype=bool), objective=best.objective,
                     bound=bound, offer_sets=best.sets,
-                    message=f"{stopped}: the best plan found so far ({best.how})",
+                    message=f"{stopped}: the best plan found "
+                            f"{'is proven within the gap' if proved else 'so far'} ({best.how})",
                     stats=SolveStats(recovery=best.how), earlier=tuple(earlier[1:]),
                     **base)  # type: ignore[arg-type]
 

@@ -188,7 +188,7 @@ def _tick(last: Progress | None, elapsed: float) -> Progress:
 
 
 def _drain_plans(receive: Connection, out: Supervised) -> None:
-    """Plans already sent when the parent decides to stop the child still count."""
+    """Plans and progress already sent when the parent decides to stop the child still count."""
     while receive.poll(0):
         try:
             kind, payload = receive.recv()
@@ -196,6 +196,8 @@ def _drain_plans(receive: Connection, out: Supervised) -> None:
             return
         if kind == "plan":
             _keep_plan(out, payload)
+        elif kind == "progress":  # its bound may prove the last plan
+            out.last_progress = payload
 
 
 def _keep_plan(out: Supervised, sent: tuple[PlanMessage, float]) -> None:

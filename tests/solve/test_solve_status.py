@@ -90,3 +90,30 @@ def test_at_most_the_first_ten_and_the_last_twenty_plans_are_reported(
     assert reported.stats.plans is not None
     assert [p["how"] for p in reported.stats.plans] == \
         [f"step {k}" for k in (*range(10), *range(20, 40))]
+
+
+@pytest.mark.parametrize(("bound_over", "status"), [(0.0, Status.OPTIMAL), (0.05, Status.FEASIBLE)])
+def test_a_plan_stopped_at_the_deadline_is_optimal_only_when_its_bound_proves_it(
+        monkeypatch: pytest.MonkeyPatch, demo_doc: dict[str, Any], bound_over: float,
+        status: Status) -> None:
+    """The child sends a plan and a bound, then outlives the deadline: the parent's status
+    comes from what was sent just before it stopped the child (the last progress too)."""
+    import time
+
+    from optimizer.formulation.candidates import expand
+
+    def send_then_hang(instance: Any, cands: Any, method: str, options: SolveOptions,
+                       backend: Any, start: float, channel: Any) -> Any:
+        plan = PlanMessage.of(cands, np.arange(len(cands)) == 0, None, "the first candidate")
+        channel.plan(plan)
+        bound = plan.objective * (1 + bound_over)
+        channel.progress(Progress(plan.objective, bound, None, 0.0))
+        time.sleep(60)
+
+    inst = instance_from_document(demo_doc)
+    assert len(expand(inst))
+    monkeypatch.setattr(solve_module, "_solve_here", send_then_hang)
+    solution = solve(inst, SolveOptions(method="lp", time_limit=1.0, gap=1e-4))
+    assert solution.status == status
+    assert solution.termination == Termination.TIME_LIMIT
+    assert solution.bound == pytest.approx(solution.objective * (1 + bound_over))
