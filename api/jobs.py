@@ -34,7 +34,6 @@ def execute_run(database_url: str, run_id: str) -> None:
     """Body of a solve process: load, solve with progress, check, record the outcome."""
     from api.workbench_job import execute_frontier, is_frontier
     from optimizer.backends import Progress
-    from optimizer.io import instance_from_document
     from optimizer.plan.document import build_plan
     from optimizer.solve.dispatch import SolveOptions, solve
     from optimizer.solve.reports import CheckOutcome
@@ -52,8 +51,7 @@ def execute_run(database_url: str, run_id: str) -> None:
     try:
         store.update_run(run_id, progress=json.dumps(asdict(Progress(None, None, None, 0.0))))
         options = json.loads(store.run(run_id)["options"])
-        instance = instance_from_document(json.loads(store.catalog_document(run_id)),
-                                          origin="catalog")
+        instance = store.catalog_instance(run_id)
         if store.cancel_requested(run_id):  # cancelled while the catalog loaded
             store.finish_run(run_id, RunStatus.CANCELLED, None, checked=False,
                              error="cancelled before the solve started")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -12,9 +11,7 @@ from api.openapi import Param, doc
 from api.problems import Problem
 from api.store import Store
 from api.store.logs import recorded_logs
-from optimizer.io import instance_from_document
 from optimizer.io.fields import Locator
-from optimizer.plan.model import Plan
 
 measurement_api = Blueprint("measurement", __name__)
 
@@ -34,21 +31,21 @@ def plan_measurement(plan_id: str) -> Any:
     from optimizer.measure import measure, measurement_html, off_policy
 
     store: Store = current_app.extensions["offeropt.store"]
-    found = store.plan_with_catalog(plan_id)
-    version = _version(found["versions"])
+    record = store.plan_record(plan_id)
+    version = _version(list(record.versions))
     logs = recorded_logs(store, since_version=version)
     logs = logs[logs["plan_version"] == version].reset_index(drop=True)
     if logs.empty:
         raise Problem(409, "Conflict", f"plan {plan_id!r}: must have recorded views to be "
                       f"measured, got none for version {version}")
-    instance = instance_from_document(json.loads(found["catalog"]), origin="the plan's catalog")
+    instance = record.catalog.instance()
     where = Locator("recorded_logs", "json")
-    result = measure(logs, instance, Plan.from_dict(json.loads(found["plan"])), version,
+    result = measure(logs, instance, record.plan.plan(), version,
                      locator=where, name="recorded logs")
     other = request.args.get("against")
     estimate = None
     if other:
-        target = Plan.from_dict(json.loads(store.plan_with_catalog(other)["plan"]))
+        target = store.plan_object(other)
         estimate = off_policy(logs, instance, target, locator=where, name="recorded logs",
                               label=f"plan {other}")
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":

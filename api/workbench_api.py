@@ -13,7 +13,6 @@ background like solves (`api.workbench_job`, read back by `api.frontier_runs`).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from threading import Lock
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from api.problems import Problem, input_problem
 from api.store import Store
 from api.workbench_job import KIND
 from optimizer.errors import InputError, Issue
-from optimizer.io import instance_from_document
 from optimizer.io.safe_json import parse_json
 from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
@@ -231,9 +229,8 @@ def explain_plan(plan_id: str) -> dict[str, Any]:
         raise Problem(400, "Bad Request", "segment: must be given (a segment id of the plan's "
                       "catalog)")
     bundle = request.args.get("bundle") or None
-    found = _store().plan_with_catalog(plan_id)
-    instance = instance_from_document(json.loads(found["catalog"]), origin="the plan's catalog")
-    plan = Plan.from_dict(json.loads(found["plan"]))
+    record = _store().plan_record(plan_id)
+    instance, plan = record.catalog.instance(), record.plan.plan()
     explanation = explain_stored(plan_id, instance, plan, segment, bundle)
     return {"plan_id": plan_id, **explanation.to_dict()}
 
@@ -260,14 +257,14 @@ def start_frontier() -> tuple[dict[str, Any], int, dict[str, str]]:
             raise Problem(409, "Conflict", "plan_id: must be given when no plan has been "
                           "published (the frontier re-solves a plan's catalog)")
         plan_id = str(active["plan_id"])
-    found = _store().plan_with_catalog(plan_id)  # an unknown plan is a 404
+    record = _store().plan_record(plan_id)  # an unknown plan is a 404
     cfg = current_app.config
     time_limit = body.get("time_limit", cfg["SOLVE_TIME_LIMIT"])
     most = cfg["MAX_SOLVE_TIME_LIMIT"]
     if isinstance(time_limit, int | float) and not isinstance(time_limit, bool) and \
             time_limit > most:
         issues.append(Issue("time_limit", f"must be at most {most:g} seconds", time_limit))
-    instance = instance_from_document(json.loads(found["catalog"]), origin="the plan's catalog")
+    instance = record.catalog.instance()
     try:
         _, values = checked_inputs(instance, body.get("vary"), body.get("values"), time_limit,
                                    body.get("method"))

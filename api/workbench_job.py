@@ -42,7 +42,6 @@ def execute_frontier(store: Store, run_id: str) -> None:
     """Load the run's catalog, solve the frontier point by point, record each point as it
     comes and the frontier at the end; a cancel stops the solve in course within a second."""
     from optimizer.frontier import frontier
-    from optimizer.io import instance_from_document
 
     started = time.monotonic()
     store.update_run(run_id, worker=this_worker(), heartbeat_at=time.time())
@@ -53,8 +52,7 @@ def execute_frontier(store: Store, run_id: str) -> None:
     try:
         options = json.loads(store.run(run_id)["options"])
         store.update_run(run_id, progress=json.dumps(state))
-        instance = instance_from_document(json.loads(store.catalog_document(run_id)),
-                                          origin="catalog")
+        instance = store.catalog_instance(run_id)
         if store.cancel_requested(run_id):
             store.finish_run(run_id, RunStatus.CANCELLED, None, checked=False,
                              error="cancelled before the first solve started")

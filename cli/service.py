@@ -56,7 +56,6 @@ def _demo(args: argparse.Namespace) -> int:
     from api.settings import from_environment
     from api.store import Store
     from optimizer.io.json_form import instance_to_document
-    from optimizer.plan.model import Plan
     from optimizer.plan.report import summary
 
     if not DEMO.exists():
@@ -77,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
     if run["plan_id"] is None:
         print(f"the demo run ended {run['status']}: {run['error']}", file=sys.stderr)
         return ExitCode.ERROR
-    plan = Plan.from_dict(json.loads(store.plan(run["plan_id"])["document"]))
+    plan = store.plan_object(run["plan_id"])
     print(summary(inst, plan))
     version = store.publish(run["plan_id"], "demo")
     print(f"\nplan {run['plan_id']} published as version {version} "

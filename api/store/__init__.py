@@ -5,8 +5,8 @@ docs/storage.md): Parquet payloads in content-addressed blobs, written in the sa
 transaction as the rows that name them. Rows written before keep their JSON, and every
 reader takes either form: the JSON readers (`plan`, `catalog_document`, `active_bundle`,
 `published_bundle`, `plan_with_catalog`) build the JSON of a columnar row, the columnar ones
-(`stored_plan`, `plan_object`, `catalog_instance`, `publication`, `offers_parquet`) read a
-JSON row's columns.
+(`stored_plan`, `plan_object`, `catalog_instance`, `publication`, `active_publication`,
+`offers_parquet`) read a JSON row's columns, and `active_summary` reads headers only.
 """
 
 from __future__ import annotations
@@ -349,6 +349,17 @@ class Store:
                 raise NotFound(f"plan {plan_id!r}")
             return {**row, "document": _stored_plan(conn, plan_id).json_document()}
 
+    def plan_row(self, plan_id: str) -> dict[str, Any]:
+        """The plan's row, with its `header` (the document without offers and offer sets)
+        in place of the document: no payload is read."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(plans).where(plans.c.id == plan_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"plan {plan_id!r}")
+        header = {k: v for k, v in json.loads(row["document"]).items()
+                  if k not in ("offers", "offer_sets")}
+        return {**{k: v for k, v in row.items() if k != "document"}, "header": header}
+
     def stored_plan(self, plan_id: str) -> StoredPlan:
         with self.engine.connect() as conn:
             return _stored_plan(conn, plan_id)
@@ -506,11 +517,41 @@ class Store:
 
     def publication(self, version: int) -> Publication | None:
         """The plan published as `version`, in columns, with the catalog it was solved from."""
-        found = self._publication(publications.c.version == version)
+        return self._columnar(publications.c.version == version)
+
+    def active_publication(self) -> Publication | None:
+        """As `publication`, for the active version."""
+        return self._columnar(publications.c.version == sa.select(active.c.version)
+                              .scalar_subquery())
+
+    def _columnar(self, which: sa.ColumnElement[bool]) -> Publication | None:
+        found = self._publication(which)
         if found is None:
             return None
         row, plan, catalog = found
         return Publication(int(row["version"]), str(row["id"]), plan, catalog)
+
+    def active_summary(self) -> dict[str, Any] | None:
+        """The active version, its plan id, when and by whom it was published, its plan's
+        header (the document without offers) and its catalog's currency: no payload is read,
+        so the answer is as quick at a million offers as at ten."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(publications.c.version, plans.c.id, publications.c.created_at,
+                          publications.c.actor, plans.c.document.label("plan"),
+                          catalog_plans.c.document.label("catalog"))
+                .join(active, active.c.version == publications.c.version)
+                .join(plans, plans.c.id == publications.c.plan_id)
+                .join(runs, runs.c.id == plans.c.run_id)
+                .join(catalog_plans, catalog_plans.c.id == runs.c.catalog_plan_id)
+            ).mappings().first()
+        if row is None:
+            return None
+        header = {k: v for k, v in json.loads(row["plan"]).items() if k not in ("offers",
+                                                                                "offer_sets")}
+        return {"version": int(row["version"]), "plan_id": str(row["id"]),
+                "created_at": row["created_at"], "actor": row["actor"], "plan": header,
+                "currency": json.loads(row["catalog"]).get("currency")}
 
     def _publication(self, which: sa.ColumnElement[bool]
                      ) -> tuple[dict[str, Any], StoredPlan, StoredCatalog] | None:
@@ -531,7 +572,15 @@ class Store:
         return out, plan, catalog
 
     def plan_with_catalog(self, plan_id: str) -> dict[str, Any]:
-        """A plan, the catalog it was solved from, and the versions it was published as."""
+        """A plan, the catalog it was solved from (both as JSON), and the versions it was
+        published as; for large plans read `plan_record`."""
+        record = self.plan_record(plan_id)
+        return {"plan": record.plan.json_document(), "catalog": record.catalog.json_document(),
+                "versions": list(record.versions)}
+
+    def plan_record(self, plan_id: str) -> PlanRecord:
+        """A plan and the catalog it was solved from, as stored, and the versions it was
+        published as."""
         with self.engine.connect() as conn:
             catalog_id = conn.execute(
                 sa.select(runs.c.catalog_plan_id).join(plans, plans.c.run_id == runs.c.id)
@@ -543,8 +592,7 @@ class Store:
             versions = conn.execute(sa.select(publications.c.version)
                                     .where(publications.c.plan_id == plan_id)
                                     .order_by(publications.c.version)).scalars().all()
-        return {"plan": plan.json_document(), "catalog": catalog.json_document(),
-                "versions": [int(v) for v in versions]}
+        return PlanRecord(plan, catalog, tuple(int(v) for v in versions))
 
     def history(self, limit: int = 50, version: int | None = None) -> list[dict[str, Any]]:
         """Publications, newest first; only the one of `version` when given."""
@@ -564,6 +612,16 @@ class Publication:
     plan_id: str
     plan: StoredPlan
     catalog: StoredCatalog
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """A plan and its catalog, as stored, and the versions it was published as
+    (`Store.plan_record`)."""
+
+    plan: StoredPlan
+    catalog: StoredCatalog
+    versions: tuple[int, ...]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -254,7 +253,7 @@ def confirm_rollback() -> str:
                        and r["version"] < active_row["version"]), None)
     target_plan = None
     if target is not None:
-        target_plan = json.loads(store.plan(str(target["plan_id"]))["document"])
+        target_plan = store.plan_row(str(target["plan_id"]))["header"]
     return render_template("workbench/confirm_rollback.html", to_version=to_version,
                            target=target, target_plan=target_plan, active_row=active_row)
 

@@ -68,7 +68,7 @@ class PlanBundle:
 def plan_bundle(plan_id: str) -> PlanBundle:
     """The plan and its catalog; `NotFound` for an unknown id."""
     s = store()
-    row = s.plan(plan_id)
+    row = s.plan_row(plan_id)
     both = s.plan_with_catalog(plan_id)
     return PlanBundle(plan_id, str(row["run_id"]), json.loads(both["plan"]),
                       json.loads(both["catalog"]), str(row["status"]), bool(row["checked"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import secrets
 import tempfile
@@ -24,7 +23,6 @@ from api.workbench.blueprint import PUBLIC, page, workbench
 from api.workbench_job import is_frontier
 from optimizer.errors import InputError, Issue
 from optimizer.io import ZipLimits, load_instance
-from optimizer.io.json_form import instance_to_document
 from optimizer.io.safe_json import parse_json
 from optimizer.model.instance import Instance
 
@@ -86,14 +84,14 @@ def sign_out() -> Response:
 def _home(issues: list[present.IssueRow] | None = None, more: int = 0,
           upload_name: str | None = None, form: dict[str, Any] | None = None) -> str:
     store = queries.store()
-    active = store.active_bundle()
+    active = store.active_summary()
     active_plan = None
     if active is not None:
-        doc = json.loads(active["plan"])
-        active_plan = {"version": active["version"], "plan_id": active["id"],
+        header = active["plan"]
+        active_plan = {"version": active["version"], "plan_id": active["plan_id"],
                        "published_at": active["created_at"], "published_by": active["actor"],
-                       "instance": doc.get("instance"), "objective": doc.get("objective"),
-                       "currency": json.loads(active["catalog"]).get("currency")}
+                       "instance": header.get("instance"), "objective": header.get("objective"),
+                       "currency": active["currency"]}
     cfg = current_app.config
     defaults = {"time_limit": f"{cfg['SOLVE_TIME_LIMIT']:g}", "split_traffic": False}
     return render_template("workbench/home.html", active=active_plan, runs=queries.recent_runs(),
@@ -178,13 +176,11 @@ def upload() -> Any:
         return _home(*present.issue_rows(exc.issues, where="the upload form"), name, keep), 422
     except CatalogRefused as exc:
         return _home(*present.issue_rows(exc.issues, exc.labels), name, keep), 422
-    document = json.dumps(instance_to_document(instance), sort_keys=True)
-    sha = hashlib.sha256(document.encode()).hexdigest()
     nonce = form.get("nonce") or ""
     key = f"workbench-{nonce}" if 16 <= len(nonce) <= 64 and nonce.isalnum() else None
     actor = session.actor()
     assert actor is not None  # the guard let only a signed-in merchandiser in
-    run_id, _ = queries.store().submit(instance.name, document, sha, options, actor, key)
+    run_id, _ = queries.store().submit(instance.name, instance, None, options, actor, key)
     return redirect(url_for("workbench.run_page", run_id=run_id), 303)
 
 

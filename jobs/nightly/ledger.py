@@ -20,13 +20,16 @@ from api.store import (
     Conflict,
     RunStatus,
     Store,
+    encode_catalog,
     encode_plan,
+    insert_catalog,
     insert_plan,
     new_id,
     pid_alive,
     this_worker,
 )
-from api.store.schema import active, catalog_plans, nightly_runs, runs
+from api.store.schema import active, nightly_runs, runs
+from optimizer.model.instance import Instance
 from optimizer.plan.model import Plan
 
 
@@ -46,9 +49,7 @@ class Outcome:
 
     status: NightlyStatus
     exit_code: int
-    catalog_name: str
-    catalog: str  # instance@1 JSON
-    sha256: str
+    catalog: Instance  # stored in columns, under the SHA-256 of its zip
     plan: Plan
     checked: bool
     options: dict[str, Any]
@@ -110,12 +111,10 @@ class Ledger:
         now = time.time()
         catalog_id, run_id, plan_id = new_id(), new_id(), new_id()
         plan = outcome.plan
-        encoded = encode_plan(plan)  # before the transaction: no lock held while encoding
+        # encoded before the transaction: no lock is held while encoding
+        catalog, encoded = encode_catalog(outcome.catalog), encode_plan(plan)
         with self.store.write() as conn:
-            conn.execute(catalog_plans.insert().values(
-                id=catalog_id, name=outcome.catalog_name, sha256=outcome.sha256,
-                document=outcome.catalog, idempotency_key=None, submitted_by=actor,
-                created_at=now))
+            insert_catalog(conn, catalog_id, outcome.catalog.name, catalog, actor)
             conn.execute(runs.insert().values(
                 id=run_id, catalog_plan_id=catalog_id, status=RunStatus.SUCCEEDED,
                 options=json.dumps(outcome.options), cancel_requested=False,

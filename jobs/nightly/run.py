@@ -125,17 +125,16 @@ def _beat(ledger: Ledger, run_key: str, stop: threading.Event) -> None:
 
 def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key: str,
          report: dict[str, Any], log: JobLog, recorded: pd.DataFrame | None) -> int:
-    from optimizer.io.json_form import instance_to_document
     from optimizer.plan.check import check_plan
     from optimizer.plan.diff import contact_summary, inventory_rows, kpi_table, plan_diff
     from optimizer.solve.verify import solve_budget
 
     started = time.monotonic()  # the time limit covers loading, estimation, solves and check
     instance, uncertainty = _inputs(settings, report, log, recorded)
-    active = store.active_bundle()
-    yesterday_plan = None if active is None else Plan.from_dict(json.loads(active["plan"]))
-    yesterday_instance = None if active is None else _instance_of(active["catalog"])
-    report["previous_version"] = None if active is None else int(active["version"])
+    active = store.active_publication()
+    yesterday_plan = None if active is None else active.plan.plan()
+    yesterday_instance = None if active is None else active.catalog.instance()
+    report["previous_version"] = None if active is None else active.version
     log.info("active_plan", version=report["previous_version"])
     if recorded is not None and yesterday_plan is not None and yesterday_instance is not None:
         report["yesterday"] = _realized(recorded, yesterday_instance, yesterday_plan,
@@ -180,10 +179,8 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     report.update(outcome=str(outcome), exit_code=int(code), summary=summary,
                   finished_at=time.time())
     if ledger is not None:
-        document = json.dumps(instance_to_document(instance), sort_keys=True)
         run_id, plan_id, version = ledger.record(run_key, Outcome(
-            status=NightlyStatus(outcome), exit_code=int(code), catalog_name=instance.name,
-            catalog=document, sha256=hashlib.sha256(document.encode()).hexdigest(), plan=plan,
+            status=NightlyStatus(outcome), exit_code=int(code), catalog=instance, plan=plan,
             checked=check.ok, options=_options(settings), publish=ok,
             expected_version=report["previous_version"]), report, "nightly",
             settings.publish_pause)
@@ -278,12 +275,6 @@ def _realized(recorded: pd.DataFrame, instance: Instance, plan: Plan, version: i
     log.info("yesterday_measured", version=version, realized=m.incremental_margin.value,
              expected=m.expected_incremental_margin)
     return {"version": version, "headline": headline(m), "measurement": m.to_dict()}
-
-
-def _instance_of(catalog: str) -> Instance:
-    from optimizer.io import instance_from_document
-
-    return instance_from_document(json.loads(catalog), origin="active catalog")
 
 
 def _options(settings: NightlySettings) -> dict[str, Any]:

@@ -14,9 +14,12 @@ import pandas as pd
 from optimizer.estimation.glm import logit, sigmoid
 from optimizer.model.instance import Instance
 
+CHUNK_RESPONSES = 500_000  # responses whose arms are drawn at once
 
-def arms(instance: Instance) -> pd.DataFrame:
-    """Every (response, discount, perk) arm, with its true take probability."""
+
+def arms(instance: Instance, responses: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every (response, discount, perk) arm of `responses` (default: all the instance's),
+    with its true take probability; `response` numbers the rows of `responses`."""
     ladders = instance.bundle_ladders()
     ladder = pd.DataFrame({
         "bundle": np.repeat(instance.bundles["id"].to_numpy(dtype=object), [len(x) for x in ladders]),
@@ -26,7 +29,8 @@ def arms(instance: Instance) -> pd.DataFrame:
         pd.DataFrame({"bundle": instance.bundles["id"], "perk": "", "lift": 0.0}),
         instance.perks.rename(columns={"id": "perk"})[["bundle", "perk", "lift"]],
     ], ignore_index=True)
-    r = instance.responses.reset_index(names="response")
+    given = instance.responses if responses is None else responses
+    r = given.reset_index(drop=True).reset_index(names="response")
     out = r.merge(ladder, on="bundle").merge(options, on="bundle").sort_values(
         ["response", "discount", "perk"], kind="stable").reset_index(drop=True)
     z = logit(out["take_rate"].to_numpy()) + out["price_sensitivity"].fillna(0.0).to_numpy() * \
@@ -36,24 +40,31 @@ def arms(instance: Instance) -> pd.DataFrame:
 
 def simulate(instance: Instance, views_per_cell: int, holdout: float = 0.1, seed: int = 0,
              row_level: bool = False) -> pd.DataFrame:
-    """An `offeropt/exposures@1` table (aggregated, or one row per view)."""
+    """An `offeropt/exposures@1` table (aggregated, or one row per view). Arms are drawn
+    for `CHUNK_RESPONSES` responses at a time, so memory follows the rows written, not every
+    arm of every response (at a million segments, over a hundred million)."""
     rng = np.random.default_rng(seed)
-    table = arms(instance)
     responses = instance.responses
     held = rng.binomial(views_per_cell, holdout, len(responses))
-    arm_views = _spread(rng, views_per_cell - held, table["response"].to_numpy())
-    shown = pd.DataFrame({
-        "segment": table["segment"], "bundle": table["bundle"], "shown": 1,
-        "discount": table["discount"], "perk": table["perk"], "views": arm_views,
-        "purchases": rng.binomial(arm_views, table["prob"].to_numpy()),
-    })
+    parts = []
+    for start in range(0, len(responses), CHUNK_RESPONSES):
+        chunk = responses.iloc[start:start + CHUNK_RESPONSES]
+        table = arms(instance, chunk)
+        arm_views = _spread(rng, views_per_cell - held[start:start + len(chunk)],
+                            table["response"].to_numpy())
+        kept = arm_views > 0
+        parts.append(pd.DataFrame({
+            "segment": table["segment"][kept], "bundle": table["bundle"][kept], "shown": 1,
+            "discount": table["discount"][kept], "perk": table["perk"][kept],
+            "views": arm_views[kept],
+            "purchases": rng.binomial(arm_views, table["prob"].to_numpy())[kept],
+        }))
     baseline = responses["baseline_rate"].fillna(0.0).to_numpy()
     holdouts = pd.DataFrame({
         "segment": responses["segment"], "bundle": responses["bundle"], "shown": 0,
         "discount": 0.0, "perk": "", "views": held, "purchases": rng.binomial(held, baseline),
     })
-    logs = pd.concat([holdouts, shown], ignore_index=True)
-    logs = logs[logs["views"] > 0].reset_index(drop=True)
+    logs = pd.concat([holdouts[held > 0], *parts], ignore_index=True)
     return _one_row_per_view(rng, logs) if row_level else logs
 
 

@@ -140,6 +140,23 @@ def test_row_level_logs_estimate_the_same_as_aggregated(truth: Instance) -> None
     pd.testing.assert_frame_equal(a.responses, b.responses)
 
 
+def test_simulated_logs_drawn_in_chunks_hold_every_view_on_a_real_arm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arms are drawn a few responses at a time (large catalogs): every response still gets
+    exactly its views, on arms of its own bundle, and purchases never exceed views."""
+    import optimizer.estimation.simulate as simulation
+
+    inst = generate(12, seed=4, responses_per_segment=5)
+    monkeypatch.setattr(simulation, "CHUNK_RESPONSES", 7)
+    logs = simulate(inst, 9, holdout=0.3, seed=2)
+    per_pair = logs.groupby(["segment", "bundle"])["views"].sum()
+    assert len(per_pair) == len(inst.responses) and (per_pair == 9).all()
+    known = arms(inst).set_index(["segment", "bundle", "discount", "perk"]).index
+    shown = logs[logs["shown"] == 1]
+    assert shown.set_index(["segment", "bundle", "discount", "perk"]).index.isin(known).all()
+    assert (logs["purchases"] <= logs["views"]).all() and (logs["views"] > 0).all()
+
+
 def test_simulated_purchase_rates_match_the_true_probabilities() -> None:
     inst = generate(5, seed=1, responses_per_segment=3)
     logs = simulate(inst, 400_000, holdout=0.25, seed=7)

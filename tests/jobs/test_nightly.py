@@ -17,7 +17,6 @@ from cli.main import main
 from jobs.nightly.ledger import Ledger, NightlyStatus, Outcome
 from optimizer.io import instance_from_document
 from optimizer.plan.check import check_plan
-from optimizer.plan.model import Plan
 from tests.nightly_helpers import (
     base_catalog,
     corrupted_estimates,
@@ -67,6 +66,10 @@ def test_three_nights_publish_publish_keep(night: Any) -> None:
     active = night.store.active_bundle()
     assert active["version"] == 2
     assert check_plan(instance_from_document(collapsed), json.loads(active["plan"])).ok
+    stored = night.store.active_publication()  # kept in columns: no JSON at a million segments
+    assert stored.catalog.tables is not None and stored.plan.columnar
+    assert stored.catalog.instance().responses.equals(
+        instance_from_document(collapsed).responses)
     rails = {g["name"]: g for g in report["guardrails"]}
     assert set(rails) == {"plan_check", "solver_status", "objective_vs_active", "no_offer_share",
                           "objective_jump", "estimate_drift"}
@@ -188,9 +191,10 @@ def test_publish_refuses_when_the_active_plan_moved_meanwhile(night: Any) -> Non
     night(doc, "base")
     ledger = Ledger(night.store)
     assert ledger.begin("late") is None
-    plan = Plan.from_dict(json.loads(night.store.active_bundle()["plan"]))
+    active = night.store.active_publication()
+    plan, catalog = active.plan.plan(), active.catalog.instance()
     before = _plan_count(night.store)
-    outcome = Outcome(NightlyStatus.PUBLISHED, 0, "c", "{}", "0" * 64, plan, True, {}, True,
+    outcome = Outcome(NightlyStatus.PUBLISHED, 0, catalog, plan, True, {}, True,
                       expected_version=None)  # it saw no active plan; version 1 is active now
     with pytest.raises(Conflict, match="active plan: must still be version None"):
         ledger.record("late", outcome, {}, "test")
