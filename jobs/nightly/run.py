@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from optimizer.estimation.exposures import Exposures
 
 HEARTBEAT_SECONDS = 10.0
+# after the solve: the job's own check, guardrails, diff, storing and report (at 15M
+# responses, measured below in benchmarks/README.md)
+AFTER_SOLVE_SECONDS_PER_RESPONSE = 6e-6
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,9 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
         report["yesterday"] = _realized(recorded, yesterday_instance, yesterday_plan,
                                         report["previous_version"], log)
 
-    budget = solve_budget(instance, settings.time_limit - (time.monotonic() - started),
-                          settings.explore)
+    left = settings.time_limit - (time.monotonic() - started)
+    budget = solve_budget(instance, left - min(0.3 * left, AFTER_SOLVE_SECONDS_PER_RESPONSE
+                                               * len(instance.responses)), settings.explore)
     explore = {"explore_seed": int(hashlib.sha256(run_key.encode()).hexdigest()[:8], 16),
                "uncertainty": uncertainty}  # new draws each night, the same on a rerun
     plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log, explore)

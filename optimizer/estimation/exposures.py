@@ -18,6 +18,7 @@ from pyarrow.lib import ArrowException
 
 from optimizer.errors import InputError, Issue
 from optimizer.io.fields import Locator
+from optimizer.io.lookup import positions
 from optimizer.io.tables import read_table_file
 from optimizer.io.validate import COUNT_RULE, MAX_COUNT
 from optimizer.model.instance import Instance
@@ -27,6 +28,7 @@ AGGREGATED = ("views", "purchases")
 ROW_LEVEL = ("purchased",)
 ARM = ("segment", "bundle", "shown", "discount", "perk")
 _DISCOUNT_KEY = 1e9  # discounts are compared as integers of 1e-9, as written in files
+ARROW_TEXT = pd.StringDtype("pyarrow")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Exposures:
 
 
 def load_exposures(path: str | Path, instance: Instance) -> Exposures:
-    frame, locator = read_table_file(path)
+    frame, locator = read_table_file(path, arrow_text=True)
     return exposures_from_frame(frame, instance, locator, Path(path).name)
 
 
@@ -113,8 +115,8 @@ class Checker:
 
     def text(self, column: str) -> pd.Series:
         raw = self.frame[column]
-        try:
-            text = raw.astype("string").str.strip()
+        try:  # in Arrow: no Python object per cell, at tens of millions of rows
+            text = raw.astype(ARROW_TEXT).str.strip()
         except (TypeError, ValueError, UnicodeError, ArrowException):  # a Parquet binary column
             raise InputError([Issue(f"{self.locator.table}.parquet",
                                     f"must have a column {column!r} of text",
@@ -123,7 +125,7 @@ class Checker:
 
     def ids(self, column: str, known: pd.Index, what: str) -> np.ndarray:
         text = self.text(column)
-        pos = known.get_indexer(text.to_numpy(dtype=object, na_value=""))
+        pos = positions(text, known)
         for i in np.flatnonzero(pos < 0):
             value = text.iloc[i]
             if value == "":
@@ -187,29 +189,38 @@ def _perks(frame: pd.DataFrame, instance: Instance, locator: Locator, bundle: np
            shown: np.ndarray, shown_num: np.ndarray, issues: list[Issue]) -> np.ndarray:
     if "perk" not in frame.columns:
         return np.full(len(frame), -1, dtype=np.int64)
-    perk_id = Checker(frame, locator, issues).text("perk").to_numpy(dtype=object, na_value="")
-    given = perk_id != ""
+    perk_id = Checker(frame, locator, issues).text("perk")
+    given = (perk_id != "").to_numpy(dtype=bool, na_value=False)
     bundle_ids = instance.bundles["id"].to_numpy(dtype=object)
-    known = pd.MultiIndex.from_arrays([instance.perks["bundle"], instance.perks["id"]])
-    keys = pd.MultiIndex.from_arrays([np.where(bundle >= 0, bundle_ids[bundle.clip(0)], ""), perk_id])
-    pos = np.where(given, known.get_indexer(keys), -1)
+    # (bundle, perk) pairs as one integer each: the bundle's position and the perk id's code
+    code, names = pd.factorize(perk_id)
+    width = len(names) + 1
+    perk_code = positions(instance.perks["id"], names)
+    named = np.flatnonzero(perk_code >= 0)  # the instance's perks whose ids the log names
+    known = positions(instance.perks["bundle"], instance.bundles["id"])[named] * width + \
+        perk_code[named]
+    found = pd.Index(known).get_indexer(bundle * width + code)
+    pos = np.full(len(bundle), -1, dtype=np.int64)
+    hit = given & (bundle >= 0) & (code >= 0) & (found >= 0)
+    pos[hit] = named[found[hit]]
     holdout = shown_num == 0.0
     for i in np.flatnonzero(given & holdout):
         issues.append(Issue(locator.path(int(i), "perk"), "must be empty for a holdout row (shown = 0)",
-                            perk_id[i]))
+                            perk_id.iloc[i]))
     for i in np.flatnonzero(given & shown & (bundle >= 0) & (pos < 0)):
         issues.append(Issue(locator.path(int(i), "perk"),
-                            f"must be a perk of bundle {bundle_ids[bundle[i]]!r}", perk_id[i]))
+                            f"must be a perk of bundle {bundle_ids[bundle[i]]!r}", perk_id.iloc[i]))
     return np.where(shown, pos, -1).astype(np.int64)
 
 
 def _check_discounts(instance: Instance, locator: Locator, bundle: np.ndarray, shown: np.ndarray,
                      shown_num: np.ndarray, discount: np.ndarray, issues: list[Issue]) -> None:
     ladders = instance.bundle_ladders()
-    allowed = {(b, round(d * _DISCOUNT_KEY)) for b, ladder in enumerate(ladders) for d in ladder}
-    keys = np.round(discount * _DISCOUNT_KEY).astype(np.int64)
-    lookup = pd.MultiIndex.from_tuples(sorted(allowed), names=["b", "d"])
-    in_ladder = lookup.get_indexer(pd.MultiIndex.from_arrays([bundle, keys])) >= 0
+    # (bundle, discount) pairs as one integer each: discounts in [0, 1) take 30 bits
+    allowed = {b << 32 | round(d * _DISCOUNT_KEY) for b, ladder in enumerate(ladders)
+               for d in ladder}
+    keys = bundle << 32 | np.round(np.clip(discount, 0, 1) * _DISCOUNT_KEY).astype(np.int64)
+    in_ladder = pd.Index(sorted(allowed), dtype=np.int64).get_indexer(keys) >= 0
     bundle_ids = instance.bundles["id"].to_numpy(dtype=object)
     for i in np.flatnonzero(shown & (bundle >= 0) & ~in_ladder & (discount >= 0) & (discount < 1)):
         ladder = [float(d) for d in ladders[bundle[i]]]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_ITER = 100
-TOL = 1e-10
+TOL = 1e-7  # a step below this (on the logit scale) changes no estimate that matters
 RIDGE = 1e-9  # keeps a cell's Hessian invertible when its data cannot identify a parameter
+COMPACT_BELOW = 0.5  # share of cells still moving below which their rows are taken apart
 
 
 @dataclass(frozen=True)
@@ -48,23 +49,59 @@ def logit(p: np.ndarray | float) -> np.ndarray:
 def fit_cells(rows: Rows, cells: int, start: np.ndarray, lower: np.ndarray, upper: np.ndarray,
               prior_mean: np.ndarray | None = None, prior_precision: np.ndarray | None = None,
               ) -> CellFit:
-    """MAP (or MLE) of every cell's parameters; `lower`/`upper` are per parameter."""
+    """MAP (or MLE) of every cell's parameters; `lower`/`upper` are per parameter. Cells are
+    independent, so a cell whose step has become negligible stops, and once most have the
+    rows of the rest are taken apart: late iterations cost what the few moving cells cost."""
     p = rows.x.shape[1]
     precision = np.zeros(p) if prior_precision is None else np.asarray(prior_precision, np.float64)
     mean = np.zeros((cells, p)) if prior_mean is None else prior_mean
     theta = np.clip(start.astype(np.float64, copy=True), lower, upper)
+    moving = slice(None)  # the cells still iterating (an index array once some stop)
+    part, count = rows, cells  # their rows, and how many they are
+    hess_all = np.zeros((cells, p, p))
+    value: np.ndarray | None = None  # the objective of the moving cells at their parameters
     for _ in range(MAX_ITER):
-        grad, hess = _derivatives(rows, cells, theta, mean, precision)
-        at_lower = (theta <= lower) & (grad < 0)
-        at_upper = (theta >= upper) & (grad > 0)
+        here, prior = theta[moving], mean[moving]
+        grad, hess = _derivatives(part, count, here, prior, precision)
+        hess_all[moving] = hess  # a cell stops when its step is negligible: its last Hessian
+        at_lower = (here <= lower) & (grad < 0)
+        at_upper = (here >= upper) & (grad > 0)
         free = ~(at_lower | at_upper)
         step = _newton_step(grad, hess, free)
-        theta, moved = _halving(rows, cells, theta, step, lower, upper, mean, precision)
-        if moved <= TOL:
+        if value is None:
+            value = _objective(part, count, here, prior, precision)
+        new, value = _halving(part, count, here, step, lower, upper, prior, precision, value)
+        theta[moving] = new
+        still = np.abs(new - here).max(axis=1, initial=0.0) > TOL
+        if not still.any():
             break
-    _, hess = _derivatives(rows, cells, theta, mean, precision)
-    cov = np.linalg.inv(-hess + RIDGE * np.eye(p))
-    return CellFit(theta, cov)
+        if still.mean() < COMPACT_BELOW:
+            part = rows_of_cells(part, still)
+            moving = np.arange(cells)[moving][still]
+            value, count = value[still], len(moving)
+    return CellFit(theta, _inverse(-hess_all + RIDGE * np.eye(p)))
+
+
+def rows_of_cells(rows: Rows, keep: np.ndarray) -> Rows:
+    """The rows of the cells `keep` (bool per cell), cells numbered among those kept."""
+    at = keep[rows.cell]
+    number = np.cumsum(keep) - 1
+    return Rows(number[rows.cell[at]], rows.x[at], rows.offset[at], rows.n[at], rows.y[at])
+
+
+def _inverse(a: np.ndarray) -> np.ndarray:
+    """Inverses of many 1x1 or 2x2 matrices, in closed form (LAPACK's per-matrix overhead
+    dominates at this size); larger ones by numpy."""
+    if a.shape[1] == 1:
+        out: np.ndarray = 1.0 / a
+        return out
+    if a.shape[1] != 2:
+        return np.linalg.inv(a)
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    out = np.empty_like(a)
+    out[:, 0, 0], out[:, 1, 1] = a[:, 1, 1] / det, a[:, 0, 0] / det
+    out[:, 0, 1], out[:, 1, 0] = -a[:, 0, 1] / det, -a[:, 1, 0] / det
+    return out
 
 
 def _linear(rows: Rows, theta: np.ndarray) -> np.ndarray:
@@ -91,11 +128,24 @@ def _derivatives(rows: Rows, cells: int, theta: np.ndarray, mean: np.ndarray,
 
 
 def _newton_step(grad: np.ndarray, hess: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Newton direction on each cell's free parameters; fixed ones do not move."""
-    p = grad.shape[1]
-    keep = free[:, :, None] & free[:, None, :]
-    neg = np.where(keep, -hess, 0.0) + np.eye(p) * np.where(free, RIDGE, 1.0)[:, None, :]
-    step: np.ndarray = np.linalg.solve(neg, np.where(free, grad, 0.0)[..., None])[..., 0]
+    """Newton direction on each cell's free parameters; fixed ones do not move. One or two
+    parameters are solved in closed form, over whole columns."""
+    g = np.where(free, grad, 0.0)
+    diagonal = np.where(free, -np.diagonal(hess, axis1=1, axis2=2) + RIDGE, 1.0)
+    if grad.shape[1] == 1:
+        one: np.ndarray = g / diagonal
+        return one
+    if grad.shape[1] != 2:
+        keep = free[:, :, None] & free[:, None, :]
+        neg = np.where(keep, -hess, 0.0) + np.eye(grad.shape[1]) * (diagonal * ~free)[:, None, :]
+        general: np.ndarray = np.linalg.solve(neg, g[..., None])[..., 0]
+        return general
+    a, d = diagonal[:, 0], diagonal[:, 1]
+    b = np.where(free[:, 0] & free[:, 1], -hess[:, 0, 1], 0.0)
+    det = a * d - b * b
+    step = np.empty_like(g)
+    step[:, 0] = (d * g[:, 0] - b * g[:, 1]) / det
+    step[:, 1] = (a * g[:, 1] - b * g[:, 0]) / det
     return step
 
 
@@ -109,19 +159,22 @@ def _objective(rows: Rows, cells: int, theta: np.ndarray, mean: np.ndarray,
 
 
 def _halving(rows: Rows, cells: int, theta: np.ndarray, step: np.ndarray, lower: np.ndarray,
-             upper: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, float]:
-    """Take each cell's step, halved until its objective does not fall (concave: always ends)."""
-    base = _objective(rows, cells, theta, mean, precision)
+             upper: np.ndarray, mean: np.ndarray, precision: np.ndarray, base: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Take each cell's step, halved until its objective (`base` at `theta`) does not fall
+    (concave: always ends); returns the new parameters and their objective."""
     scale = np.ones(cells)
     pending = np.ones(cells, bool)
-    new = theta
+    new, value = theta, base
     for _ in range(30):
         trial = np.clip(theta + scale[:, None] * step, lower, upper)
         new = np.where(pending[:, None], trial, new)
-        worse = _objective(rows, cells, new, mean, precision) < base - 1e-12 * np.abs(base)
+        at_new = _objective(rows, cells, new, mean, precision)
+        worse = at_new < base - 1e-12 * np.abs(base)
+        value = np.where(pending & ~worse, at_new, value)
         pending = worse & pending
         if not pending.any():
             break
         scale = np.where(pending, scale * 0.5, scale)
     new = np.where(pending[:, None], theta, new)
-    return new, float(np.abs(new - theta).max(initial=0.0))
+    return new, value

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow.lib import ArrowException
 
@@ -113,8 +114,9 @@ def _read_table(path: Path, fmt: TableFormat, raw: RawInstance) -> pd.DataFrame 
         return None
 
 
-def read_frame(path: Path, fmt: TableFormat) -> pd.DataFrame:
-    """One CSV (every cell as text) or Parquet table, header names stripped."""
+def read_frame(path: Path, fmt: TableFormat, arrow_text: bool = False) -> pd.DataFrame:
+    """One CSV (every cell as text) or Parquet table, header names stripped; with
+    `arrow_text`, a Parquet table's text columns stay in Arrow (no Python object per cell)."""
     try:
         if fmt == "csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
@@ -122,7 +124,7 @@ def read_frame(path: Path, fmt: TableFormat) -> pd.DataFrame:
         else:
             table = pq.read_table(path)
             table.validate(full=True)  # Parquet readers do not check that strings are UTF-8
-            frame = table.to_pandas()
+            frame = table.to_pandas(types_mapper=_arrow_text if arrow_text else None)
     except pd.errors.EmptyDataError:
         raise InputError([Issue(path.name, "must have a header row",
                                 value_text="an empty file")]) from None
@@ -137,15 +139,20 @@ def read_frame(path: Path, fmt: TableFormat) -> pd.DataFrame:
     return frame
 
 
-def read_table_file(path: str | Path) -> tuple[pd.DataFrame, Locator]:
+def _arrow_text(kind: pa.DataType) -> pd.StringDtype | None:
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return pd.StringDtype("pyarrow") if text else None
+
+
+def read_table_file(path: str | Path, arrow_text: bool = False) -> tuple[pd.DataFrame, Locator]:
     """A single table file (logs, transactions): `.parquet`/`.pq` or CSV, and the locator
-    that names its rows in error messages."""
+    that names its rows in error messages (`arrow_text` as for `read_frame`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError([Issue(str(path), "must be an existing CSV or Parquet file",
                                 has_value=False)])
     fmt: TableFormat = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
-    return read_frame(path, fmt), Locator(path.stem, fmt)
+    return read_frame(path, fmt, arrow_text), Locator(path.stem, fmt)
 
 
 def instance_tables(instance: Instance) -> dict[str, pd.DataFrame]:
