@@ -47,6 +47,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         atexit.register(recorder.stop)
     problems.register(app)
     ops.install_hooks(app)
+    if app.config["OFFERS_FAST_PATH"]:
+        from api.storefront_path import StorefrontPath
+
+        app.wsgi_app = StorefrontPath(app)  # type: ignore[method-assign]
     if app.config["RUN_JOBS"]:
         runner = JobRunner(store, app.config["DATABASE_URL"], app.config["SOLVE_WORKERS"],
                            on_finished=ops.observe_solve)

@@ -30,7 +30,12 @@ def token_roles(merchandiser: tuple[str, ...], storefront: tuple[str, ...]) -> d
 def role_of(token: str) -> str | None:
     """One hash and one lookup: the digest, not the token, is compared, so the time taken
     reveals nothing about a configured token's characters."""
-    return _roles().get(_digest(token))
+    return role_of_digest(_roles(), token)
+
+
+def role_of_digest(roles: dict[bytes, str], token: str) -> str | None:
+    """As `role_of`, with the roles given (outside a Flask app context)."""
+    return roles.get(_digest(token)) if token else None
 
 
 def _roles() -> dict[bytes, str]:

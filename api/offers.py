@@ -62,6 +62,7 @@ from api.store import Store
 
 offers_api = Blueprint("offers", __name__)
 CACHE_SECONDS = 30
+PATH = "/v1/offers"
 BUILD_WAIT_SECONDS = 0.5  # how long a request waits for a new version's index
 FIRST_LOAD_SECONDS = 60.0  # how long a request waits for a worker's first index
 RECENT_VERSIONS = 3  # earlier indexes a worker keeps open to attribute late purchases
@@ -537,7 +538,7 @@ def _prune(folder: Path, built: int) -> None:
             pass
 
 
-@offers_api.get("/v1/offers")
+@offers_api.get(PATH)
 @doc("Offers for one page view, from the active plan", "storefront", {200: Offers, 304: "Not modified"},
      params=(Param("segment", "query", "the viewer's segment id", required=True),
              Param("customer_id", "query", "for the stable holdout and offer-set assignment"),
@@ -560,20 +561,25 @@ def get_offers() -> Response:
     body, etag, exposed = index.answer(segment, customer, excluded,
                                        request.headers.get("X-Request-Id"))
     recorder: Recorder | None = extensions.get("offeropt.recorder")
-    if recorder is not None and exposed is not None:
-        if exposed.shown and request.method == "GET":  # a HEAD or an empty answer shows nothing
-            recorder.record(exposed.line)
-        # every view must reach the service to be recorded: caches revalidate (ETag, 304)
-        headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
-    else:
-        # a shared cache must not hand one view's set to every anonymous view of a split
-        # segment
-        split = index.set_count(segment) > 1
-        scope = "private" if customer is not None or split else "public"
-        headers = {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
+    recorded = recorder is not None and exposed is not None
+    # a HEAD or an empty answer shows nothing
+    if recorder is not None and exposed is not None and exposed.shown and request.method == "GET":
+        recorder.record(exposed.line)
+    headers = answer_headers(index, segment, customer, etag, recorded)
     if "If-None-Match" in request.headers and request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     return Response(body, content_type="application/json", headers=headers)
+
+
+def answer_headers(index: ActiveIndex, segment: str, customer: str | None, etag: str,
+                   recorded: bool) -> dict[str, str]:
+    """The caching headers of an answer (`api.storefront_path` sends the same)."""
+    if recorded:  # every view must reach the service to be recorded: caches revalidate
+        return {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
+    # a shared cache must not hand one view's set to every anonymous view of a split segment
+    split = index.set_count(segment) > 1
+    scope = "private" if customer is not None or split else "public"
+    return {"ETag": f'"{etag}"', "Cache-Control": f"{scope}, max-age={CACHE_SECONDS}"}
 
 
 @offers_api.post("/v1/traffic-salt/rotate")

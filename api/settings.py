@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "OPS_PORT": None,  # when set, /healthz /readyz /metrics answer only on this port
     "RUN_JOBS": True,  # False: this process serves but never starts solves
     "PUBLISH_PAUSE_SECONDS": 0.0,  # fault injection for crash tests only
+    "OFFERS_FAST_PATH": True,  # ordinary GET /v1/offers views skip Flask (api.storefront_path)
     "RECORDING": True,  # record served views for the logs (spec section 9)
     "FLUSH_SECONDS": 1.0,  # how often a worker adds its recorded views to the store
     "JOURNAL_DIR": None,  # served views not yet in the store; default DATA_DIR/journal
@@ -54,6 +55,7 @@ def finalize(config: dict[str, Any]) -> None:
     if not config.get("INDEX_DIR"):
         config["INDEX_DIR"] = str(data_dir.resolve() / "index")
     config["RECORDING"] = _flag(config["RECORDING"])
+    config["OFFERS_FAST_PATH"] = _flag(config["OFFERS_FAST_PATH"])
     config["REPLAY_JOURNALS"] = _flag(config["REPLAY_JOURNALS"])
     config["SESSION_COOKIE_SECURE"] = _flag(config["SESSION_COOKIE_SECURE"])
     if config.get("SECRET_KEY") not in (None, ""):  # the environment's parser may guess a number
