@@ -84,7 +84,7 @@ def _nightly(args: argparse.Namespace) -> int:
         stability=Stability(args.max_churn, args.change_penalty),
         thresholds=Thresholds(**{k: getattr(args, k) for k in asdict(Thresholds())}),
         publish_pause=config["PUBLISH_PAUSE_SECONDS"], split_traffic=args.split_traffic,
-        explore=args.explore)
+        explore=args.explore, started=args.started)
     try:
         code = run_nightly(settings, log)
     except SQLAlchemyError as exc:  # the store is unreachable or refused us
