@@ -47,7 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         atexit.register(recorder.stop)
     problems.register(app)
     ops.install_hooks(app)
-    if app.config["OFFERS_FAST_PATH"]:
+    if app.config["OFFERS_FAST_PATH"] and not app.config.get("TRUSTED_HOSTS"):
         from api.storefront_path import StorefrontPath
 
         app.wsgi_app = StorefrontPath(app)  # type: ignore[method-assign]

@@ -314,8 +314,8 @@ class IndexHolder:
     def current(self) -> ActiveIndex:
         now = time.monotonic()
         if now - self._checked >= self.poll_seconds:
-            self._checked = now
             self._refresh_if_moved()
+            self._checked = now  # only once read: a failed read is tried again at once
         return self.index
 
     def _refresh_if_moved(self) -> None:

@@ -7,7 +7,8 @@ view itself, with the same `ActiveIndex.answer`, the same headers, the same reco
 the same metrics as the Flask view (`api.offers.get_offers`). Everything else is handed to
 Flask, which owns every error and every rarer case: another path or method, a missing or
 unknown token or a role without access, no segment, a conditional request
-(`If-None-Match`), the ops listener, and any failure on the way (nothing is recorded
+(`If-None-Match`), a cookie (a workbench session), the ops listener, and any failure on the
+way (nothing is recorded
 before the answer is complete, so the Flask view can start over).
 """
 
@@ -59,8 +60,9 @@ class StorefrontPath:
                 ) -> tuple[bytes, dict[str, str], bytes | None] | None:
         """The body, headers and recorded line of an ordinary view; None for Flask."""
         if environ.get("REQUEST_METHOD") != "GET" or "HTTP_IF_NONE_MATCH" in environ or \
+                "HTTP_COOKIE" in environ or \
                 (self.ops_port is not None and str(environ.get("SERVER_PORT")) == self.ops_port):
-            return None
+            return None  # a cookie may carry a workbench session, which Flask keeps
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer" or role_of_digest(self.roles, token.strip()) not in _ROLES:
             return None

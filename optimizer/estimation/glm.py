@@ -71,14 +71,16 @@ def fit_cells(rows: Rows, cells: int, start: np.ndarray, lower: np.ndarray, uppe
         if value is None:
             value = _objective(part, count, here, prior, precision)
         new, value = _halving(part, count, here, step, lower, upper, prior, precision, value)
+        still = np.abs(new - here).max(axis=1, initial=0.0) > TOL  # before `here` (a view) moves
         theta[moving] = new
-        still = np.abs(new - here).max(axis=1, initial=0.0) > TOL
         if not still.any():
             break
         if still.mean() < COMPACT_BELOW:
             part = rows_of_cells(part, still)
             moving = np.arange(cells)[moving][still]
             value, count = value[still], len(moving)
+    else:  # cells still moving after MAX_ITER: their curvature where they ended
+        hess_all[moving] = _derivatives(part, count, theta[moving], mean[moving], precision)[1]
     return CellFit(theta, _inverse(-hess_all + RIDGE * np.eye(p)))
 
 

@@ -24,6 +24,7 @@ MIN_TAU2 = 1e-4  # keeps the prior proper when cells barely differ
 BACKFIT_SWEEPS = 8
 FULL_ROUNDS = 8  # rounds on every cell after a pilot (SQUAREM-extrapolated)
 PILOT_CELLS = 50_000  # above this many cells of data, tau^2 is first estimated on a sample
+MAX_LOG_TAU2 = 20.0  # an extrapolated log tau^2 beyond this is no prior at all
 MAX_STEP = 64.0  # the most SQUAREM extrapolates, in EM rounds' worth
 
 
@@ -56,7 +57,7 @@ def pooled_fit(rows_of: Callable[[], Rows], cells: int, groups: Grouping, start:
     keeps the sequence an EM sequence. With more than `PILOT_CELLS` cells of data, the
     rounds first run on the cells of a random sample of segments. Their tau^2 (a handful of
     numbers, well measured by a sample, and the slowest part of EM) is then kept, and at
-    most `FULL_ROUNDS` rounds on every cell fit the effects and the cells: sparse cells
+    most `FULL_ROUNDS` (+1) rounds on every cell fit the effects and the cells: sparse cells
     move their weakly identified effects (price sensitivity) by about 1e-3 a round for
     dozens of rounds, which changes no decision and would cost minutes a round at a
     million segments.
@@ -68,8 +69,8 @@ def pooled_fit(rows_of: Callable[[], Rows], cells: int, groups: Grouping, start:
     """
     tau2 = np.full(start.shape[1], 1.0)
     rounds = 0
-    if int(has_data.sum()) > PILOT_CELLS:
-        keep = _pilot(groups, has_data)
+    keep = _pilot(groups, has_data) if int(has_data.sum()) > PILOT_CELLS else None
+    if keep is not None:
         part = rows_of_cells(rows_of(), keep)
         _, segment = np.unique(groups.segment[keep], return_inverse=True)
         pilot_groups = Grouping(groups.bundle[keep], segment, groups.bundles, int(segment.max()) + 1)
@@ -83,13 +84,14 @@ def pooled_fit(rows_of: Callable[[], Rows], cells: int, groups: Grouping, start:
     return PooledFit(fit, state.mean, state.tau2, rounds + more)
 
 
-def _pilot(groups: Grouping, has_data: np.ndarray) -> np.ndarray:
+def _pilot(groups: Grouping, has_data: np.ndarray) -> np.ndarray | None:
     """The cells (bool) of a seeded random sample of segments holding about `PILOT_CELLS`
-    cells of data."""
+    cells of data; None when the sample would hold no cell of data or every cell."""
     share = PILOT_CELLS / max(1, int(has_data.sum()))
     chosen = np.random.default_rng(0).random(groups.segments) < share
     keep: np.ndarray = chosen[groups.segment]
-    return keep
+    sampled = int(has_data[keep].sum())
+    return keep if 0 < sampled < int(has_data.sum()) else None
 
 
 def _em(rows_of: Callable[[], Rows], cells: int, groups: Grouping, start: np.ndarray,
@@ -116,7 +118,7 @@ def _em(rows_of: Callable[[], Rows], cells: int, groups: Grouping, start: np.nda
         rounds += 2
         if _settled(first, second):
             return second, rounds
-        extrapolated = _squarem(state, first, second)
+        extrapolated = _squarem(state, first, second, lower, upper)
         state = em(extrapolated) if extrapolated is not None else second
         rounds += extrapolated is not None
     return state, rounds
@@ -149,9 +151,10 @@ def _settled(before: _State, after: _State) -> bool:
                 and np.abs(after.mean - before.mean).max(initial=0.0) <= EM_TOL)
 
 
-def _squarem(x0: _State, x1: _State, x2: _State) -> _State | None:
-    """The SqS3 step from three EM iterates (on the prior mean and log tau^2), or None when
-    it would not go beyond the second iterate."""
+def _squarem(x0: _State, x1: _State, x2: _State, lower: np.ndarray, upper: np.ndarray
+             ) -> _State | None:
+    """The SqS3 step from three EM iterates (on the prior mean and log tau^2), within the
+    parameters' bounds, or None when it would not go beyond the second iterate."""
     def vector(x: _State) -> np.ndarray:
         return np.concatenate([x.mean.ravel(), np.log(x.tau2)])
 
@@ -165,8 +168,8 @@ def _squarem(x0: _State, x1: _State, x2: _State) -> _State | None:
         return None
     out = v0 - 2 * alpha * r + alpha**2 * v
     p = len(x0.tau2)
-    mean = out[:-p].reshape(x0.mean.shape)
-    tau2 = np.maximum(MIN_TAU2, np.exp(out[-p:]))
+    mean = np.clip(out[:-p].reshape(x0.mean.shape), lower, upper)
+    tau2 = np.maximum(MIN_TAU2, np.exp(np.minimum(out[-p:], MAX_LOG_TAU2)))
     return _State(mean, tau2, x2.theta)
 
 

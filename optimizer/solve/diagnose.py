@@ -9,6 +9,7 @@ the segments whose required offers load them most.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,8 @@ def diagnose(instance: Instance, form: Formulation, limits: Limits, backend: Bac
         integer=np.concatenate([np.ones(n, bool), np.zeros(k, bool)]), maximize=False,
         choices=n,
     )
-    result = backend(problem, limits)
+    # its bounds are on the slack, not the plan: they must not reach the caller's progress
+    result = backend(problem, dataclasses.replace(limits, progress=None))
     if result.x is None:
         return Diagnosis((), f"the elastic re-solve found no point ({result.termination})")
     x = problem.chosen(result.x)

@@ -336,7 +336,9 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
     # the last bound reported is on the whole problem, except under stability settings
     seen = None if run.last_progress is None or options.previous is not None else \
         run.last_progress.bound
-    bound = seen if seen is not None and seen >= best.objective else None
+    below = 1e-9 * max(1.0, abs(best.objective))  # a bound a tolerance below the plan counts
+    bound = max(seen, best.objective) if seen is not None and seen >= best.objective - below \
+        else None
     proved = bound is not None and relative_gap(best.objective, bound) <= options.gap
     return Solution(candidates=_plan_candidates(cands, best),
                     status=Status.OPTIMAL if proved else Status.FEASIBLE,

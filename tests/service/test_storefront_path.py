@@ -54,6 +54,7 @@ def _requests(segments: list[str]) -> list[dict[str, Any]]:
         {"query_string": {"segment": first}, "method": "HEAD"},
         {"query_string": {"segment": first, "customer_id": "c1"}, "etag": True},
         {"query_string": {"segment": first, "customer_id": "c1", "exclude_items": "a,,b"}},
+        {"query_string": {"segment": first}, "cookie": "x"},
     ]
     return out
 
@@ -65,7 +66,10 @@ def _ask(app: Flask, request: dict[str, Any], etag: str | None) -> tuple[Any, ..
         headers["Authorization"] = token
     if request.get("etag") and etag is not None:
         headers["If-None-Match"] = etag
-    response = app.test_client().open("/v1/offers", method=request.get("method", "GET"),
+    client = app.test_client()
+    if request.get("cookie"):
+        client.set_cookie("offeropt_session", request["cookie"])
+    response = client.open("/v1/offers", method=request.get("method", "GET"),
                                       query_string=request["query_string"], headers=headers)
     return (response.status_code, response.get_data(),
             tuple(response.headers.get(h) for h in HEADERS))
@@ -98,5 +102,5 @@ def test_the_short_path_answers_what_the_flask_view_answers(
     handed = [r for r in requests if r.get("token", "storefront") not in ("storefront",
                                                                           "merchandiser")
               or not r["query_string"] or r["query_string"] == {"segment": ""}
-              or r.get("method") == "HEAD" or r.get("etag")]
+              or r.get("method") == "HEAD" or r.get("etag") or r.get("cookie")]
     assert views["count"] == len(handed)
