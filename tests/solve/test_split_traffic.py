@@ -462,7 +462,7 @@ def test_nightly_run_key_digest_is_unchanged_without_split_traffic(tmp_path: Pat
     digest.update(catalog.name.encode() + catalog.read_bytes())
     options = {k: v for k, v in dataclasses.asdict(settings).items()
                if k not in ("catalog", "exposures", "store_url", "report_dir", "publish",
-                            "split_traffic", "explore")}
+                            "split_traffic", "explore", "started")}  # fields added since
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     assert settings.run_key_or_digest() == f"auto-{digest.hexdigest()[:16]}"
     split = dataclasses.replace(settings, split_traffic=True)
