@@ -231,13 +231,16 @@ def _inputs(settings: NightlySettings, report: dict[str, Any], log: JobLog,
     logs = load_exposures(settings.exposures, instance) if settings.exposures else \
         _recorded_exposures(recorded, instance, report)
     est = estimate(instance, logs)
+    del logs  # 27.7M rows at a million segments: gone before the estimated instance is built
     source = est.responses["take_source"]
     from_data, kept = int((source == "data").sum()), int((source == "instance").sum())
     report["estimation"] = {"responses": len(est.responses), "from_data": from_data,
                             "pooled": len(est.responses) - from_data - kept,
                             "kept_from_instance": kept, "warnings": list(est.warnings)}
     log.info("estimated", **{k: v for k, v in report["estimation"].items() if k != "warnings"})
-    return est.to_instance(instance), est.responses
+    # the estimates' table (every cell, with intervals) is kept only for exploration: at a
+    # million segments it is gigabytes the solve does not need
+    return est.to_instance(instance), est.responses if settings.explore > 0 else None
 
 
 def _recorded_exposures(recorded: pd.DataFrame | None, instance: Instance,
