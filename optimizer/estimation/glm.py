@@ -53,6 +53,8 @@ def fit_cells(rows: Rows, cells: int, start: np.ndarray, lower: np.ndarray, uppe
     independent, so a cell whose step has become negligible stops, and once most have the
     rows of the rest are taken apart: late iterations cost what the few moving cells cost."""
     p = rows.x.shape[1]
+    if p > 2:
+        raise ValueError(f"rows.x: must have 1 or 2 columns (closed-form steps), got {p}")
     precision = np.zeros(p) if prior_precision is None else np.asarray(prior_precision, np.float64)
     mean = np.zeros((cells, p)) if prior_mean is None else prior_mean
     theta = np.clip(start.astype(np.float64, copy=True), lower, upper)
@@ -93,12 +95,10 @@ def rows_of_cells(rows: Rows, keep: np.ndarray) -> Rows:
 
 def _inverse(a: np.ndarray) -> np.ndarray:
     """Inverses of many 1x1 or 2x2 matrices, in closed form (LAPACK's per-matrix overhead
-    dominates at this size); larger ones by numpy."""
+    dominates at this size)."""
     if a.shape[1] == 1:
-        out: np.ndarray = 1.0 / a
-        return out
-    if a.shape[1] != 2:
-        return np.linalg.inv(a)
+        one: np.ndarray = 1.0 / a
+        return one
     det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
     out = np.empty_like(a)
     out[:, 0, 0], out[:, 1, 1] = a[:, 1, 1] / det, a[:, 0, 0] / det
@@ -130,18 +130,13 @@ def _derivatives(rows: Rows, cells: int, theta: np.ndarray, mean: np.ndarray,
 
 
 def _newton_step(grad: np.ndarray, hess: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Newton direction on each cell's free parameters; fixed ones do not move. One or two
-    parameters are solved in closed form, over whole columns."""
+    """Newton direction on each cell's free parameters; fixed ones do not move. The one or
+    two parameters are solved in closed form, over whole columns."""
     g = np.where(free, grad, 0.0)
     diagonal = np.where(free, -np.diagonal(hess, axis1=1, axis2=2) + RIDGE, 1.0)
     if grad.shape[1] == 1:
         one: np.ndarray = g / diagonal
         return one
-    if grad.shape[1] != 2:
-        keep = free[:, :, None] & free[:, None, :]
-        neg = np.where(keep, -hess, 0.0) + np.eye(grad.shape[1]) * (diagonal * ~free)[:, None, :]
-        general: np.ndarray = np.linalg.solve(neg, g[..., None])[..., 0]
-        return general
     a, d = diagonal[:, 0], diagonal[:, 1]
     b = np.where(free[:, 0] & free[:, 1], -hess[:, 0, 1], 0.0)
     det = a * d - b * b
