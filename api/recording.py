@@ -55,6 +55,9 @@ class Recorder:
         folder.mkdir(parents=True, exist_ok=True)
         self.prefix = f"{socket.gethostname().replace('~', '-')}~{os.getpid()}"
         self._lock = threading.Lock()
+        # one flush at a time: a replay skips a file another thread of ours is storing, so a
+        # flush that overlapped the loop's could return before that file is stored
+        self._flushing = threading.Lock()
         self._pending: Counter[bytes] = Counter()
         self._fd, self._path = self._new_file()
         self._stopped = threading.Event()
@@ -116,9 +119,11 @@ class Recorder:
 
     def flush(self) -> int:
         """Close the current batch and, when this process replays, store every closed one;
-        returns the views stored."""
-        self.rotate()
-        return replay_journals(self.store, self.folder) if self.replay else 0
+        returns the views stored. When it returns, every view recorded before it is stored
+        (when this process replays and the store is up)."""
+        with self._flushing:
+            self.rotate()
+            return replay_journals(self.store, self.folder) if self.replay else 0
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.flush_seconds):

@@ -33,6 +33,8 @@ from optimizer.stability.reference import Stability
 
 if TYPE_CHECKING:
     from optimizer.estimation.exposures import Exposures
+    from optimizer.plan.check import CheckReport
+    from optimizer.solve.verify import Verified
 
 HEARTBEAT_SECONDS = 10.0
 # after the solve: the job's own check, guardrails, diff, storing and report (at 15M
@@ -132,7 +134,6 @@ def _beat(ledger: Ledger, run_key: str, stop: threading.Event) -> None:
 
 def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key: str,
          report: dict[str, Any], log: JobLog, recorded: pd.DataFrame | None) -> int:
-    from optimizer.plan.check import check_plan
     from optimizer.plan.diff import contact_summary, inventory_rows, kpi_table, plan_diff
     from optimizer.solve.verify import solve_budget
 
@@ -153,9 +154,9 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     budget = solve_budget(instance, left - min(0.3 * left, after), settings.explore)
     explore = {"explore_seed": int(hashlib.sha256(run_key.encode()).hexdigest()[:8], 16),
                "uncertainty": uncertainty}  # new draws each night, the same on a rerun
-    plan, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log, explore)
+    plan, check, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log,
+                                             explore)
     report["solver"] = solver
-    check = check_plan(instance, plan.to_dict())  # what is stored is what is checked
     fallback = (plan.solver.get("previous") or {}).get("fallback_objective")
     yesterday = None if yesterday_plan is None or yesterday_instance is None else \
         Yesterday(yesterday_plan, yesterday_instance, fallback)
@@ -297,14 +298,14 @@ def _options(settings: NightlySettings) -> dict[str, Any]:
 
 
 def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings,
-           budget: float, log: JobLog,
-           explore: dict[str, Any]) -> tuple[Plan, float | None, dict[str, Any]]:
+           budget: float, log: JobLog, explore: dict[str, Any]
+           ) -> tuple[Plan, CheckReport, float | None, dict[str, Any]]:
     """Solve warm-started from yesterday's plan. With stability settings, also solve without
     them (half the time each): the difference is what stability cost, and that solve's bound
-    is the plan's bound. Returns the plan, the gap of the problem solved, solver statistics."""
-    from optimizer.plan.document import build_plan
+    is the plan's bound. Returns the plan, its check (what is stored is what is checked), the
+    gap of the problem solved, solver statistics."""
     from optimizer.solve.dispatch import SolveOptions, relative_gap, solve
-    from optimizer.solve.verify import verified
+    from optimizer.solve.verify import verify
 
     previous = None if yesterday is None else yesterday.optimized_offer_keys()
     stability = settings.stability if previous is not None else Stability()
@@ -312,15 +313,16 @@ def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings
     base = SolveOptions.chosen(vars(settings), previous=previous, **explore)
     share = 0.5 if stability.constrains else 1.0
     options = dataclasses.replace(base, time_limit=budget * share)
-    free = verified(solve(instance, options), options)
+    checked = verify(solve(instance, options), options)
+    free = checked.solution
     log.info("solved", run="free", status=free.status.value, objective=free.objective,
              bound=free.bound, gap=free.gap, seconds=round(free.seconds, 3))
     stats: dict[str, Any] = {"free": _stats(free)}
     if not stability.constrains:
-        return build_plan(free), free.gap, stats
+        return (*_checked(checked), free.gap, stats)
     left = max(1.0, budget - (time.monotonic() - started))
     options = dataclasses.replace(base, time_limit=left, stability=stability)
-    stable = verified(solve(instance, options), options)
+    stable = solve(instance, options)
     # a solve stopped at its limit reports no penalized figures
     penalized = None if stable.stability is None else stable.stability.settings
     objective = None if penalized is None else penalized.penalized_objective
@@ -329,6 +331,8 @@ def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings
     # the unconstrained solve's bound is a bound on every plan's value, this one's included
     if free.bound is not None and stable.objective is not None:
         stable = dataclasses.replace(stable, bound=max(free.bound, stable.objective))
+    checked = verify(stable, options)
+    stable = checked.solution
     log.info("solved", run="stable", status=stable.status.value, objective=stable.objective,
              penalized_gap=solved_gap, seconds=round(stable.seconds, 3))
     cost = None if free.objective is None or stable.objective is None else \
@@ -337,7 +341,18 @@ def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings
     stats["stability_cost"] = {
         "absolute": cost, "relative": None if cost is None or not free.objective else
         cost / abs(free.objective), **dataclasses.asdict(stability)}
-    return build_plan(stable), solved_gap, stats
+    return (*_checked(checked), solved_gap, stats)
+
+
+def _checked(checked: Verified) -> tuple[Plan, CheckReport]:
+    """The verified plan and its check; a solve without a plan gets its empty plan checked."""
+    from optimizer.plan.check import check_plan
+    from optimizer.plan.document import build_plan
+
+    if checked.plan is not None and checked.report is not None:
+        return checked.plan, checked.report
+    plan = build_plan(checked.solution)
+    return plan, check_plan(checked.solution.instance, plan.to_dict())
 
 
 def _stats(solution: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
 from optimizer.solve.reports import DecompositionStats, priced_rows
 from optimizer.solve.result import Solution, SolveOptions, Status, relative_gap, thin, time_left
-from optimizer.solve.supervise import PlanMessage, Sink
+from optimizer.solve.supervise import OnPlan, PlanMessage, Sink
 from optimizer.stability.warm import WarmStart
 
 AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes above this
@@ -75,7 +75,11 @@ def against_previous(found: Solution, warm: WarmStart, penalized_bound: float | 
 
 
 def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
-                start: float, on_plan: Callable[[Candidates, str], None]) -> Solution:
+                start: float, on_plan: OnPlan) -> Solution:
+    """The decomposition; with yesterday's plan, on values adjusted by the change penalty.
+    Yesterday's plan made feasible is the first plan sent, and each plan found after it is
+    sent with its true values, ranked by the penalized objective: a solve stopped at its
+    deadline keeps the best of them."""
     rows = live_coupling(instance, cands)
     if options.previous is None:
         return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
@@ -83,11 +87,21 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     chooser = chooser_for(cands)  # the segments' structure: the same for adjusted values
     warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
     adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
-    found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
-                                options, backend, start, time.perf_counter())
-    plan = found.candidates
     penalty = options.stability.change_penalty
-    true_plan = dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
+
+    def unadjusted(plan: Candidates) -> Candidates:
+        return dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
+
+    def on_adjusted_plan(plan: Candidates, how: str) -> None:
+        true_plan = unadjusted(plan)
+        on_plan(true_plan, how, warm.penalized(true_plan))
+
+    fallback = warm.fallback_plan()
+    if fallback is not None:
+        on_plan(fallback, "yesterday's plan, made feasible", warm.penalized(fallback))
+    found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
+                                options, backend, start, time.perf_counter(), on_adjusted_plan)
+    true_plan = unadjusted(found.candidates)
     objective = None if found.objective is None else float(true_plan.value.sum())
     return against_previous(dataclasses.replace(found, candidates=true_plan, objective=objective),
                              warm, warm.penalized_bound(found.bound))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +35,16 @@ from optimizer.solve.result import SolveOptions as SolveOptions
 from optimizer.solve.result import Status as Status
 from optimizer.solve.result import relative_gap as relative_gap
 from optimizer.solve.result import thin, time_left
-from optimizer.solve.supervise import Channel, Collector, PlanMessage, Sink, Supervised, supervise
+from optimizer.solve.supervise import (
+    Channel,
+    Collector,
+    OnPlan,
+    PlanMessage,
+    Sink,
+    Supervised,
+    best_first,
+    supervise,
+)
 from optimizer.stability.warm import WarmStart
 
 # above this, `auto` decomposes (its LP step then runs over the candidates chosen near the
@@ -77,7 +85,7 @@ def _solve(instance: Instance, options: SolveOptions) -> Solution:
     if not len(cands) or options.time_limit is None:  # no deadline to hold: solve here
         here = Collector(options.progress)
         found = _solve_here(instance, cands, method, options, backend, start, here)
-        earlier = sorted(here.plans, key=lambda p: -p.objective)
+        earlier = best_first(here.plans)
         return _with_found(dataclasses.replace(found.solution_for(instance, cands),
                                                earlier=tuple(earlier)),
                            here.plans, here.found_at, start)
@@ -168,8 +176,9 @@ def _solve_here(instance: Instance, cands: Candidates, method: str, options: Sol
 
     options = dataclasses.replace(options, progress=progress)
 
-    def on_plan(plan: Candidates, how: str) -> None:
-        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how))
+    def on_plan(plan: Candidates, how: str, score: float | None = None) -> None:
+        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how,
+                                 score=score))
 
     if method == "decompose" and len(cands) and options.split_traffic:
         solution = split_decomposed(instance, cands, options, backend, start, channel)
@@ -258,7 +267,7 @@ def _quick_plan(instance: Instance, cands: Candidates, form: Formulation, option
 
 
 def _exact(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
-           start: float, on_plan: Callable[[Candidates, str], None]) -> Solution:
+           start: float, on_plan: OnPlan) -> Solution:
     form = formulate(instance, cands)
     problem = milp_problem(form)
     warm = None
@@ -268,11 +277,12 @@ def _exact(instance: Instance, cands: Candidates, options: SolveOptions, backend
         problem = warm.problem(problem, form.start)
         fallback = warm.fallback_plan()
         if fallback is not None and warm.within_churn(fallback):
-            on_plan(fallback, "yesterday's plan, made feasible")
+            on_plan(fallback, "yesterday's plan, made feasible", warm.penalized(fallback))
     built = time.perf_counter()
 
     def on_solution(x: np.ndarray) -> None:
-        on_plan(cands.subset(np.flatnonzero(problem.chosen(x))), "the exact MIP's incumbent")
+        plan = cands.subset(np.flatnonzero(problem.chosen(x)))
+        on_plan(plan, "the exact MIP's incumbent", None if warm is None else warm.penalized(plan))
 
     limits = dataclasses.replace(options.limits, time_limit=time_left(options.time_limit, start),
                                  on_solution=on_solution)

@@ -44,6 +44,9 @@ class PlanMessage:
     value: np.ndarray
     how: str
     sets: OfferSets | None = None
+    # what the solve ranks plans by, when not their value: under a change penalty, the value
+    # less the penalty for yesterday's offers changed
+    score: float | None = None
 
     @classmethod
     def of(cls, cands: Candidates, selected: np.ndarray, sets: OfferSets | None,
@@ -61,6 +64,20 @@ class PlanMessage:
         if self.sets is None:
             return float(self.value.sum())
         return float(self.sets.shares(len(self.value)) @ self.value)
+
+    @property
+    def rank(self) -> float:
+        return self.objective if self.score is None else self.score
+
+
+def best_first(plans: list[PlanMessage]) -> list[PlanMessage]:
+    return sorted(plans, key=lambda p: -p.rank)
+
+
+class OnPlan(Protocol):
+    """Called with each improved plan (true values) as a solve finds it."""
+
+    def __call__(self, plan: Candidates, how: str, score: float | None = None) -> None: ...
 
 
 class Sink(Protocol):
@@ -110,7 +127,7 @@ class Supervised:
     last_progress: Progress | None = None
 
     def best_first(self) -> list[PlanMessage]:
-        return sorted(self.plans, key=lambda p: -p.objective)
+        return best_first(self.plans)
 
 
 def supervise(work: Callable[[Channel], Any], deadline: float | None,

@@ -9,12 +9,14 @@ is the result; if none passes, the result is an `error` with the violations.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
 from optimizer.model.instance import Instance
-from optimizer.plan.check import check_plan
+from optimizer.plan.check import CheckReport, check_plan
 from optimizer.plan.document import build_plan
+from optimizer.plan.model import Plan
 from optimizer.solve.dispatch import Solution, SolveOptions, Status, relative_gap, solve
 from optimizer.solve.reports import CheckOutcome
 from optimizer.solve.supervise import PlanMessage
@@ -53,27 +55,45 @@ def solve_verified(instance: Instance, options: SolveOptions | None = None) -> S
     return verified(solve(instance, options), options)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A verified solution with the plan document the check read and the check's report
+    (both None when the solve ended without a plan to check)."""
+
+    solution: Solution
+    plan: Plan | None = None
+    report: CheckReport | None = None
+
+
 def verified(solution: Solution, options: SolveOptions) -> Solution:
     """`solution` if its plan passes the check, else its best earlier plan that does."""
+    return verify(solution, options).solution
+
+
+def verify(solution: Solution, options: SolveOptions) -> Verified:
+    """As `verified`, keeping the checked plan document and the report for the caller."""
     if solution.status not in SUCCESS:
-        return solution
-    report = check_plan(solution.instance, build_plan(solution).to_dict())
+        return Verified(solution)
+    plan = build_plan(solution)
+    report = check_plan(solution.instance, plan.to_dict())
     if report.ok:
-        return _with_check(solution, CheckOutcome.PASSED)
+        return Verified(_with_check(solution, CheckOutcome.PASSED), plan, report)
     first = list(report.violations[:3])
-    for plan in solution.earlier:
-        fallback = _from_earlier(solution, plan, options)
-        if check_plan(solution.instance, build_plan(fallback).to_dict()).ok:
-            return _with_check(dataclasses.replace(
+    for earlier in solution.earlier:
+        fallback = _from_earlier(solution, earlier, options)
+        fallback_plan = build_plan(fallback)
+        fallback_report = check_plan(solution.instance, fallback_plan.to_dict())
+        if fallback_report.ok:
+            return Verified(_with_check(dataclasses.replace(
                 fallback, message=f"the final plan failed the independent check ({first[0]}); "
-                                  f"an earlier plan that passes is used ({plan.how})"),
-                CheckOutcome.PASSED_EARLIER)
+                                  f"an earlier plan that passes is used ({earlier.how})"),
+                CheckOutcome.PASSED_EARLIER), fallback_plan, fallback_report)
     empty = solution.candidates.subset(np.zeros(0, dtype=np.int64))
-    return dataclasses.replace(
+    return Verified(dataclasses.replace(
         solution, status=Status.ERROR, candidates=empty, selected=np.zeros(0, dtype=bool),
         objective=None, offer_sets=None, earlier=(),
         message="no plan passed the independent check: " + "; ".join(first),
-        check=CheckOutcome.FAILED)
+        check=CheckOutcome.FAILED))
 
 
 def _with_check(solution: Solution, outcome: CheckOutcome) -> Solution:

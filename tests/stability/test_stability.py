@@ -236,3 +236,42 @@ def test_previous_offers_of_vanished_segments_and_bundles_are_dropped() -> None:
     assert report.offers == len(offers) + 1  # the vanished segment's offer is gone
     assert report.still_candidates == len(offers)
     assert report.forced_segments >= 1  # the retired bundle's segment must change
+
+
+@pytest.mark.parametrize("penalty", [0.0, 1e9])
+def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_plan(
+        monkeypatch: pytest.MonkeyPatch, nights: tuple[Instance, Instance, Plan],
+        penalty: float) -> None:
+    """The decomposition sends yesterday's plan made feasible first, then its own plans with
+    true values; stopped at the deadline, the solve keeps the best under the change penalty.
+    The stand-in decomposition sends today's optimum (on penalized values), then hangs."""
+    import time
+
+    import optimizer.decomposition.run as run_module
+
+    _, today, plan = nights
+    exact = solve(today, SolveOptions(method="exact", gap=1e-6)).candidates
+    cands = expand(today)
+    optimum = pd.MultiIndex.from_arrays([cands.segment, cands.variant]).get_indexer(
+        pd.MultiIndex.from_arrays([exact.segment, exact.variant]))
+
+    def send_then_hang(instance: Any, oracle: Any, rows: Any, n: int, options: Any, backend: Any,
+                       start: float, built: float, on_plan: Any = None) -> Any:
+        on_plan(oracle.cands.subset(optimum), "today's optimum")
+        time.sleep(60)
+
+    monkeypatch.setattr(run_module, "decomposed_solution", send_then_hang)
+    solution = solve(today, SolveOptions(method="decompose", time_limit=5,
+                                         previous=plan.offer_keys(),
+                                         stability=Stability(change_penalty=penalty)))
+    assert solution.status == Status.FEASIBLE and solution.objective is not None
+    found = solution.stats.plans or []
+    assert [p["how"] for p in found] == ["yesterday's plan, made feasible", "today's optimum"]
+    fallback, best = (p["objective"] for p in found)
+    assert fallback < best  # the plans sent carry true values, not penalized ones
+    if penalty:  # yesterday's plan changes only what it must: under this penalty it is best
+        assert "yesterday's plan" in (solution.message or "")
+        assert solution.objective == pytest.approx(fallback)
+    else:
+        assert solution.objective == pytest.approx(best)
+    assert check_plan(today, build_plan(solution).to_dict()).ok
