@@ -8,7 +8,7 @@ Two cases per size, each ours against mlxtend in the same run:
   `offeropt mine` against a script that reads the CSV with pandas and runs mlxtend.
 
 Both must find the same itemsets and rules (metrics to 1e-12). Smoke size: 2,000 orders over
-100 items, in process only; full size (`OFFEROPT_BENCH_SIZE=full`): 100,000 and 1,000,000 orders over 500
+100 items, both cases; full size (`OFFEROPT_BENCH_SIZE=full`): 100,000 and 1,000,000 orders over 500
 items (about 4.2 lines per order), support 0.001, confidence 0.1, at most 4 items.
 """
 

@@ -1,6 +1,6 @@
 """The workbench's commands (issue 17): `explain` (why a bundle is or is not in a plan) and
-`frontier` (incremental margin against one limit, re-solved across its values). They load
-neither Flask nor SQLAlchemy."""
+`frontier` (incremental margin against one limit, re-solved across its values). They never
+load Flask; SQLAlchemy only when `explain` reads a plan from the service's store."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.args import positive_float
 from cli.exit_codes import ExitCode
 from cli.solving import load, writable
 from optimizer.errors import InputError, Issue
+
+if TYPE_CHECKING:
+    from optimizer.model.instance import Instance
+    from optimizer.plan.model import Plan
 
 WIDTH = 100
 FRONTIER_SECONDS = 60.0  # the default --time-limit of `frontier`
@@ -31,9 +35,14 @@ GLOSSARY = ("Glossary: at the multipliers = a value less what its use of each sc
 def register(sub: Any) -> None:
     """explain, frontier."""
     e = sub.add_parser("explain", help="why each bundle is or is not in a plan, for one segment")
-    e.add_argument("plan", help="an offeropt/plan@1 JSON file")
-    e.add_argument("--instance", required=True, metavar="INSTANCE",
-                   help="the instance the plan was solved from (JSON file, CSV/Parquet folder, zip)")
+    e.add_argument("plan", help="an offeropt/plan@1 JSON file (with --instance), or a plan of "
+                                "the service's store: `active`, a published version (v3) or a "
+                                "plan id")
+    e.add_argument("--instance", metavar="INSTANCE",
+                   help="for a plan file: the instance it was solved from (JSON file, "
+                        "CSV/Parquet folder, zip); a stored plan brings its own")
+    e.add_argument("--store", metavar="URL", help="the service's store, for a stored plan "
+                                                  "(default as for nightly)")
     e.add_argument("--segment", required=True, metavar="S", help="a segment id")
     e.add_argument("--bundle", metavar="B", help="one bundle id (default: every bundle of the "
                                                  "segment with a response)")
@@ -69,8 +78,13 @@ def _explain(args: argparse.Namespace) -> int:
     from optimizer.io import load_plan
     from optimizer.plan.model import Plan
 
-    inst = load(args.instance)
-    plan = Plan.from_dict(load_plan(args.plan))
+    if args.instance is not None:
+        inst, plan = load(args.instance), Plan.from_dict(load_plan(args.plan))
+    elif Path(args.plan).is_file():
+        raise InputError([Issue("--instance", "must be given with a plan file (the instance the "
+                                "plan was solved from)", None)])
+    else:
+        inst, plan = _stored(args)
     found = explain(inst, plan, args.segment, args.bundle, resolve=args.resolve,
                     time_limit=args.time_limit)
     if args.json:
@@ -87,6 +101,27 @@ def _explain(args: argparse.Namespace) -> int:
         print(textwrap.fill(entry.text, WIDTH, initial_indent="  ", subsequent_indent="  "))
     print("\n" + textwrap.fill(GLOSSARY, WIDTH))
     return ExitCode.OK
+
+
+def _stored(args: argparse.Namespace) -> tuple[Instance, Plan]:
+    """The stored plan `args.plan` names (`active`, `vN` or a plan id) and its catalog."""
+    from api.store import NotFound, Store
+    from cli.nightly import store_url
+
+    store = Store.open(*store_url(args))
+    name = args.plan
+    if name == "active" or (name[:1] == "v" and name[1:].isdigit()):
+        found = store.active_publication() if name == "active" else store.publication(int(name[1:]))
+        if found is None:
+            raise InputError([Issue("plan", "must be a plan file, `active`, a published version "
+                                    "or a plan id of the store", name)])
+        return found.catalog.instance(), found.plan.plan()
+    try:
+        record = store.plan_record(name)
+    except NotFound:
+        raise InputError([Issue("plan", "must be a plan file, `active`, a published version or "
+                                "a plan id of the store", name)]) from None
+    return record.catalog.instance(), record.plan.plan()
 
 
 def parse_values(text: str) -> list[float]:

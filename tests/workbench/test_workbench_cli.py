@@ -190,3 +190,28 @@ def test_frontier_numbers_have_no_e_notation(x: float, digits: int, text: str) -
     from cli.workbench import number
 
     assert number(x, digits) == text
+
+
+def test_explain_a_plan_of_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stored plan brings its catalog: `active`, a version or a plan id, no --instance."""
+    from api.store import Store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["nightly", "--catalog", DEMO, "--store", url, "--publish", "--time-limit", "60",
+                 "--report-dir", str(tmp_path / "reports")]) == ExitCode.OK
+    plan_id = Store.open(url).history()[0]["plan_id"]
+    capsys.readouterr()
+    for name in ("active", "v1", plan_id):
+        assert main(["explain", name, "--store", url, "--segment", "champions-product",
+                     "--no-resolve"]) == ExitCode.OK
+        assert "demo-shop, segment champions-product" in capsys.readouterr().out
+    for name in ("v2", "no-such-plan"):
+        assert main(["explain", name, "--store", url, "--segment", "champions-product"]) == \
+            ExitCode.INPUT_ERROR
+        assert f"plan: must be a plan file, `active`, a published version or a plan id of the " \
+               f"store, got '{name}'" in capsys.readouterr().err
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text("{}")
+    assert main(["explain", str(plan_file), "--segment", "champions-product"]) == \
+        ExitCode.INPUT_ERROR
+    assert "--instance: must be given with a plan file" in capsys.readouterr().err
