@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
 from api.body import read_body
 from api.openapi import doc
 from api.problems import Problem
-from api.runs import PLAN_FORMATS, plan_download
+from api.runs import PLAN_FORMATS, PLAN_TYPES, plan_download
 from api.schemas import ActivePlan, Publication
 from api.store import Store
-from api.store.columnar import PARQUET_TYPE
+from api.store.columnar import PARQUET_TYPE, SET_COLUMNS, csv_chunks, parquet_bytes
 from optimizer.errors import InputError
 from optimizer.io.safe_json import parse_json
 
@@ -74,3 +75,37 @@ def active_plan() -> Response:
                          lambda plan: {"version": version, "plan_id": plan_id,
                                        "published_at": publication["created_at"],
                                        "published_by": publication["actor"], "plan": plan})
+
+
+@plans_api.get("/v1/plans/<plan_id>/offer-sets")
+@doc("A split plan's offer sets, one row per (set, offer): JSON (as the plan's `offer_sets`) up "
+     f"to OFFEROPT_MAX_JSON_PLAN_OFFERS rows, CSV (Accept: text/csv) or Parquet (Accept: "
+     f"{PARQUET_TYPE})", "publication",
+     {200: "The offer sets", 404: "No such plan, or a plan without offer sets",
+      406: "Not acceptable"},
+     extra_content={200: {"text/csv": "one row per (set, offer); an empty set is one row "
+                                      "without bundle", PARQUET_TYPE: "the same, as Parquet"}})
+@requires(STOREFRONT, MERCHANDISER)
+def offer_sets(plan_id: str) -> Response:
+    table = _store().stored_plan(plan_id).sets_table()
+    if table is None:
+        raise Problem(404, "Not Found", f"plan {plan_id!r}: has no offer sets (it shows every "
+                      f"view its offers; only a split-traffic plan has sets)")
+    headers = {"X-Offeropt-Plan-Id": plan_id}
+    wanted = request.accept_mimetypes.best_match(PLAN_TYPES) or "application/json"
+    if wanted == "text/csv":
+        batches = table.to_batches(max_chunksize=65_536)
+        return Response(stream_with_context(csv_chunks(batches, SET_COLUMNS)),
+                        mimetype="text/csv", headers=headers)
+    if wanted != "application/json":
+        return Response(parquet_bytes(table), mimetype=PARQUET_TYPE, headers={
+            **headers, "Content-Disposition": f'attachment; filename="sets-{plan_id}.parquet"'})
+    most = current_app.config["MAX_JSON_PLAN_OFFERS"]
+    if table.num_rows > most:
+        raise Problem(406, "Not Acceptable",
+                      f"Accept: {table.num_rows:,} rows of offer sets are more than "
+                      f"OFFEROPT_MAX_JSON_PLAN_OFFERS ({most:,}) for JSON; ask for "
+                      f"Accept: text/csv or Accept: {PARQUET_TYPE}")
+    sets = _store().plan_object(plan_id).to_dict()["offer_sets"]
+    return Response(json.dumps({"plan_id": plan_id, "offer_sets": sets}),
+                    mimetype="application/json", headers=headers)

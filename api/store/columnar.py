@@ -244,13 +244,14 @@ class StoredPlan:
         return None if sets is None else sets_table(sets)
 
 
-def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
-    """The offers as CSV (the header, then one row per offer, as `plan_csv` writes them),
-    one batch of rows at a time."""
-    yield (",".join(OFFER_FIELDS) + "\n").encode()
+def csv_chunks(batches: Iterable[pa.RecordBatch],
+               fields: tuple[str, ...] = OFFER_FIELDS) -> Iterator[bytes]:
+    """The offers (or another table's `fields`) as CSV: the header, then one row per row, as
+    `plan_csv` writes them, one batch of rows at a time."""
+    yield (",".join(fields) + "\n").encode()
     for part in batches:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerows(zip(*(["" if v is None else v for v in part.column(name).to_pylist()]
-                               for name in OFFER_FIELDS), strict=True))
+                               for name in fields), strict=True))
         yield buffer.getvalue().encode()

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from optimizer.errors import InputError, Issue
 from optimizer.explain import text
@@ -254,7 +255,7 @@ class _Case:
         c, inst = self.cands, self.instance
         bid = str(inst.bundles["id"].iloc[bundle])
         name = inst.bundles["name"].iloc[bundle]
-        name = None if name is None or (isinstance(name, float) and np.isnan(name)) else str(name)
+        name = None if pd.isna(name) else str(name)  # None, NaN or pd.NA: a bundle without one
         base = BundleExplanation(bid, name, False, NOT_CANDIDATE, None, "")
         shown = self.chosen_positions()
         here = shown[c.bundle[shown] == bundle]

@@ -4,6 +4,7 @@ migration still read by every reader, and plan downloads streamed as CSV or Parq
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ import api.store
 from api.app import create_app
 from api.index_file import IndexSource
 from api.store import RunStatus, Store, new_id
-from api.store.columnar import PARQUET_TYPE, offers_table
+from api.store.columnar import PARQUET_TYPE, SET_COLUMNS, offers_table, sets_table
 from api.store.schema import MIGRATIONS, blob_chunks, blobs, plans
 from optimizer.io.json_form import instance_to_document
 from optimizer.model.instance import Instance
@@ -132,3 +133,39 @@ def test_plan_downloads_stream_csv_and_parquet(tmp_path: Path,
         app.config["MAX_JSON_PLAN_OFFERS"] = len(plan.offers)
     active = client.get("/v1/plans/active", headers={**STOREFRONT, "Accept": "text/csv"})
     assert active.headers["X-Offeropt-Plan-Version"] == "1"
+
+
+def test_a_split_plans_offer_sets_download_as_json_csv_and_parquet(
+        tmp_path: Path, split_plan: tuple[Instance, Plan]) -> None:
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "RUN_JOBS": False,
+                      "RECORDING": False, "MERCHANDISER_TOKENS": "m-token",
+                      "STOREFRONT_TOKENS": "s-token"})
+    store: Store = app.extensions["offeropt.store"]
+    inst, plan = split_plan
+    run_id, _ = store.submit(inst.name, inst, None, {}, "me", None)
+    store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True, plan_status=plan.status)
+    plan_id = str(store.run(run_id)["plan_id"])
+    client = app.test_client()
+    url = f"/v1/plans/{plan_id}/offer-sets"
+    expected = sets_table(plan.offer_sets or ())
+    as_json = client.get(url, headers=STOREFRONT)
+    assert as_json.status_code == 200 and as_json.get_json()["offer_sets"] == \
+        plan.to_dict()["offer_sets"]
+    as_csv = client.get(url, headers={**MERCHANDISER, "Accept": "text/csv"})
+    assert as_csv.mimetype == "text/csv" and as_csv.is_streamed
+    lines = as_csv.get_data(as_text=True).splitlines()
+    assert lines[0] == ",".join(SET_COLUMNS) and len(lines) == expected.num_rows + 1
+    as_parquet = client.get(url, headers={**MERCHANDISER, "Accept": PARQUET_TYPE})
+    assert pq.read_table(io.BytesIO(as_parquet.get_data())).equals(expected)
+    app.config["MAX_JSON_PLAN_OFFERS"] = expected.num_rows - 1
+    refused = client.get(url, headers=MERCHANDISER)
+    assert refused.status_code == 406 and "Accept: text/csv" in refused.get_json()["detail"]
+    whole = build_plan(split_solution(inst))  # the same catalog's plan without sets: a 404
+    integral = dataclasses.replace(whole, offer_sets=None)
+    run_id, _ = store.submit(inst.name, inst, None, {}, "me", None)
+    store.finish_run(run_id, RunStatus.SUCCEEDED, integral, checked=True,
+                     plan_status=integral.status)
+    missing = client.get(f"/v1/plans/{store.run(run_id)['plan_id']}/offer-sets",
+                         headers=MERCHANDISER)
+    assert missing.status_code == 404 and "has no offer sets" in missing.get_json()["detail"]
+    assert client.get("/v1/plans/nope/offer-sets", headers=MERCHANDISER).status_code == 404

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from tests.constants import DATA
+from tests.constants import DATA, ROOT
 from tests.server import MERCHANDISER, STOREFRONT, Server
 from tests.web.shots import chart_points, shoot
 
@@ -104,6 +105,19 @@ def _served(server: Server, segment: str, version: int) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+def _chart_grows(page: Any, canvas: str, points: int, timeout: float) -> list[int]:
+    """The chart's point counts once some dataset holds `points` points, read with
+    page.evaluate every half second (the page's CSP forbids the eval of wait_for_function's
+    string predicates); fails after `timeout` seconds with the counts last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = chart_points(page, canvas)
+        if max(seen, default=0) >= points:
+            return seen
+        assert time.monotonic() < deadline, f"{canvas} never reached {points} points: {seen}"
+        page.wait_for_timeout(500)
+
+
 def test_sign_in_and_a_bad_catalog_lists_its_errors_by_field_and_row(
         page: Any, tmp_path: Path) -> None:
     bad = copy.deepcopy(DEMO)
@@ -135,7 +149,7 @@ def test_upload_the_demo_and_watch_its_solve(page: Any, tmp_path: Path) -> None:
     page.wait_for_url(re.compile(r"/runs/\w+$"))
     page.wait_for_selector("#progress[data-status=succeeded]", timeout=WAIT_MS)
     assert polls, "the page never polled the run's progress"
-    page.wait_for_function("Chart.getChart('progress-chart').data.datasets[0].data.length > 0")
+    _chart_grows(page, "progress-chart", 1, timeout=WAIT_MS / 1000)
     objective, bound = chart_points(page, "progress-chart")
     assert objective >= 1 and bound >= 1
     assert re.fullmatch(r"[\d,]+", page.locator("#run-objective").inner_text())
@@ -201,7 +215,7 @@ def test_a_three_point_frontier(page: Any, demo_plan: str, tmp_path: Path) -> No
     assert [rows.nth(i).locator("th").inner_text() for i in range(3)] == \
         ["450,000 JPY", "900,000 JPY", "1,350,000 JPY"]
     assert rows.nth(2).locator("td").first.inner_text() != rows.nth(0).locator("td").first.inner_text()
-    page.wait_for_function("Chart.getChart('frontier-chart').data.datasets[0].data.length === 3")
+    _chart_grows(page, "frontier-chart", 3, timeout=WAIT_MS / 1000)
     assert chart_points(page, "frontier-chart") == [3, 3]
     assert page.locator("#frontier-verdict").is_visible()
     shoot(page, tmp_path / "frontier.png", "#frontier-chart", "#frontier-table")
@@ -247,3 +261,45 @@ def test_publish_and_roll_back_change_the_storefront_answer(
     assert history.count() >= 3
     assert page.locator("#history-table tr.active td").first.inner_text().startswith("rollback")
     shoot(page, tmp_path / "history.png", "#history-table", "p.flash")
+
+
+def test_a_long_solve_grows_its_chart_while_it_runs_and_cancels_from_the_page(
+        page: Any, web_server: Server, tmp_path: Path) -> None:
+    """medium.json takes HiGHS over a minute at the form's gap (benchmarks/README.md): the
+    chart must gain points from the page's own polls while the run is still running, then
+    the page's cancel button ends the solve (the API cancels it if the test fails first)."""
+    polls: list[str] = []
+    page.on("response", lambda r: polls.append(r.url) if r.url.endswith("/progress") else None)
+    page.set_input_files("#catalog", str(ROOT / "instances" / "medium.json"))
+    page.fill("#time_limit", "600")
+    page.click("#upload button[type=submit]")
+    page.wait_for_url(re.compile(r"/runs/\w+$"), timeout=120_000)
+    run_id = page.url.rsplit("/", 1)[1]
+    try:
+        assert "time limit 600 s" in page.locator("p.meta").first.inner_text()
+        page.wait_for_selector("#progress[data-status=running]", timeout=180_000)
+        # the first point once the solver reports a figure, then two more from later polls
+        before = _chart_grows(page, "progress-chart", 1, timeout=180)
+        polled = len(polls)
+        after = _chart_grows(page, "progress-chart", max(before) + 2, timeout=60)
+        assert page.locator("#progress").get_attribute("data-status") == "running", \
+            "the solve ended before the chart grew: no live growth was seen"
+        assert max(after) >= max(before) + 2 and len(polls) > polled, (before, after, polls)
+        assert all(a >= b for a, b in zip(after, before, strict=True)), (before, after)
+        seconds: list[list[float]] = page.evaluate(
+            "Chart.getChart('progress-chart').data.datasets.map(d => d.data.map(p => p.x))")
+        for series in seconds:  # a point per poll that read a later elapsed time, in order
+            assert series == sorted(set(series)), seconds
+        assert re.fullmatch(r"[\d.]+ s", page.locator("#run-elapsed").inner_text())
+        assert "Solving" in page.locator("#progress").inner_text()
+        shoot(page, tmp_path / "long-solve.png", "#progress-chart", "#progress",
+              "#progress button[type=submit]")
+        page.click("#progress button[type=submit]")
+        page.wait_for_selector("p.flash")
+        assert "Cancel requested" in page.locator("p.flash").inner_text()
+        page.wait_for_selector("#progress[data-status=cancelled]", timeout=WAIT_MS)
+        assert page.locator("#progress button[type=submit]").count() == 0
+    finally:
+        requests.delete(f"{web_server.base}/v1/runs/{run_id}", headers=MERCHANDISER, timeout=30)
+    run = web_server.wait_run(run_id, timeout=60)
+    assert run["status"] == "cancelled", run

@@ -94,6 +94,11 @@ def _check_against_brute_force(doc: dict[str, Any], method: str, resolve: bool) 
     inst = instance_from_document(doc)
     solution = solve(inst, SolveOptions(method=method, gap=0.0))
     assume(solution.status in (Status.OPTIMAL, Status.FEASIBLE))
+    return _proven_losses(doc, inst, solution, resolve)
+
+
+def _proven_losses(doc: dict[str, Any], inst: Any, solution: Any, resolve: bool) -> int:
+    """`_check_against_brute_force` for a solve already made (outside hypothesis too)."""
     plan = Plan.from_dict(plan_document(solution))
     e = enumerate_plans(doc, rel_tol=1e-9)
     proven = 0
@@ -142,6 +147,45 @@ def test_stated_losses_hold_against_brute_force(doc: dict[str, Any], method: str
     """The plan's own multipliers (lp) or the LP's duals (exact: the plan carries none), with
     and without re-solves: no plan that makes the other choice beats the stated loss."""
     _check_against_brute_force(doc, method, resolve)
+
+
+# One segment, one offer per view, two candidates: b0 earns 1000 x 0.3 x 60 = 18,000, b1
+# 1000 x 0.3 x 20 = 6,000. Showing b1 means dropping b0: it costs 12,000, no less.
+BEATEN_PAIR: dict[str, Any] = {
+    "format": "offeropt/instance@1", "name": "beaten-pair",
+    "items": [{"id": "i0", "price": 100.0, "cost": 40.0, "stock": None},
+              {"id": "i1", "price": 100.0, "cost": 80.0, "stock": None}],
+    "bundles": [{"id": f"b{k}", "kind": "upsell", "items": [{"item": f"i{k}", "qty": 1}],
+                 "discounts": [0]} for k in range(2)],
+    "segments": [{"id": "s0", "views": 1000.0}],
+    "responses": [{"segment": "s0", "bundle": f"b{k}", "take_rate": 0.3, "baseline_rate": 0.0,
+                   "price_sensitivity": 0.0} for k in range(2)],
+    "policy": {"discount_ladder": [0], "min_offers_per_view": 0, "max_offers_per_view": 1,
+               "min_margin_rate": 0.0, "allow_negative_uplift": False}}
+
+
+@pytest.mark.parametrize("method", ["exact", "lp"])
+@pytest.mark.parametrize("resolve", [False, True])
+def test_a_beaten_pair_states_a_loss_brute_force_confirms(method: str, resolve: bool) -> None:
+    """The brute-force checks above prove something: on a fixed instance with a pair beaten
+    by a known margin, the stated loss is positive, checked, and no more than forcing the
+    pair in loses in the enumeration."""
+    inst = instance_from_document(BEATEN_PAIR)
+    solution = solve(inst, SolveOptions(method=method, gap=0.0))
+    assert solution.status == Status.OPTIMAL
+    assert solution.objective == pytest.approx(18_000.0, rel=1e-9)
+    assert _proven_losses(BEATEN_PAIR, inst, solution, resolve) >= 1
+    plan = Plan.from_dict(plan_document(solution))
+    entries = {x.bundle: x for x in explain(inst, plan, "s0", resolve=resolve).entries}
+    beaten = entries["b1"]
+    assert entries["b0"].in_plan and not beaten.in_plan and beaten.reason_code == "beaten"
+    assert beaten.loss_at_least is not None and beaten.loss_at_least > 0
+    forced = best_choosing(enumerate_plans(BEATEN_PAIR), BEATEN_PAIR, "s0", "b1", include=True)
+    assert forced is not None and forced == pytest.approx(6_000.0, rel=1e-9)
+    assert 0 < beaten.loss_at_least <= 18_000.0 - forced + 1e-6 * 18_000.0
+    assert f"costs at least {beaten.loss_at_least:,.0f}" in beaten.text
+    # its bundles have no names: the words use the ids, never a missing value's text
+    assert beaten.bundle_name is None and "<NA>" not in beaten.text and "nan" not in beaten.text
 
 
 def _richer(doc: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from optimizer.errors import InputError
 from optimizer.frontier import Frontier, FrontierPoint, Vary, checked_inputs, frontier, frontier_svg
+from optimizer.frontier.frontier import STOP_TOLERANCE
 from optimizer.io import instance_from_document
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
@@ -33,9 +34,13 @@ def _curve(instance: Instance, vary: str, values: list[float], seconds: float
     return curve, plans, time.monotonic() - started
 
 
+# Each curve's tightest value binds on the demo: the loosest value's plan uses more of the
+# limit than it allows (the demo's plan: 0.38% average discount, 3.5% of revenue discounted).
 @pytest.mark.parametrize(("vary", "values"), [
     ("promotion_budget", [900_000.0, 100_000.0, 400_000.0]),  # solved in increasing order
     ("stock:sleeve-14", [1_500.0, 4_000.0, 12_000.0]),
+    ("max_avg_discount", [0.06, 0.001, 0.003]),
+    ("max_discounted_share", [0.5, 0.005, 0.02]),
 ])
 def test_every_point_is_checked_and_the_margin_never_falls(demo: Instance, vary: str,
                                                            values: list[float]) -> None:
@@ -53,11 +58,44 @@ def test_every_point_is_checked_and_the_margin_never_falls(demo: Instance, vary:
     for before, after in zip(curve.points, curve.points[1:], strict=False):
         assert before.objective is not None and after.objective is not None
         assert after.objective >= before.objective - max(before.abs_gap, after.abs_gap, 1e-6)
+    # not vacuous: the tightest limit binds, and relaxing it earns more than the gaps
+    tightest, loosest = curve.points[0], curve.points[-1]
+    assert tightest.objective is not None and loosest.objective is not None
+    assert loosest.used is not None and loosest.used > tightest.value * 1.01
+    rise = loosest.objective - tightest.objective
+    assert rise > tightest.abs_gap + loosest.abs_gap + STOP_TOLERANCE * abs(loosest.objective)
     doc = curve.to_dict()
     assert doc["vary"] == vary and len(doc["points"]) == 3 and doc["points"][0]["marginal"] is None
     assert all(isinstance(p["marginal"], float) for p in doc["points"][1:])
     svg = frontier_svg(curve)
     assert svg.startswith("<svg") and vary in svg
+
+
+def test_each_point_starts_from_the_previous_points_plan(demo: Instance,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first point starts cold; every later one is handed the plan of the point before
+    it (`SolveOptions.previous`), not the first point's nor none."""
+    from pandas.testing import assert_frame_equal
+
+    from optimizer.solve import dispatch
+
+    real = dispatch.solve
+    handed: list[Any] = []  # each solve's `options.previous`
+
+    def recording(instance: Instance, options: Any) -> Any:
+        handed.append(options.previous)
+        return real(instance, options)
+
+    monkeypatch.setattr(dispatch, "solve", recording)
+    curve, plans, _ = _curve(demo, "promotion_budget", [100_000.0, 400_000.0, 900_000.0], 12.0)
+    assert len(handed) == len(plans) == 3 and all(p.checked for p in curve.points)
+    keys = [plan.optimized_offer_keys() for _, plan in plans]
+    assert handed[0] is None
+    for previous, before in zip(handed[1:], keys, strict=False):
+        assert previous is not None and len(previous) > 0
+        assert_frame_equal(previous.reset_index(drop=True), before.reset_index(drop=True))
+    # the plans differ, so the third solve got the second point's plan, not the first's
+    assert not keys[0].equals(keys[1])
 
 
 def test_a_limit_that_stops_binding_stops_costing_money(demo: Instance) -> None:
