@@ -157,7 +157,7 @@ def _run(settings: NightlySettings, store: Store, ledger: Ledger | None, run_key
     plan, check, solved_gap, solver = _solve(instance, yesterday_plan, settings, budget, log,
                                              explore)
     report["solver"] = solver
-    fallback = (plan.solver.get("previous") or {}).get("fallback_objective")
+    fallback = _fallback_objective(plan)
     yesterday = None if yesterday_plan is None or yesterday_instance is None else \
         Yesterday(yesterday_plan, yesterday_instance, fallback)
     rails = evaluate(plan, check, instance, solved_gap, yesterday, settings.thresholds)
@@ -353,6 +353,18 @@ def _checked(checked: Verified) -> tuple[Plan, CheckReport]:
         return checked.plan, checked.report
     plan = build_plan(checked.solution)
     return plan, check_plan(checked.solution.instance, plan.to_dict())
+
+
+def _fallback_objective(plan: Plan) -> float | None:
+    """Yesterday's plan re-evaluated and made feasible: from the solve's report, else (a solve
+    stopped at its deadline reports none) from the plans it found on the way."""
+    from optimizer.stability.warm import FALLBACK_HOW
+
+    previous = plan.solver.get("previous")
+    if previous is not None:
+        return previous.get("fallback_objective")
+    return next((float(p["objective"]) for p in plan.solver.get("plans") or []
+                 if p["how"] == FALLBACK_HOW), None)
 
 
 def _stats(solution: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from optimizer.solve.diagnose import diagnose
 from optimizer.solve.reports import DecompositionStats, priced_rows
 from optimizer.solve.result import Solution, SolveOptions, Status, relative_gap, thin, time_left
 from optimizer.solve.supervise import OnPlan, PlanMessage, Sink
-from optimizer.stability.warm import WarmStart
+from optimizer.stability.warm import FALLBACK_HOW, WarmStart
 
 AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes above this
 RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips its LP step
@@ -98,7 +98,7 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
 
     fallback = warm.fallback_plan()
     if fallback is not None:
-        on_plan(fallback, "yesterday's plan, made feasible", warm.penalized(fallback))
+        on_plan(fallback, FALLBACK_HOW, warm.penalized(fallback))
     found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
                                 options, backend, start, time.perf_counter(), on_adjusted_plan)
     true_plan = unadjusted(found.candidates)

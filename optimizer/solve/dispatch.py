@@ -45,7 +45,7 @@ from optimizer.solve.supervise import (
     best_first,
     supervise,
 )
-from optimizer.stability.warm import WarmStart
+from optimizer.stability.warm import FALLBACK_HOW, WarmStart
 
 # above this, `auto` decomposes (its LP step then runs over the candidates chosen near the
 # best multipliers) instead of solving the whole LP
@@ -277,7 +277,7 @@ def _exact(instance: Instance, cands: Candidates, options: SolveOptions, backend
         problem = warm.problem(problem, form.start)
         fallback = warm.fallback_plan()
         if fallback is not None and warm.within_churn(fallback):
-            on_plan(fallback, "yesterday's plan, made feasible", warm.penalized(fallback))
+            on_plan(fallback, FALLBACK_HOW, warm.penalized(fallback))
     built = time.perf_counter()
 
     def on_solution(x: np.ndarray) -> None:
@@ -343,8 +343,9 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
                         message=f"{stopped} before any plan was found",
                         **base)  # type: ignore[arg-type]
     best = earlier[0]
-    # the last bound reported is on the whole problem, except under stability settings
-    seen = None if run.last_progress is None or options.previous is not None else \
+    # the last bound reported is on the whole problem, except under stability settings (a
+    # warm start alone leaves the values, and so the bound, as they are)
+    seen = None if run.last_progress is None or options.stability.constrains else \
         run.last_progress.bound
     below = 1e-9 * max(1.0, abs(best.objective))  # a bound a tolerance below the plan counts
     bound = max(seen, best.objective) if seen is not None and seen >= best.objective - below \

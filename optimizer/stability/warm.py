@@ -21,6 +21,8 @@ from optimizer.solve.reports import PreviousPlanReport, StabilityReport, Stabili
 from optimizer.stability.fallback import made_feasible
 from optimizer.stability.reference import Reference, Stability, churn_budget, reference, stabilized
 
+FALLBACK_HOW = "yesterday's plan, made feasible"  # how the fallback is named among found plans
+
 
 @dataclass(frozen=True)
 class WarmStart:

@@ -81,3 +81,23 @@ def test_thresholds_are_validated() -> None:
         Thresholds(max_gap=-1)
     with pytest.raises(InputError, match=r"max_objective_ratio: must be >= 1, got 0\.5"):
         Thresholds(max_objective_ratio=0.5)
+
+
+def test_yesterdays_fallback_objective_is_found_when_the_solve_stopped_without_its_report(
+        ) -> None:
+    """A solve stopped at its deadline reports no `previous` section; the fallback's value
+    then comes from the plans it found on the way (it is sent first)."""
+    import dataclasses
+
+    from jobs.nightly.run import _fallback_objective
+    from optimizer.stability.warm import FALLBACK_HOW
+    from tests.plans import bare_plan
+
+    plan = bare_plan("feasible")
+    found = [{"seconds": 1.0, "objective": 90.0, "how": FALLBACK_HOW},
+             {"seconds": 9.0, "objective": 95.0, "how": "greedy repair"}]
+    assert _fallback_objective(dataclasses.replace(plan, solver={"plans": found})) == 90.0
+    assert _fallback_objective(dataclasses.replace(
+        plan, solver={"previous": {"fallback_objective": 80.0}, "plans": found})) == 80.0
+    assert _fallback_objective(dataclasses.replace(plan, solver={"plans": found[1:]})) is None
+    assert _fallback_objective(plan) is None

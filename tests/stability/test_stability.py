@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from optimizer.backends import Progress
 from optimizer.errors import InputError, OfferOptError
 from optimizer.formulation.candidates import expand
 from optimizer.formulation.milp import live_coupling
@@ -250,7 +251,9 @@ def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_pla
     import optimizer.decomposition.run as run_module
 
     _, today, plan = nights
-    exact = solve(today, SolveOptions(method="exact", gap=1e-6)).candidates
+    exact_solution = solve(today, SolveOptions(method="exact", gap=1e-6))
+    exact = exact_solution.candidates
+    sent_bound = 1.5 * float(exact_solution.objective or 0.0)
     cands = expand(today)
     optimum = pd.MultiIndex.from_arrays([cands.segment, cands.variant]).get_indexer(
         pd.MultiIndex.from_arrays([exact.segment, exact.variant]))
@@ -258,6 +261,7 @@ def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_pla
     def send_then_hang(instance: Any, oracle: Any, rows: Any, n: int, options: Any, backend: Any,
                        start: float, built: float, on_plan: Any = None) -> Any:
         on_plan(oracle.cands.subset(optimum), "today's optimum")
+        options.progress(Progress(None, sent_bound, None, 0.0))  # the multipliers' bound
         time.sleep(60)
 
     monkeypatch.setattr(run_module, "decomposed_solution", send_then_hang)
@@ -272,6 +276,8 @@ def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_pla
     if penalty:  # yesterday's plan changes only what it must: under this penalty it is best
         assert "yesterday's plan" in (solution.message or "")
         assert solution.objective == pytest.approx(fallback)
-    else:
+        assert solution.bound is None  # a bound on the penalized problem bounds no plan's value
+    else:  # a warm start alone leaves the values as they are: the bound holds for the plan
         assert solution.objective == pytest.approx(best)
+        assert solution.bound == pytest.approx(sent_bound)
     assert check_plan(today, build_plan(solution).to_dict()).ok
