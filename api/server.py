@@ -62,9 +62,15 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2
     os.environ["OFFEROPT_RUN_JOBS"] = "false"
     os.environ["OFFEROPT_REPLAY_JOURNALS"] = "false"
     try:
-        _Gunicorn({"bind": binds, "workers": workers, "worker_class": "gthread",
+        # one thread: gunicorn's sync worker, one request at a time and no keep-alive, so the
+        # kernel spreads connections over the workers as they accept (a kept-alive connection
+        # stays with one gthread worker however busy); meant to sit behind a proxy
+        _Gunicorn({"bind": binds, "workers": workers,
+                   "worker_class": "sync" if threads == 1 else "gthread",
                    "threads": threads, "child_exit": _worker_exit, "accesslog": None,
-                   "graceful_timeout": 10, "timeout": 60,
+                   # a sync worker's first request may wait FIRST_LOAD_SECONDS (60) for
+                   # its index: it must not count as a hung worker
+                   "graceful_timeout": 10, "timeout": 120,
                    "control_socket_disable": True}).run()  # several servers may share a host
     finally:
         for child in (dispatcher, replayer):

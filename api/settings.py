@@ -19,7 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "SOLVE_WORKERS": 1,  # solve processes per app process
     "SOLVE_TIME_LIMIT": 300.0,  # default seconds per run
     "MAX_SOLVE_TIME_LIMIT": 3600.0,
-    "INDEX_POLL_SECONDS": 0.0,  # 0: a worker checks for a newly published plan on every request
+    # how often a worker checks for a newly published plan (0: on every request, a store
+    # read each: 0.17 ms of a 0.2 ms answer); a publication is served within this
+    "INDEX_POLL_SECONDS": 1.0,
     "INDEX_DIR": None,  # the storefront's index files, one per version; default DATA_DIR/index
     "INDEX_IN_PROCESS_OFFERS": 200_000,  # larger plans are indexed by a child process
     "INDEX_BUILD_SECONDS": 900.0,  # a child process indexing a plan is stopped after this

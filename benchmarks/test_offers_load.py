@@ -136,7 +136,7 @@ def serve(served: tuple[Path, list[str]],
         port, ops_port = _free_port(), _free_port()
         env = {**os.environ, "OFFEROPT_DATA_DIR": str(data), "OFFEROPT_DATABASE_URL": _database(data),
                "OFFEROPT_MERCHANDISER_TOKENS": "m-token", "OFFEROPT_STOREFRONT_TOKENS": TOKEN,
-               "OFFEROPT_INDEX_POLL_SECONDS": "0.2", "OFFEROPT_RUN_JOBS": "false",
+               "OFFEROPT_RUN_JOBS": "false",
                "OFFEROPT_RECORDING": "true" if recording else "false"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = data / f"server-{port}.log"

@@ -184,7 +184,7 @@ def serve(request: pytest.FixtureRequest) -> Callable[[Path, int], Server]:
         port, ops_port = _free_port(), _free_port()
         env = {**os.environ, "OFFEROPT_DATA_DIR": str(data),
                "OFFEROPT_DATABASE_URL": _database(data), "OFFEROPT_STOREFRONT_TOKENS": TOKEN,
-               "OFFEROPT_MERCHANDISER_TOKENS": "m-token", "OFFEROPT_INDEX_POLL_SECONDS": "0.2",
+               "OFFEROPT_MERCHANDISER_TOKENS": "m-token",
                "OFFEROPT_RUN_JOBS": "false"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = data / f"server-{port}.log"
