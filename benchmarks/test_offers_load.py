@@ -49,7 +49,7 @@ SEGMENTS = int(knob("OFFEROPT_BENCH_SEGMENTS", "2000", "100000"))
 LOOPBACK = "127.0.0.1"
 TOKEN = "s-token"
 AUTH = f"Authorization: Bearer {TOKEN}"
-WRK_SECONDS, HEY_SECONDS = sized(1, 15), sized(1, 20)
+WRK_SECONDS, HEY_SECONDS, WARM_SECONDS = sized(1, 15), sized(1, 20), sized(1, 3)
 WRK_CONNECTIONS = sized(4, 16)
 RATE = sized(300, 1000)  # requests/s offered for the latency figures (a p99 needs 100 answers)
 READY_TIMEOUT, STOP_GRACE = sized(60.0, 180.0), 30.0
@@ -191,9 +191,9 @@ def _wrk(url: str, script: Path | None) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def _hey(url: str, rate: int) -> dict[str, float]:
+def _hey(url: str, rate: int, seconds: float = HEY_SECONDS) -> dict[str, float]:
     workers = 10
-    out = subprocess.run(["hey", "-z", f"{HEY_SECONDS}s", "-c", str(workers), "-q",
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(workers), "-q",
                           str(rate // workers), "-H", AUTH, url],
                          capture_output=True, text=True, check=True).stdout
     pct = {int(p): float(s) for p, s in re.findall(r"(\d+)%+ in ([\d.]+) secs", out)}
@@ -239,8 +239,15 @@ def _throughput(url: str, segments: list[str] | None, script: Path) -> float:
     return _python_load(pick, WRK_SECONDS, None)["rps"]
 
 
+def steady_latency(url: str, rate: int) -> dict[str, float]:
+    """hey's p50/p99 at `rate` after a short load at the same rate (not counted): every
+    worker has then answered, created its journal and metric files and run its first-use code."""
+    _hey(url, rate, WARM_SECONDS)
+    return _hey(url, rate)
+
+
 def _latency(url: str) -> dict[str, float]:
-    return _hey(url, RATE) if HAVE_TOOLS else _python_load(lambda: url, HEY_SECONDS, RATE)
+    return steady_latency(url, RATE) if HAVE_TOOLS else _python_load(lambda: url, HEY_SECONDS, RATE)
 
 
 def test_throughput_per_worker(served: tuple[Path, list[str]], serve: Callable[..., Running],

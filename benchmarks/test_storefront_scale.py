@@ -51,7 +51,7 @@ from api.index_file import IndexSource
 from api.store import RunStatus, Store
 from api.store.schema import blobs
 from benchmarks.conftest import FULL, knob, sized
-from benchmarks.test_offers_load import HAVE_TOOLS, _hey, _python_load, _wrk
+from benchmarks.test_offers_load import HAVE_TOOLS, _hey, _python_load, _wrk, steady_latency
 from optimizer.backends import Termination
 from optimizer.formulation.candidates import expand
 from optimizer.formulation.milp import live_coupling
@@ -266,7 +266,7 @@ end
 
 def _latency(url: str) -> dict[str, float]:
     if TOOLS:
-        return _hey(url, RATE)
+        return steady_latency(url, RATE)
     return _python_load(lambda: url, LOAD_SECONDS, RATE)
 
 
