@@ -311,6 +311,11 @@ class IndexHolder:
                    config["DATABASE_URL"], config["INDEX_IN_PROCESS_OFFERS"],
                    config["INDEX_BUILD_SECONDS"])
 
+    def expire(self) -> None:
+        """The next answer reads the store's active version, whatever the poll interval: this
+        worker serves what it has just published, rolled back or rotated at once."""
+        self._checked = -float("inf")
+
     def current(self) -> ActiveIndex:
         now = time.monotonic()
         if now - self._checked >= self.poll_seconds:
@@ -588,7 +593,9 @@ def answer_headers(index: ActiveIndex, segment: str, customer: str | None, etag:
 @requires(MERCHANDISER)
 def rotate_traffic_salt() -> dict[str, Any]:
     store: Store = current_app.extensions["offeropt.store"]
-    return store.rotate_salt(g.actor)
+    rotated = store.rotate_salt(g.actor)
+    served_plan_changed()
+    return rotated
 
 
 @offers_api.post("/v1/holdout-salt/rotate")
@@ -597,4 +604,13 @@ def rotate_traffic_salt() -> dict[str, Any]:
 @requires(MERCHANDISER)
 def rotate_holdout_salt() -> dict[str, Any]:
     store: Store = current_app.extensions["offeropt.store"]
-    return store.rotate_salt(g.actor, "holdout")
+    rotated = store.rotate_salt(g.actor, "holdout")
+    served_plan_changed()
+    return rotated
+
+
+def served_plan_changed() -> None:
+    """After a publication, rollback or salt rotation by this worker: its next answer shows
+    it (the other workers within OFFEROPT_INDEX_POLL_SECONDS)."""
+    holder: IndexHolder = current_app.extensions["offeropt.index"]
+    holder.expire()

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, g, request, stream_with_cont
 
 from api.auth import MERCHANDISER, STOREFRONT, requires
 from api.body import read_body
+from api.offers import served_plan_changed
 from api.openapi import doc
 from api.problems import Problem
 from api.runs import PLAN_FORMATS, PLAN_TYPES, plan_download
@@ -36,6 +37,7 @@ def _publication(version: int) -> dict[str, Any]:
 @requires(MERCHANDISER)
 def publish(plan_id: str) -> dict[str, Any]:
     version = _store().publish(plan_id, g.actor, current_app.config["PUBLISH_PAUSE_SECONDS"])
+    served_plan_changed()
     return _publication(version)
 
 
@@ -56,7 +58,9 @@ def rollback() -> dict[str, Any]:
                                    or not 1 <= to_version < 2**63):
         raise Problem(400, "Bad Request",
                       f"to_version: must be a positive 64-bit integer, got {to_version!r}")
-    return _publication(_store().rollback(g.actor, to_version))
+    version = _store().rollback(g.actor, to_version)
+    served_plan_changed()
+    return _publication(version)
 
 
 @plans_api.get("/v1/plans/active")

@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from api.offers import served_plan_changed
 from api.openapi import Param
 from api.workbench import present, queries, session
 from api.workbench.blueprint import page, workbench
@@ -211,7 +212,10 @@ def publish(plan_id: str) -> Response:
     actor = session.actor()
     assert actor is not None
     version = queries.store().publish(plan_id, actor, current_app.config["PUBLISH_PAUSE_SECONDS"])
-    flash(f"Plan {plan_id[:8]} is published as version {version}: the storefront serves it now.")
+    served_plan_changed()
+    poll = float(current_app.config["INDEX_POLL_SECONDS"])
+    flash(f"Plan {plan_id[:8]} is published as version {version}: the storefront serves it "
+          f"{f'within {poll:g} s' if poll > 0 else 'now'}.")
     return redirect(url_for("workbench.history"), 303)
 
 
@@ -268,5 +272,6 @@ def rollback() -> Response:
     actor = session.actor()
     assert actor is not None
     version = queries.store().rollback(actor, _to_version(request.form.get("to_version")))
+    served_plan_changed()
     flash(f"Rolled back: the plan is active again as version {version}.")
     return redirect(url_for("workbench.history"), 303)

@@ -310,7 +310,10 @@ def _solve(instance: Instance, yesterday: Plan | None, settings: NightlySettings
     previous = None if yesterday is None else yesterday.optimized_offer_keys()
     stability = settings.stability if previous is not None else Stability()
     started = time.monotonic()
-    base = SolveOptions.chosen(vars(settings), previous=previous, **explore)
+    # yesterday's multipliers start the decomposition's search near today's
+    multipliers = () if yesterday is None else tuple(yesterday.solver.get("multipliers") or ())
+    base = SolveOptions.chosen(vars(settings), previous=previous,
+                               previous_multipliers=multipliers, **explore)
     share = 0.5 if stability.constrains else 1.0
     options = dataclasses.replace(base, time_limit=budget * share)
     checked = verify(solve(instance, options), options)

@@ -160,9 +160,11 @@ def gap_of(objective: float, bound: float) -> float:
 def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: float,
               max_iterations: int = 1000, dual_share: float = DUAL_SHARE,
               on_progress: Callable[[Progress], bool] | None = None,
-              early_until: int = 0) -> Decomposition:
+              early_until: int = 0, start_prices: np.ndarray | None = None) -> Decomposition:
     """The multipliers; with `early_until`, also the best of the first that many
-    evaluations (`Decomposition.early_price`), for a repair to start from."""
+    evaluations (`Decomposition.early_price`), for a repair to start from. `start_prices` (one
+    price per row, as `Decomposition.row_prices`: yesterday's) is where the descent starts,
+    after the zero point."""
     start = time.perf_counter()
     dual = Dual(oracle, rows)
     search = _Search(dual, start, on_progress, early_until=early_until)
@@ -176,7 +178,11 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
             search.elapsed() < budget and search.gap() > gap
 
     search.evaluate(np.zeros(len(dual)))
-    iterations, delta = _rprop(search, more)
+    first = np.zeros(len(dual))
+    if start_prices is not None and len(dual) and np.any(start_prices[dual.live] > 0):
+        first = np.maximum(0.0, start_prices[dual.live] * dual.row_scale / dual.scale)
+        search.evaluate(first)
+    iterations, delta = _rprop(search, more, first)
     oracle.reset_tracking()  # contested: segments that still change near the optimum
     iterations = _kelley(search, more, iterations, delta, gap)
     how = "a subproblem choice met every row"
@@ -197,10 +203,12 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
         early_price=None if search.early_lam is None else dual.price(search.early_lam))
 
 
-def _rprop(search: _Search, more: Callable[[int], bool]) -> tuple[int, np.ndarray]:
-    """Sign-based descent: each row's step grows while its subgradient keeps its sign."""
+def _rprop(search: _Search, more: Callable[[int], bool],
+           lam: np.ndarray) -> tuple[int, np.ndarray]:
+    """Sign-based descent from `lam` (the last point evaluated): each row's step grows while
+    its subgradient keeps its sign."""
     k = len(search.dual)
-    lam, delta, previous = np.zeros(k), np.full(k, RPROP_START), np.zeros(k)
+    delta, previous = np.full(k, RPROP_START), np.zeros(k)
     g = search.cuts_g[-1]
     done = 0
     while done < RPROP_ITERATIONS and more(done):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from optimizer.formulation.milp import formulate, live_coupling
 from optimizer.formulation.segment_choice import SegmentBest
 from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
-from optimizer.solve.reports import DecompositionStats, priced_rows
+from optimizer.solve.reports import DecompositionStats, PricedRow, priced_rows, row_prices
 from optimizer.solve.result import Solution, SolveOptions, Status, relative_gap, thin, time_left
 from optimizer.solve.supervise import OnPlan, PlanMessage, Sink
 from optimizer.stability.warm import FALLBACK_HOW, WarmStart
@@ -92,9 +91,10 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     def unadjusted(plan: Candidates) -> Candidates:
         return dataclasses.replace(plan, value=plan.value - warm.ref.penalty(plan, penalty))
 
-    def on_adjusted_plan(plan: Candidates, how: str) -> None:
+    def on_adjusted_plan(plan: Candidates, how: str, score: float | None = None,
+                         multipliers: list[PricedRow] | None = None) -> None:
         true_plan = unadjusted(plan)
-        on_plan(true_plan, how, warm.penalized(true_plan))
+        on_plan(true_plan, how, warm.penalized(true_plan), multipliers)
 
     fallback = warm.fallback_plan()
     if fallback is not None:
@@ -150,11 +150,11 @@ def split_decomposed(instance: Instance, cands: Candidates, options: SolveOption
 
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
                         options: SolveOptions, backend: Backend, start: float,
-                        built: float, on_plan: Callable[[Candidates, str], None] | None = None
-                        ) -> Solution:
+                        built: float, on_plan: OnPlan | None = None) -> Solution:
     """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
     the contested-segment MIP (growing to every segment on instances a MIP can take).
-    Each plan found is handed to `on_plan` as soon as it is known."""
+    Each plan found is handed to `on_plan` as soon as it is known, with the multipliers.
+    The multipliers start from `options.previous_multipliers` (yesterday's) when given."""
     from optimizer.decomposition.reassign import reassign
     from optimizer.decomposition.recovery import recover, repair
 
@@ -170,14 +170,23 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         n_candidates <= LP_STEP_MAX_CANDIDATES and not oracle.cands.contacts.audience_capped
     share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     reassigning = not lp_step and not small and isinstance(oracle, LocalOracle)
+    yesterday = row_prices(instance, rows.family, rows.subject, options.previous_multipliers) \
+        if options.previous_multipliers else None
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
                   dual_share=share, on_progress=options.progress,
-                  early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0)
+                  early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0,
+                  start_prices=yesterday)
+    priced = priced_rows(instance, rows.family, rows.subject, d.row_prices)
+
+    def send(plan: Candidates, how: str) -> None:
+        if on_plan is not None:
+            on_plan(plan, how, multipliers=priced)
+
     repair_from = d.bound_price if d.early_price is None else d.early_price
     plan = None if d.price is None else oracle.chosen(d.price)
     objective = None if plan is None else float(plan.value.sum())
-    if plan is not None and on_plan is not None:
-        on_plan(plan, d.recovery)
+    if plan is not None:
+        send(plan, d.recovery)
     how, infeasible = d.recovery, d.infeasible
     bound_seen = d.bound  # the Lagrangian bound, or a lower one proved later
     moved = np.zeros(0, dtype=np.int64)
@@ -192,8 +201,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             plan, objective = repaired, float(repaired.value.sum())
             how = f"greedy repair: {len(moved)} segments moved to prices that meet every row"
             base_price, repair_moves = repair_from, moved
-            if on_plan is not None:
-                on_plan(plan, how)
+            send(plan, how)
     left = time_left(options.time_limit, start)
     if reassigning and isinstance(oracle, LocalOracle) and base_price is not None \
             and d.price is not None and repair_moves is not None and objective is not None and \
@@ -208,8 +216,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
                 found_mip.meets_caps():
             plan, objective = found_mip, float(found_mip.value.sum())
             how = f"{how}, then up to {REASSIGN_SEGMENTS:,} segments re-assigned by a MIP"
-            if on_plan is not None:
-                on_plan(plan, how)
+            send(plan, how)
     left = time_left(options.time_limit, start)
     if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
             (objective is None or gap_of(objective, d.bound) > options.gap) and \
@@ -218,7 +225,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
             oracle.mixed_positions(base_price, [(d.price, repair_moves)])
         found_lp = restricted_lp(oracle, rows, d, held, moved, backend,
                                  Limits(time_left(options.time_limit, start), options.gap,
-                                        options.threads), on_plan)
+                                        options.threads), send)
         bound_seen = min(bound_seen, found_lp.bound)
         if found_lp.plan is not None and (objective is None or
                                           found_lp.plan.value.sum() > objective):
@@ -241,8 +248,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         if found.plan is not None and found.plan.meets_caps() and \
                 (objective is None or found.plan.value.sum() > objective):
             plan, objective, how = found.plan, float(found.plan.value.sum()), found.how
-            if on_plan is not None:
-                on_plan(plan, how)
+            send(plan, how)
     if plan is None:
         plan = oracle.chosen(d.bound_price).subset(np.zeros(0, dtype=np.int64))
     bound = bound_seen if objective is None else max(bound_seen, objective)
@@ -267,7 +273,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         solve_seconds=time.perf_counter() - built, diagnosis=diagnosis,
         stats=DecompositionStats(
             iterations=d.iterations, recovery=how,
-            multipliers=priced_rows(instance, rows.family, rows.subject, d.row_prices),
+            multipliers=priced,
             history=_thinned(d.history, time.perf_counter() - start, objective, bound)))
 
 

@@ -29,7 +29,7 @@ from optimizer.formulation.choice import chooser_for
 from optimizer.formulation.milp import Formulation, formulate, live_coupling, milp_problem
 from optimizer.model.instance import Instance
 from optimizer.solve.diagnose import diagnose
-from optimizer.solve.reports import FoundPlan, LpGuidedStats, SolveStats, priced_rows
+from optimizer.solve.reports import FoundPlan, LpGuidedStats, PricedRow, SolveStats, priced_rows
 from optimizer.solve.result import Solution as Solution
 from optimizer.solve.result import SolveOptions as SolveOptions
 from optimizer.solve.result import Status as Status
@@ -176,9 +176,10 @@ def _solve_here(instance: Instance, cands: Candidates, method: str, options: Sol
 
     options = dataclasses.replace(options, progress=progress)
 
-    def on_plan(plan: Candidates, how: str, score: float | None = None) -> None:
+    def on_plan(plan: Candidates, how: str, score: float | None = None,
+                multipliers: list[PricedRow] | None = None) -> None:
         channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how,
-                                 score=score))
+                                 score=score, multipliers=multipliers))
 
     if method == "decompose" and len(cands) and options.split_traffic:
         solution = split_decomposed(instance, cands, options, backend, start, channel)
@@ -257,9 +258,10 @@ def _quick_plan(instance: Instance, cands: Candidates, form: Formulation, option
     quick_options = dataclasses.replace(options, time_limit=time.perf_counter() - start + seconds,
                                         diagnose=False)
 
-    def on_plan(plan: Candidates, how: str) -> None:
+    def on_plan(plan: Candidates, how: str, score: float | None = None,
+                multipliers: list[PricedRow] | None = None) -> None:
         channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
-                                 f"quick plan: {how}"))
+                                 f"quick plan: {how}", score=score, multipliers=multipliers))
 
     found = decomposed_solution(instance, LocalOracle(cands), form.per_take, len(cands),
                                 quick_options, backend, start, time.perf_counter(), on_plan)
@@ -357,7 +359,8 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
                     bound=bound, offer_sets=best.sets,
                     message=f"{stopped}: the best plan found "
                             f"{'is proven within the gap' if proved else 'so far'} ({best.how})",
-                    stats=SolveStats(recovery=best.how), earlier=tuple(earlier[1:]),
+                    stats=SolveStats(recovery=best.how, multipliers=best.multipliers),
+                    earlier=tuple(earlier[1:]),
                     **base)  # type: ignore[arg-type]
 
 

@@ -5,11 +5,13 @@ section; each `to_dict` gives that section's keys in the order the plan has alwa
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
+import pandas as pd
 
 from optimizer.model.families import Family, row_subject
 from optimizer.model.instance import Instance
@@ -89,12 +91,15 @@ class SolveStats:
     integral_objective: float | None = None  # split traffic: the best integral plan's value
     recovery: str | None = None  # how the plan was found, when not by the method's own MIP
     plans: list[FoundPlan] | None = None  # the plans found on the way, when each was found
+    # a solve stopped at its deadline: the multipliers its best plan was found at, if any
+    multipliers: list[PricedRow] | None = None
 
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
         """The `solver` keys; `stability` comes first, the curve being drawn after the method."""
         return {**_reported(stability), **_given(history=self.history,
                                                  integral_objective=self.integral_objective,
-                                                 recovery=self.recovery, plans=self.plans)}
+                                                 recovery=self.recovery,
+                                                 multipliers=self.multipliers, plans=self.plans)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +181,26 @@ def priced_rows(instance: Instance, family: np.ndarray, subject: np.ndarray,
                           "multiplier": float(prices[i])}
         out.append({**row, **named})  # type: ignore[typeddict-item]
     return out
+
+
+def row_prices(instance: Instance, family: np.ndarray, subject: np.ndarray,
+               priced: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Multipliers named as `priced_rows` names them (yesterday's plan's), on the rows
+    (family, subject) of `instance`: 0 for a row they do not name."""
+    out = np.zeros(len(family))
+    if not len(family) or not priced:
+        return out
+    names = pd.DataFrame([{"constraint": Family(int(f)).label,
+                           **row_subject(instance, Family(int(f)), int(j))}
+                          for f, j in zip(family, subject, strict=True)]).reindex(columns=_NAMED)
+    known = pd.DataFrame(list(priced)).reindex(columns=[*_NAMED, "multiplier"])
+    known = known.drop_duplicates(subset=_NAMED, keep="last")
+    found = names.fillna("").merge(known.fillna({c: "" for c in _NAMED}), how="left", on=_NAMED)
+    values = pd.to_numeric(found["multiplier"], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(values) & (values > 0), values, 0.0)
+
+
+_NAMED = ["constraint", "item", "audience", "bundle", "channel"]
 
 
 def _given(**figures: object) -> dict[str, object]:

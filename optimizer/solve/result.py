@@ -47,6 +47,9 @@ class SolveOptions:
     scheduler: str | None = None  # a Dask scheduler address; None starts a local cluster
     partitions: int | None = None  # Dask partitions (default: two per worker)
     previous: pd.DataFrame | None = None  # yesterday's offers: warm start, fallback, stability
+    # yesterday's plan's multipliers (its `solver.multipliers`): where the decomposition's
+    # multiplier search starts
+    previous_multipliers: tuple[Mapping[str, Any], ...] = ()
     stability: Stability = field(default_factory=Stability)
     split_traffic: bool = False  # the LP optimum as weighted offer sets (spec section 7)
     # exploration sets (spec section 9, `optimizer.exploration`): at most this share of each

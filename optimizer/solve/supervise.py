@@ -29,6 +29,7 @@ from optimizer.backends import Progress
 from optimizer.errors import OfferOptError
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.offer_sets import OfferSets
+from optimizer.solve.reports import PricedRow
 
 _PR_SET_PDEATHSIG = 1
 TICK_SECONDS = 1.0  # the caller's progress callback is called at least this often
@@ -47,6 +48,7 @@ class PlanMessage:
     # what the solve ranks plans by, when not their value: under a change penalty, the value
     # less the penalty for yesterday's offers changed
     score: float | None = None
+    multipliers: list[PricedRow] | None = None  # those the plan was found at, if any
 
     @classmethod
     def of(cls, cands: Candidates, selected: np.ndarray, sets: OfferSets | None,
@@ -77,7 +79,8 @@ def best_first(plans: list[PlanMessage]) -> list[PlanMessage]:
 class OnPlan(Protocol):
     """Called with each improved plan (true values) as a solve finds it."""
 
-    def __call__(self, plan: Candidates, how: str, score: float | None = None) -> None: ...
+    def __call__(self, plan: Candidates, how: str, score: float | None = None,
+                 multipliers: list[PricedRow] | None = None) -> None: ...
 
 
 class Sink(Protocol):

@@ -149,3 +149,33 @@ def test_the_early_multipliers_are_the_best_of_the_first_evaluations(
     three = decompose(oracle, rows, None, 1e-9, max_iterations=8, early_until=3)
     assert three.early_price is not None and len(seen) > 3
     np.testing.assert_array_equal(three.early_price, min(seen[:3], key=lambda s: s[0])[1])
+
+
+def test_the_search_starts_from_yesterdays_multipliers() -> None:
+    """Named multipliers map back onto the same rows, and a search started from converged
+    ones has, after three steps, the bound a search from zero needs two hundred for."""
+    import numpy as np
+
+    from optimizer.decomposition.dual import decompose
+    from optimizer.decomposition.oracle import LocalOracle
+    from optimizer.formulation.candidates import expand
+    from optimizer.formulation.milp import live_coupling
+    from optimizer.solve.reports import priced_rows, row_prices
+
+    inst = generate(400, seed=2, responses_per_segment=10)
+    cands = expand(inst)
+    rows, oracle = live_coupling(inst, cands), LocalOracle(cands)
+    cold = decompose(oracle, rows, None, 1e-6, max_iterations=200)
+    named = priced_rows(inst, rows.family, rows.subject, cold.row_prices)
+    assert len(named) >= 2  # several rows priced: the start is not trivial
+    back = row_prices(inst, rows.family, rows.subject, named)
+    np.testing.assert_allclose(back, np.where(cold.row_prices > 0, cold.row_prices, 0.0))
+    warm = decompose(oracle, rows, None, 1e-6, max_iterations=3, start_prices=back)
+    early = decompose(oracle, rows, None, 1e-6, max_iterations=3)
+    assert warm.bound <= cold.bound * (1 + 1e-6)
+    assert early.bound > cold.bound * (1 + 1e-3)  # three steps from zero are far from it
+    # a row yesterday's plan does not name (a new item, a limit not binding) starts at 0
+    assert not row_prices(inst, rows.family, rows.subject,
+                          [{"constraint": "inventory", "item": "no-such-item",
+                            "multiplier": 5.0}]).any()
+

@@ -260,10 +260,11 @@ def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_pla
 
     def send_then_hang(instance: Any, oracle: Any, rows: Any, n: int, options: Any, backend: Any,
                        start: float, built: float, on_plan: Any = None) -> Any:
-        on_plan(oracle.cands.subset(optimum), "today's optimum")
+        on_plan(oracle.cands.subset(optimum), "today's optimum", multipliers=priced)
         options.progress(Progress(None, sent_bound, None, 0.0))  # the multipliers' bound
         time.sleep(60)
 
+    priced = [{"constraint": "promotion_budget", "item": None, "multiplier": 0.25}]
     monkeypatch.setattr(run_module, "decomposed_solution", send_then_hang)
     solution = solve(today, SolveOptions(method="decompose", time_limit=5,
                                          previous=plan.offer_keys(),
@@ -277,7 +278,10 @@ def test_a_warm_started_decomposition_stopped_at_its_deadline_keeps_its_best_pla
         assert "yesterday's plan" in (solution.message or "")
         assert solution.objective == pytest.approx(fallback)
         assert solution.bound is None  # a bound on the penalized problem bounds no plan's value
+        assert solution.stats.multipliers is None  # yesterday's plan was found at none
     else:  # a warm start alone leaves the values as they are: the bound holds for the plan
         assert solution.objective == pytest.approx(best)
         assert solution.bound == pytest.approx(sent_bound)
+        # the multipliers the plan was found at: the next night's search starts there
+        assert build_plan(solution).solver["multipliers"] == priced
     assert check_plan(today, build_plan(solution).to_dict()).ok
