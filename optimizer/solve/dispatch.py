@@ -359,7 +359,10 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
                     bound=bound, offer_sets=best.sets,
                     message=f"{stopped}: the best plan found "
                             f"{'is proven within the gap' if proved else 'so far'} ({best.how})",
-                    stats=SolveStats(recovery=best.how, multipliers=best.multipliers),
+                    # the latest multipliers the search reached, whichever plan is kept:
+                    # where the next night's search starts
+                    stats=SolveStats(recovery=best.how, multipliers=next(
+                        (p.multipliers for p in reversed(run.plans) if p.multipliers), None)),
                     earlier=tuple(earlier[1:]),
                     **base)  # type: ignore[arg-type]
 

@@ -91,7 +91,7 @@ class SolveStats:
     integral_objective: float | None = None  # split traffic: the best integral plan's value
     recovery: str | None = None  # how the plan was found, when not by the method's own MIP
     plans: list[FoundPlan] | None = None  # the plans found on the way, when each was found
-    # a solve stopped at its deadline: the multipliers its best plan was found at, if any
+    # a solve stopped at its deadline: the latest multipliers its search reached, if any
     multipliers: list[PricedRow] | None = None
 
     def to_dict(self, stability: StabilityReport | None = None) -> dict[str, object]:
