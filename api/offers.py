@@ -300,6 +300,7 @@ class IndexHolder:
         self.build_seconds = build_seconds
         self.index = ActiveIndex.empty()
         self._checked = -float("inf")
+        self._expired = 0  # how many times expire() was called
         self._lock = threading.Lock()
         self._building: threading.Event | None = None  # set when the running build ends
         self._failed: dict[int, float] = {}  # version -> when it may be tried again
@@ -314,13 +315,18 @@ class IndexHolder:
     def expire(self) -> None:
         """The next answer reads the store's active version, whatever the poll interval: this
         worker serves what it has just published, rolled back or rotated at once."""
+        self._expired += 1
         self._checked = -float("inf")
 
     def current(self) -> ActiveIndex:
         now = time.monotonic()
         if now - self._checked >= self.poll_seconds:
+            expired = self._expired
             self._refresh_if_moved()
-            self._checked = now  # only once read: a failed read is tried again at once
+            # only once read (a failed read is tried again at once), and not over an
+            # expire() that came while this read was in flight
+            if expired == self._expired:
+                self._checked = now
         return self.index
 
     def _refresh_if_moved(self) -> None:

@@ -15,7 +15,13 @@ from api.problems import Problem
 from api.runs import PLAN_FORMATS, PLAN_TYPES, plan_download
 from api.schemas import ActivePlan, Publication
 from api.store import Store
-from api.store.columnar import PARQUET_TYPE, SET_COLUMNS, csv_chunks, parquet_bytes
+from api.store.columnar import (
+    PARQUET_TYPE,
+    SET_COLUMNS,
+    csv_chunks,
+    parquet_bytes,
+    sets_from_table,
+)
 from optimizer.errors import InputError
 from optimizer.io.safe_json import parse_json
 
@@ -89,7 +95,7 @@ def active_plan() -> Response:
       406: "Not acceptable"},
      extra_content={200: {"text/csv": "one row per (set, offer); an empty set is one row "
                                       "without bundle", PARQUET_TYPE: "the same, as Parquet"}})
-@requires(STOREFRONT, MERCHANDISER)
+@requires(MERCHANDISER)
 def offer_sets(plan_id: str) -> Response:
     table = _store().stored_plan(plan_id).sets_table()
     if table is None:
@@ -110,6 +116,6 @@ def offer_sets(plan_id: str) -> Response:
                       f"Accept: {table.num_rows:,} rows of offer sets are more than "
                       f"OFFEROPT_MAX_JSON_PLAN_OFFERS ({most:,}) for JSON; ask for "
                       f"Accept: text/csv or Accept: {PARQUET_TYPE}")
-    sets = _store().plan_object(plan_id).to_dict()["offer_sets"]
+    sets = [entry.to_dict() for entry in sets_from_table(table)]
     return Response(json.dumps({"plan_id": plan_id, "offer_sets": sets}),
                     mimetype="application/json", headers=headers)

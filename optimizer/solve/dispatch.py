@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -362,7 +363,9 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
                     # the latest multipliers the search reached, whichever plan is kept:
                     # where the next night's search starts
                     stats=SolveStats(recovery=best.how, multipliers=next(
-                        (p.multipliers for p in reversed(run.plans) if p.multipliers), None)),
+                        (p.multipliers for p in reversed(run.plans) if p.multipliers),
+                        [cast(PricedRow, dict(m)) for m in options.previous_multipliers]
+                        or None)),
                     earlier=tuple(earlier[1:]),
                     **base)  # type: ignore[arg-type]
 

@@ -195,7 +195,9 @@ def row_prices(instance: Instance, family: np.ndarray, subject: np.ndarray,
                           for f, j in zip(family, subject, strict=True)]).reindex(columns=_NAMED)
     known = pd.DataFrame(list(priced)).reindex(columns=[*_NAMED, "multiplier"])
     known = known.drop_duplicates(subset=_NAMED, keep="last")
-    found = names.fillna("").merge(known.fillna({c: "" for c in _NAMED}), how="left", on=_NAMED)
+    names = names.astype(object).fillna("")
+    known[_NAMED] = known[_NAMED].astype(object).fillna("")
+    found = names.merge(known, how="left", on=_NAMED)
     values = pd.to_numeric(found["multiplier"], errors="coerce").to_numpy(dtype=float)
     return np.where(np.isfinite(values) & (values > 0), values, 0.0)
 

@@ -74,20 +74,23 @@ def verify(solution: Solution, options: SolveOptions) -> Verified:
     """As `verified`, keeping the checked plan document and the report for the caller."""
     if solution.status not in SUCCESS:
         return Verified(solution)
-    plan = build_plan(solution)
+    # the document checked is the one returned: the check's outcome and message change
+    # neither its offers nor its figures
+    passed = _with_check(solution, CheckOutcome.PASSED)
+    plan = build_plan(passed)
     report = check_plan(solution.instance, plan.to_dict())
     if report.ok:
-        return Verified(_with_check(solution, CheckOutcome.PASSED), plan, report)
+        return Verified(passed, plan, report)
     first = list(report.violations[:3])
     for earlier in solution.earlier:
-        fallback = _from_earlier(solution, earlier, options)
+        fallback = _with_check(dataclasses.replace(
+            _from_earlier(solution, earlier, options),
+            message=f"the final plan failed the independent check ({first[0]}); an earlier "
+                    f"plan that passes is used ({earlier.how})"), CheckOutcome.PASSED_EARLIER)
         fallback_plan = build_plan(fallback)
         fallback_report = check_plan(solution.instance, fallback_plan.to_dict())
         if fallback_report.ok:
-            return Verified(_with_check(dataclasses.replace(
-                fallback, message=f"the final plan failed the independent check ({first[0]}); "
-                                  f"an earlier plan that passes is used ({earlier.how})"),
-                CheckOutcome.PASSED_EARLIER), fallback_plan, fallback_report)
+            return Verified(fallback, fallback_plan, fallback_report)
     empty = solution.candidates.subset(np.zeros(0, dtype=np.int64))
     return Verified(dataclasses.replace(
         solution, status=Status.ERROR, candidates=empty, selected=np.zeros(0, dtype=bool),

@@ -148,7 +148,8 @@ def test_a_split_plans_offer_sets_download_as_json_csv_and_parquet(
     client = app.test_client()
     url = f"/v1/plans/{plan_id}/offer-sets"
     expected = sets_table(plan.offer_sets or ())
-    as_json = client.get(url, headers=STOREFRONT)
+    assert client.get(url, headers=STOREFRONT).status_code == 403  # unpublished plans too
+    as_json = client.get(url, headers=MERCHANDISER)
     assert as_json.status_code == 200 and as_json.get_json()["offer_sets"] == \
         plan.to_dict()["offer_sets"]
     as_csv = client.get(url, headers={**MERCHANDISER, "Accept": "text/csv"})

@@ -117,3 +117,16 @@ def test_a_plan_stopped_at_the_deadline_is_optimal_only_when_its_bound_proves_it
     assert solution.status == status
     assert solution.termination == Termination.TIME_LIMIT
     assert solution.bound == pytest.approx(solution.objective * (1 + bound_over))
+
+
+def test_the_verified_plan_document_is_the_one_returned(demo_doc: dict[str, Any]) -> None:
+    """What the nightly job stores is the document the check read, with the check's
+    outcome in it: the same as building the plan of the verified solution."""
+    from optimizer.plan.document import build_plan
+    from optimizer.solve.verify import verify
+
+    options = SolveOptions()
+    checked = verify(solve(instance_from_document(demo_doc), options), options)
+    assert checked.plan is not None and checked.report is not None and checked.report.ok
+    assert checked.plan.solver["check"] == "passed"
+    assert checked.plan.to_dict() == build_plan(checked.solution).to_dict()
