@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
@@ -177,11 +176,7 @@ def _solve_here(instance: Instance, cands: Candidates, method: str, options: Sol
 
     options = dataclasses.replace(options, progress=progress)
 
-    def on_plan(plan: Candidates, how: str, score: float | None = None,
-                multipliers: list[PricedRow] | None = None) -> None:
-        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value, how,
-                                 score=score, multipliers=multipliers))
-
+    on_plan = _sender(channel)
     if method == "decompose" and len(cands) and options.split_traffic:
         solution = split_decomposed(instance, cands, options, backend, start, channel)
     elif method == "decompose" and len(cands):
@@ -195,6 +190,16 @@ def _solve_here(instance: Instance, cands: Candidates, method: str, options: Sol
         stats = dataclasses.replace(solution.stats, history=thin([*history, end]))
         solution = dataclasses.replace(solution, stats=stats)
     return Final.of(solution)
+
+
+def _sender(channel: Sink, prefix: str = "") -> OnPlan:
+    """Each plan found, as a message to `channel` (its step named after `prefix`)."""
+    def send(plan: Candidates, how: str, score: float | None = None,
+             multipliers: list[PricedRow] | None = None) -> None:
+        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
+                                 prefix + how, score=score, multipliers=multipliers))
+
+    return send
 
 
 def _lp_guided(instance: Instance, cands: Candidates, options: SolveOptions, backend: Backend,
@@ -259,11 +264,7 @@ def _quick_plan(instance: Instance, cands: Candidates, form: Formulation, option
     quick_options = dataclasses.replace(options, time_limit=time.perf_counter() - start + seconds,
                                         diagnose=False)
 
-    def on_plan(plan: Candidates, how: str, score: float | None = None,
-                multipliers: list[PricedRow] | None = None) -> None:
-        channel.plan(PlanMessage(plan.segment, plan.variant, plan.take_prob, plan.value,
-                                 f"quick plan: {how}", score=score, multipliers=multipliers))
-
+    on_plan = _sender(channel, "quick plan: ")
     found = decomposed_solution(instance, LocalOracle(cands), form.per_take, len(cands),
                                 quick_options, backend, start, time.perf_counter(), on_plan)
     return found if found.objective is not None else None
@@ -364,8 +365,7 @@ def _assemble(instance: Instance, cands: Candidates, method: str, options: Solve
                     # where the next night's search starts
                     stats=SolveStats(recovery=best.how, multipliers=next(
                         (p.multipliers for p in reversed(run.plans) if p.multipliers),
-                        [cast(PricedRow, dict(m)) for m in options.previous_multipliers]
-                        or None)),
+                        list(options.previous_multipliers) or None)),
                     earlier=tuple(earlier[1:]),
                     **base)  # type: ignore[arg-type]
 

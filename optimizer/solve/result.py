@@ -20,7 +20,13 @@ from optimizer.model.instance import Instance
 from optimizer.plan.model import Status as Status
 from optimizer.solve.diagnose import Diagnosis
 from optimizer.solve.methods import MAX_EXPLORE, Method, Solver, Where
-from optimizer.solve.reports import CheckOutcome, ExplorationReport, SolveStats, StabilityReport
+from optimizer.solve.reports import (
+    CheckOutcome,
+    ExplorationReport,
+    PricedRow,
+    SolveStats,
+    StabilityReport,
+)
 from optimizer.solve.supervise import PlanMessage
 from optimizer.stability.reference import Stability
 
@@ -49,7 +55,7 @@ class SolveOptions:
     previous: pd.DataFrame | None = None  # yesterday's offers: warm start, fallback, stability
     # yesterday's plan's multipliers (its `solver.multipliers`): where the decomposition's
     # multiplier search starts
-    previous_multipliers: tuple[Mapping[str, Any], ...] = ()
+    previous_multipliers: tuple[PricedRow, ...] = ()
     stability: Stability = field(default_factory=Stability)
     split_traffic: bool = False  # the LP optimum as weighted offer sets (spec section 7)
     # exploration sets (spec section 9, `optimizer.exploration`): at most this share of each

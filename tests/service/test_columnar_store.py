@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 import api.store
 from api.app import create_app
@@ -104,15 +105,25 @@ def test_rows_written_before_migration_5_are_read_by_every_reader(
     assert source.catalog.segment_ids == list(inst.segments["id"])
 
 
-def test_plan_downloads_stream_csv_and_parquet(tmp_path: Path,
-                                              split_plan: tuple[Instance, Plan]) -> None:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "RUN_JOBS": False,
-                      "RECORDING": False, "MERCHANDISER_TOKENS": "m-token",
-                      "STOREFRONT_TOKENS": "s-token"})
-    store: Store = app.extensions["offeropt.store"]
-    inst, plan = split_plan
+def _serving_app(tmp_path: Path) -> Flask:
+    return create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "RUN_JOBS": False,
+                       "RECORDING": False, "MERCHANDISER_TOKENS": "m-token",
+                       "STOREFRONT_TOKENS": "s-token"})
+
+
+def _stored_run(store: Store, inst: Instance, plan: Plan) -> str:
+    """A succeeded run of `plan`, checked; its run id."""
     run_id, _ = store.submit(inst.name, inst, None, {}, "me", None)
     store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True, plan_status=plan.status)
+    return run_id
+
+
+def test_plan_downloads_stream_csv_and_parquet(tmp_path: Path,
+                                              split_plan: tuple[Instance, Plan]) -> None:
+    app = _serving_app(tmp_path)
+    store: Store = app.extensions["offeropt.store"]
+    inst, plan = split_plan
+    run_id = _stored_run(store, inst, plan)
     store.publish(str(store.run(run_id)["plan_id"]), "me")
     client = app.test_client()
     for url, role in ((f"/v1/runs/{run_id}/plan", MERCHANDISER), ("/v1/plans/active", STOREFRONT)):
@@ -137,13 +148,10 @@ def test_plan_downloads_stream_csv_and_parquet(tmp_path: Path,
 
 def test_a_split_plans_offer_sets_download_as_json_csv_and_parquet(
         tmp_path: Path, split_plan: tuple[Instance, Plan]) -> None:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "RUN_JOBS": False,
-                      "RECORDING": False, "MERCHANDISER_TOKENS": "m-token",
-                      "STOREFRONT_TOKENS": "s-token"})
+    app = _serving_app(tmp_path)
     store: Store = app.extensions["offeropt.store"]
     inst, plan = split_plan
-    run_id, _ = store.submit(inst.name, inst, None, {}, "me", None)
-    store.finish_run(run_id, RunStatus.SUCCEEDED, plan, checked=True, plan_status=plan.status)
+    run_id = _stored_run(store, inst, plan)
     plan_id = str(store.run(run_id)["plan_id"])
     client = app.test_client()
     url = f"/v1/plans/{plan_id}/offer-sets"
@@ -163,9 +171,7 @@ def test_a_split_plans_offer_sets_download_as_json_csv_and_parquet(
     assert refused.status_code == 406 and "Accept: text/csv" in refused.get_json()["detail"]
     whole = build_plan(split_solution(inst))  # the same catalog's plan without sets: a 404
     integral = dataclasses.replace(whole, offer_sets=None)
-    run_id, _ = store.submit(inst.name, inst, None, {}, "me", None)
-    store.finish_run(run_id, RunStatus.SUCCEEDED, integral, checked=True,
-                     plan_status=integral.status)
+    run_id = _stored_run(store, inst, integral)
     missing = client.get(f"/v1/plans/{store.run(run_id)['plan_id']}/offer-sets",
                          headers=MERCHANDISER)
     assert missing.status_code == 404 and "has no offer sets" in missing.get_json()["detail"]
