@@ -89,6 +89,8 @@ class LocalOracle:
         self.signature: np.ndarray = np.zeros(n_segments)
         self.changed = np.zeros(n_segments, dtype=bool)
         self.tracking = False
+        self.keep = 0  # how many of the latest evaluations' choices `recent` keeps
+        self.recent: list[np.ndarray] = []
 
     def choose(self, price: np.ndarray) -> np.ndarray:
         """Positions of the chosen candidates; `self.chooser.bound` bounds their priced value."""
@@ -101,10 +103,12 @@ class LocalOracle:
         value = float(self.cands.value[chosen].sum())
         if track:
             self._track(chosen)
+        if self.keep:
+            self.recent = [*self.recent[-self.keep + 1:], chosen]
         return Evaluation(self.chooser.bound, value, usage, self.chooser.meets_caps)
 
     def _track(self, chosen: np.ndarray) -> None:
-        signature = np.bincount(self.unit[chosen], _fingerprint(chosen),
+        signature = np.bincount(self.unit[chosen], fingerprint(chosen),
                                 minlength=len(self.signature))
         if self.tracking:
             self.changed |= signature != self.signature
@@ -155,17 +159,23 @@ class LocalOracle:
         n = len(self.signature)
         chosen = self.choose(price)
         unit = self.unit[chosen]
-        signature = np.bincount(unit, _fingerprint(chosen), minlength=n)
+        signature = np.bincount(unit, fingerprint(chosen), minlength=n)
         value = np.bincount(unit, self.cands.value[chosen], minlength=n)
         cost = np.zeros(n) if priced_at is None else \
             np.bincount(unit, self.cands.subset(chosen).priced(priced_at), minlength=n)
+        return signature, value, sp.csr_matrix(self.usage_by(chosen, unit, n, K)), cost
+
+    def usage_by(self, chosen: np.ndarray, owner: np.ndarray, n_owners: int,
+                 K: sp.csr_matrix) -> sp.csc_matrix:
+        """The usage of each row of K by the candidates `chosen`, summed per `owner`
+        (rows x owners)."""
         column = self.segment_columns[self.cands.segment[chosen]]
         on = column >= 0
-        per_unit = sp.csr_matrix(  # usage columns x units
+        per_owner = sp.csr_matrix(  # usage columns x owners
             (np.r_[self.takes[chosen], self.cands.segment_views[self.cands.segment[chosen][on]]],
-             (np.r_[self.cands.variant[chosen], column[on]], np.r_[unit, unit[on]])),
-            shape=(self.n_columns, n))
-        return signature, value, sp.csr_matrix(K @ per_unit), cost
+             (np.r_[self.cands.variant[chosen], column[on]], np.r_[owner, owner[on]])),
+            shape=(self.n_columns, n_owners))
+        return sp.csc_matrix(K @ per_owner)
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         return self.cands.subset(self.mixed_positions(price_a, moves))
@@ -184,7 +194,7 @@ class LocalOracle:
         return np.sort(np.concatenate(parts))
 
 
-def _fingerprint(positions: np.ndarray) -> np.ndarray:
+def fingerprint(positions: np.ndarray) -> np.ndarray:
     """Per chosen candidate, a number whose sum over a unit tells its choices apart: the
     position alone ties where two offers of an audience swap for two whose positions have
     the same sum (seen on 1 audience in 100), and so does any linear function of it; a

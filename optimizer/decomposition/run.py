@@ -38,6 +38,10 @@ MAX_CONTESTED_SEGMENTS = 2_000  # the recovery MIP's first round, above that siz
 REASSIGN_SEGMENTS = 30_000
 REASSIGN_SHARE = 0.6  # of the time left after the repair; the contested-segment MIP gets the rest
 REASSIGN_MIN_SECONDS = 20.0
+# With audience caps, the master LP over whole-audience choices replaces that MIP
+# (`optimizer.decomposition.master`); it starts from the search's latest choices
+MASTER_CHOICES = 8
+MASTER_SHARE = 0.85  # of the time left after the repair; the contested-segment MIP gets the rest
 # There, the repair starts from the best multipliers of the sign-based descent (Rprop); the
 # cutting planes that follow only tighten the bound. At L, four duals stopped by the clock
 # within Rprop (42-58 iterations) gave repairs 0.074-0.077% below the bound, one that ran to
@@ -155,6 +159,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     the contested-segment MIP (growing to every segment on instances a MIP can take).
     Each plan found is handed to `on_plan` as soon as it is known, with the multipliers.
     The multipliers start from `options.previous_multipliers` (yesterday's) when given."""
+    from optimizer.decomposition.master import master_plan
     from optimizer.decomposition.reassign import reassign
     from optimizer.decomposition.recovery import recover, repair
 
@@ -168,8 +173,12 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     # (1M segments) its LP does not solve in the time left, and the repair is the plan
     lp_step = isinstance(oracle, LocalOracle) and not small and \
         n_candidates <= LP_STEP_MAX_CANDIDATES and not oracle.cands.contacts.audience_capped
-    share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     reassigning = not lp_step and not small and isinstance(oracle, LocalOracle)
+    mastering = reassigning and isinstance(oracle, LocalOracle) and \
+        oracle.cands.contacts.audience_capped
+    share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
+    if mastering and isinstance(oracle, LocalOracle):
+        oracle.keep = MASTER_CHOICES
     yesterday = row_prices(instance, rows.family, rows.subject, options.previous_multipliers) \
         if options.previous_multipliers else None
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
@@ -209,13 +218,25 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         other = d.price if base_price is repair_from else repair_from
         at = np.zeros(len(oracle.signature), dtype=np.int64)
         at[repair_moves] = 1
-        found_mip = reassign(oracle, rows, [base_price, other], at, backend,
-                             Limits(None if left is None else left * REASSIGN_SHARE, options.gap,
-                                    options.threads), REASSIGN_SEGMENTS)
+        if mastering:
+            recent, oracle.keep, oracle.recent = oracle.recent, 0, []
+            m = master_plan(oracle, rows, [base_price, other], recent, at, backend,
+                            Limits(None if left is None else left * MASTER_SHARE, options.gap,
+                                   options.threads), REASSIGN_SEGMENTS)
+            bound_seen = min(bound_seen, m.bound)
+            found_mip = m.plan
+            after = (f"then a master LP over {m.columns:,} audience choices "
+                     f"({m.rounds} rounds of column generation) and a MIP over "
+                     f"{m.free_units:,} audiences")
+        else:
+            found_mip = reassign(oracle, rows, [base_price, other], at, backend,
+                                 Limits(None if left is None else left * REASSIGN_SHARE,
+                                        options.gap, options.threads), REASSIGN_SEGMENTS)
+            after = f"then up to {REASSIGN_SEGMENTS:,} segments re-assigned by a MIP"
         if found_mip is not None and found_mip.value.sum() > objective and \
                 found_mip.meets_caps():
             plan, objective = found_mip, float(found_mip.value.sum())
-            how = f"{how}, then up to {REASSIGN_SEGMENTS:,} segments re-assigned by a MIP"
+            how = f"{how}, {after}"
             send(plan, how)
     left = time_left(options.time_limit, start)
     if lp_step and isinstance(oracle, LocalOracle) and not infeasible and \
