@@ -11,7 +11,8 @@ greedy repair was 0.29% below it. The integral plan is a MIP over the units whos
 choice differs from a known plan (RINS), each free among its columns, every other unit held
 at the plan's choice, and started from that plan: the LP with every unit rounded, and the
 repair of that, lost 1.2-1.3% of the LP's value on a 100,000-segment catalog, where a
-unit's choice moves up to 29% of an item's stock.
+unit's choice moves up to 29% of an item's stock. A choice that breaks its audience's caps
+(the audience step lists them) maps back onto columns but is never taken.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ MIN_MIP_SECONDS = 2.0
 FRACTIONAL = 1e-6
 
 
+class MasterError(RuntimeError):
+    """HiGHS refused the master's columns: the master gives no plan."""
+
+
 @dataclass(frozen=True)
 class MasterFound:
     plan: Candidates | None  # a plan meeting every row, or None
@@ -56,6 +61,7 @@ class ColumnPool:
         self.signatures: list[np.ndarray] = []  # per choice added: per unit
         self.column_of: list[np.ndarray] = []  # per choice added: per unit, its column
         self.unit = np.zeros(0, dtype=np.int64)  # per column: index into units
+        self.usable = np.zeros(0, dtype=bool)  # per column: it meets its audience's caps
         self.value = np.zeros(0)
         self.usage = sp.csc_matrix((K.shape[0], 0))
         self._positions: list[np.ndarray] = []  # chosen positions, by column
@@ -64,8 +70,10 @@ class ColumnPool:
     def __len__(self) -> int:
         return len(self.value)
 
-    def add(self, chosen: np.ndarray) -> np.ndarray:
-        """Add the choice `chosen` (candidate positions); return the new columns' ids."""
+    def add(self, chosen: np.ndarray, broken: np.ndarray) -> np.ndarray:
+        """Add the choice `chosen` (candidate positions) in which the units `broken` (leader
+        segments) break their caps; return the new columns' ids. Such columns are kept, for
+        a choice to map onto its columns, but marked unusable."""
         at = self.index[self.oracle.unit[chosen]]
         n = len(self.units)
         signature = np.bincount(at, fingerprint(chosen), minlength=n)
@@ -89,6 +97,7 @@ class ColumnPool:
         self.value = np.r_[self.value, np.bincount(owner, cands.value[picked],
                                                    minlength=len(new_units))]
         self.unit = np.r_[self.unit, new_units]
+        self.usable = np.r_[self.usable, ~np.isin(self.units[new_units], broken)]
         self.usage = sp.hstack([self.usage, self.oracle.usage_by(picked, owner, len(new_units),
                                                                   self.K)], format="csc")
         self._positions.append(picked)
@@ -111,13 +120,14 @@ class MasterLP:
 
     def __init__(self, pool: ColumnPool, limit: np.ndarray, threads: int | None) -> None:
         self.pool, self.limit = pool, limit
-        self.scale = np.maximum(np.asarray(abs(pool.usage).max(axis=1).todense()).ravel(),
-                                1e-12)
+        peak = np.asarray(abs(pool.usage).max(axis=1).todense()).ravel()
+        self.scale = np.where(peak > 0, peak, 1.0)  # a row no column uses yet: unscaled
         self.objective_scale = max(1.0, float(np.abs(pool.value).max(initial=0.0)))
         self.row_of_unit = np.full(len(pool.units), -1, dtype=np.int64)  # HiGHS row
         self.in_lp = np.zeros(0, dtype=bool)  # per pool column
         self.columns = np.zeros(0, dtype=np.int64)  # LP column -> pool column
         self.held = np.zeros(len(pool.units), dtype=bool)  # per unit: one column, not in the LP
+        self.lone = np.zeros(0, dtype=np.int64)  # the held units' columns
         self.held_usage = np.zeros(len(limit))
         self.share, self.row_prices = np.zeros(0), np.zeros(len(limit))  # of the last solve
         self.h = new_highs(threads)
@@ -134,7 +144,8 @@ class MasterLP:
         """Take in the pool's columns not in the LP yet; units with one column stay held."""
         pool, m = self.pool, len(self.limit)
         self.in_lp = np.r_[self.in_lp, np.zeros(len(pool) - len(self.in_lp), dtype=bool)]
-        count = np.bincount(pool.unit, minlength=len(pool.units))
+        usable = pool.usable
+        count = np.bincount(pool.unit[usable], minlength=len(pool.units))
         joining = np.flatnonzero((count > 1) & (self.row_of_unit < 0))
         if len(joining):
             first = self.h.getNumRow()
@@ -142,9 +153,9 @@ class MasterLP:
                            np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
             self.row_of_unit[joining] = first + np.arange(len(joining))
         self.held = count == 1
-        lone = np.flatnonzero(self.held[pool.unit])
-        self.held_usage = np.asarray(pool.usage[:, lone].sum(axis=1)).ravel()
-        new = np.flatnonzero(~self.in_lp & ~self.held[pool.unit])
+        self.lone = np.flatnonzero(usable & self.held[pool.unit])
+        self.held_usage = np.asarray(pool.usage[:, self.lone].sum(axis=1)).ravel()
+        new = np.flatnonzero(usable & ~self.in_lp & ~self.held[pool.unit])
         if len(new):
             usage = sp.coo_matrix(pool.usage[:, new])
             block = sp.csc_matrix(
@@ -152,10 +163,12 @@ class MasterLP:
                  (np.r_[usage.row, self.row_of_unit[pool.unit[new]]],
                   np.r_[usage.col, np.arange(len(new))])),
                 shape=(self.h.getNumRow(), len(new)))
-            self.h.addCols(len(new), -pool.value[new] / self.objective_scale,
-                           np.zeros(len(new)), np.ones(len(new)), len(block.data),
-                           block.indptr.astype(np.int32), block.indices.astype(np.int32),
-                           block.data)
+            added = self.h.addCols(len(new), -pool.value[new] / self.objective_scale,
+                                   np.zeros(len(new)), np.ones(len(new)), len(block.data),
+                                   block.indptr.astype(np.int32),
+                                   block.indices.astype(np.int32), block.data)
+            if added != highspy.HighsStatus.kOk:
+                raise MasterError(f"HiGHS refused {len(new)} columns: {added}")
             self.in_lp[new] = True
             self.columns = np.r_[self.columns, new]
         room = (self.limit - self.held_usage) / self.scale
@@ -168,14 +181,23 @@ class MasterLP:
         if time_limit is not None:
             self.h.setOptionValue("time_limit", max(0.1, float(time_limit)))
         self.h.run()
-        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        status = self.h.getModelStatus()
+        if status == highspy.HighsModelStatus.kModelEmpty:  # every unit held: no columns
+            over = self.held_usage - self.limit
+            if np.any(over > 1e-9 * np.maximum(1.0, np.abs(self.limit))):
+                return False
+        elif status != highspy.HighsModelStatus.kOptimal:
             return False
         solution = self.h.getSolution()
         self.share = np.zeros(len(self.pool))  # per pool column; a held unit's column: 1
         self.share[self.columns] = np.asarray(solution.col_value)[:len(self.columns)]
-        self.share[~self.in_lp] = 1.0
-        dual = -np.asarray(solution.row_dual)[:len(self.limit)]
-        self.row_prices = np.maximum(0.0, dual * self.objective_scale / self.scale)
+        self.share[self.lone] = 1.0
+        dual = np.zeros(len(self.limit))
+        given = -np.asarray(solution.row_dual)[:len(self.limit)]
+        dual[:len(given)] = given
+        # a row without a limit has no price: its dual is 0, and must be for the bound
+        self.row_prices = np.where(np.isfinite(self.limit),
+                                   np.maximum(0.0, dual * self.objective_scale / self.scale), 0.0)
         return True
 
     def value(self) -> float:
@@ -183,22 +205,35 @@ class MasterLP:
 
 
 def master_plan(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
-                choices: list[np.ndarray], start: np.ndarray, backend: Backend, limits: Limits,
-                most: int) -> MasterFound:
+                choices: list[tuple[np.ndarray, np.ndarray]], start: np.ndarray,
+                backend: Backend, limits: Limits, most: int) -> MasterFound:
     """The best plan the MIP finds around the master LP, within `limits`.
 
     `prices` give choices (the first two are those `start` mixes: per unit leader segment,
     the index of the price whose choice it has in a plan that meets every row); `choices`
-    are more choices already made (candidate positions). At most `most` units are free."""
+    are more choices already made (candidate positions, and the units whose caps they break).
+    At most `most` units are free."""
     started = time.perf_counter()
-    deadline = None if limits.time_limit is None else started + limits.time_limit
-    K, limit = rows.as_le()
-    pool = ColumnPool(oracle, K)
+    pool = ColumnPool(oracle, rows.as_le()[0])
     for price in prices:
-        pool.add(oracle.choose(price))
+        chosen = oracle.choose(price)
+        pool.add(chosen, oracle.broken_units())
     incumbent = np.where(start[pool.units] == 1, pool.column_of[1], pool.column_of[0])
-    for chosen in choices:
-        pool.add(chosen)
+    pool.usable[incumbent] = True  # the start plan meets every cap
+    for chosen, broken in choices:
+        pool.add(chosen, broken)
+    try:
+        return _priced_and_rounded(pool, incumbent, rows, backend, limits, most, started)
+    except MasterError:
+        return MasterFound(None, np.inf, None, 0, len(pool), 0)
+
+
+def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, rows: VariantRows,
+                        backend: Backend, limits: Limits, most: int, started: float
+                        ) -> MasterFound:
+    """Column generation from the LP's duals, then the MIP around the LP's choice."""
+    oracle, (K, limit) = pool.oracle, rows.as_le()
+    deadline = None if limits.time_limit is None else started + limits.time_limit
     lp = MasterLP(pool, limit, limits.threads)
     bound, rounds, lp_value = np.inf, 0, None
     pricing_end = None if limits.time_limit is None else \
@@ -216,7 +251,7 @@ def master_plan(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray]
         bound = min(bound, float(row_prices @ np.where(np.isfinite(limit), limit, 0.0))
                     + oracle.chooser.bound)
         rounds += 1
-        if not len(pool.add(chosen)):
+        if not len(pool.add(chosen, oracle.broken_units())):
             break  # no unit chooses anew: the LP is optimal over every choice
         lp.extend()
     if lp_value is None:
@@ -254,7 +289,7 @@ def _rins(pool: ColumnPool, share: np.ndarray, incumbent: np.ndarray, limit: np.
     is_free[differ] = True
     held = incumbent[~is_free]
     room = limit - np.asarray(pool.usage[:, held].sum(axis=1)).ravel()
-    columns = np.flatnonzero(is_free[pool.unit])
+    columns = np.flatnonzero(is_free[pool.unit] & pool.usable)
     usage = pool.usage[:, columns]
     scale = np.asarray(abs(usage).max(axis=1).todense()).ravel()
     live = scale > 0

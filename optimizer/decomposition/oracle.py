@@ -90,7 +90,7 @@ class LocalOracle:
         self.changed = np.zeros(n_segments, dtype=bool)
         self.tracking = False
         self.keep = 0  # how many of the latest evaluations' choices `recent` keeps
-        self.recent: list[np.ndarray] = []
+        self.recent: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, broken_units())
 
     def choose(self, price: np.ndarray) -> np.ndarray:
         """Positions of the chosen candidates; `self.chooser.bound` bounds their priced value."""
@@ -104,8 +104,18 @@ class LocalOracle:
         if track:
             self._track(chosen)
         if self.keep:
-            self.recent = [*self.recent[-self.keep + 1:], chosen]
+            self.recent = [*self.recent, (chosen, self.broken_units())][-self.keep:]
         return Evaluation(self.chooser.bound, value, usage, self.chooser.meets_caps)
+
+    def broken_units(self) -> np.ndarray:
+        """After a choice: the units (leader segments) whose choice breaks their caps."""
+        if self.chooser.meets_caps:
+            return np.zeros(0, dtype=np.int64)
+        audiences = getattr(self.chooser, "infeasible_audiences", None)
+        if audiences is None:  # a chooser blind to the caps: any unit may break them
+            return np.unique(self.unit)
+        contacts = self.cands.contacts
+        return np.unique(contacts.leader()[np.isin(contacts.audience, audiences)])
 
     def _track(self, chosen: np.ndarray) -> None:
         signature = np.bincount(self.unit[chosen], fingerprint(chosen),

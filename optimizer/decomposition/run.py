@@ -186,6 +186,9 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
                   early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0,
                   start_prices=yesterday)
     priced = priced_rows(instance, rows.family, rows.subject, d.row_prices)
+    recent: list[tuple[np.ndarray, np.ndarray]] = []
+    if isinstance(oracle, LocalOracle):  # the latest choices go to the master, or nowhere
+        recent, oracle.keep, oracle.recent = oracle.recent, 0, []
 
     def send(plan: Candidates, how: str) -> None:
         if on_plan is not None:
@@ -219,7 +222,6 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         at = np.zeros(len(oracle.signature), dtype=np.int64)
         at[repair_moves] = 1
         if mastering:
-            recent, oracle.keep, oracle.recent = oracle.recent, 0, []
             m = master_plan(oracle, rows, [base_price, other], recent, at, backend,
                             Limits(None if left is None else left * MASTER_SHARE, options.gap,
                                    options.threads), REASSIGN_SEGMENTS)

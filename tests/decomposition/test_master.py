@@ -11,7 +11,7 @@ import pytest
 
 from optimizer.backends import Limits, Termination, get_backend
 from optimizer.decomposition.dual import Decomposition, decompose
-from optimizer.decomposition.master import ColumnPool, MasterFound, master_plan
+from optimizer.decomposition.master import ColumnPool, MasterFound, MasterLP, master_plan
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.decomposition.recovery import repair
 from optimizer.formulation.candidates import Candidates, expand
@@ -54,9 +54,10 @@ def test_a_columns_positions_give_back_each_choice() -> None:
     pool = ColumnPool(oracle, rows.as_le()[0])
     assert d.price is not None
     choices = [oracle.choose(p) for p in (d.bound_price, d.price, 0.5 * d.bound_price)]
+    none = np.zeros(0, dtype=np.int64)
     for chosen in choices:
-        pool.add(chosen)
-    assert len(pool.add(choices[0])) == 0  # a choice seen before adds no column
+        pool.add(chosen, none)
+    assert len(pool.add(choices[0], none)) == 0  # a choice seen before adds no column
     for t, chosen in enumerate(choices):
         assert np.array_equal(pool.positions(pool.column_of[t]), np.sort(chosen))
         assert np.isclose(pool.value[pool.column_of[t]].sum(), cands.value[chosen].sum())
@@ -74,8 +75,27 @@ def _master(segments: int, items: int, most: int) -> tuple[Candidates, MasterFou
     start = np.zeros(len(cands.lo), dtype=np.int64)
     start[moved] = 1
     return repaired, master_plan(oracle, rows, [d.bound_price, d.price],
-                                 [oracle.choose(0.8 * d.bound_price)], start,
+                                 [(oracle.choose(0.8 * d.bound_price), oracle.broken_units())],
+                                 start,
                                  get_backend("highs"), Limits(30.0, 1e-9, 1), most)
+
+
+def test_a_choice_that_breaks_caps_gives_no_usable_column() -> None:
+    """Columns of audiences whose choice breaks their caps map a choice back, but neither
+    the LP nor the MIP can take them."""
+    _, cands, rows, d = _catalog()
+    assert d.price is not None
+    oracle = LocalOracle(cands)
+    K, limit = rows.as_le()
+    pool = ColumnPool(oracle, K)
+    pool.add(oracle.choose(d.price), np.zeros(0, dtype=np.int64))
+    every = pool.units
+    new = pool.add(oracle.choose(d.bound_price), every)  # as if every audience broke them
+    assert len(new) and not pool.usable[new].any()
+    assert np.array_equal(pool.positions(pool.column_of[1]), np.sort(oracle.choose(d.bound_price)))
+    lp = MasterLP(pool, limit, 1)
+    assert lp.solve(None)
+    assert np.all(lp.share[new] == 0.0) and np.isclose(lp.share.sum(), len(pool.units))
 
 
 @pytest.mark.parametrize("most", [10_000, 5])
@@ -120,7 +140,7 @@ def test_the_decomposition_prices_a_master_lp_where_audiences_have_caps(
     monkeypatch.setattr(run, "LP_STEP_MAX_CANDIDATES", 0)
     monkeypatch.setattr(run, "AUTO_EXACT_MAX_CANDIDATES", 0)
     monkeypatch.setattr(module, "master_plan", counted)
-    inst = generate(120, seed=5, items=1000, contexts=4, channels=True)
+    inst = generate(60, seed=5, items=1000, contexts=4, channels=True)
     # no time limit: a limited solve runs in a child process, out of the patch's sight
     solution = solve(inst, SolveOptions(method="decompose", gap=1e-3, threads=1))
     assert calls and calls[0] == run.MASTER_CHOICES
