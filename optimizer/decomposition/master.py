@@ -24,9 +24,10 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from optimizer.backends import Backend, Limits, MilpProblem
+from optimizer.backends import Backend, Limits
 from optimizer.backends.highs import new_highs
 from optimizer.decomposition.oracle import LocalOracle, fingerprint
+from optimizer.decomposition.reassign import choice_mip, holds_every_row
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
 
@@ -262,9 +263,7 @@ def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, rows: VariantRo
     chosen_columns, free = _rins(pool, _padded(lp.share, len(pool)), incumbent, limit, backend,
                                  Limits(left, limits.gap, limits.threads), most)
     plan = oracle.cands.subset(pool.positions(chosen_columns))
-    takes = plan.usage_per_column()
-    size = np.maximum(np.maximum(1.0, np.abs(limit)), abs(K) @ takes)
-    sound = bool(np.all(K @ takes <= limit + 1e-9 * size)) and plan.meets_caps()
+    sound = holds_every_row(plan, K, limit) and plan.meets_caps()
     return MasterFound(plan if sound else None, bound, lp_value, rounds, len(pool), free)
 
 
@@ -290,22 +289,12 @@ def _rins(pool: ColumnPool, share: np.ndarray, incumbent: np.ndarray, limit: np.
     held = incumbent[~is_free]
     room = limit - np.asarray(pool.usage[:, held].sum(axis=1)).ravel()
     columns = np.flatnonzero(is_free[pool.unit] & pool.usable)
-    usage = pool.usage[:, columns]
-    scale = np.asarray(abs(usage).max(axis=1).todense()).ravel()
-    live = scale > 0
-    if np.any(~live & (room < -1e-9 * np.maximum(1.0, np.abs(limit)))):
-        return incumbent, 0
-    owner = np.searchsorted(differ, pool.unit[columns])
-    assign = sp.csr_matrix((np.ones(len(columns)), (owner, np.arange(len(columns)))),
-                           shape=(len(differ), len(columns)))
     objective_scale = max(1.0, float(np.abs(pool.value[columns]).max(initial=0.0)))
-    problem = MilpProblem(
-        objective=pool.value[columns] / objective_scale,
-        matrix=sp.vstack([assign, sp.diags(1.0 / scale[live]) @ usage[live]], format="csr"),
-        row_lower=np.r_[np.ones(len(differ)), np.full(int(live.sum()), -np.inf)],
-        row_upper=np.r_[np.ones(len(differ)), room[live] / scale[live]],
-        col_upper=np.ones(len(columns)), integer=np.ones(len(columns), dtype=bool),
-        start=np.isin(columns, incumbent[differ]).astype(np.float64))
+    problem = choice_mip(pool.value[columns] / objective_scale, pool.usage[:, columns],
+                         np.searchsorted(differ, pool.unit[columns]), len(differ), room, limit,
+                         np.isin(columns, incumbent[differ]).astype(np.float64))
+    if problem is None:
+        return incumbent, 0
     result = backend(problem, limits)
     out = incumbent.copy()
     if result.x is not None:

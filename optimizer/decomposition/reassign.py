@@ -68,21 +68,10 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
     value = np.concatenate([alt.value[t, free[w]] for t, w in enumerate(where)])
     usage = sp.hstack([alt.usage[t][:, free[w]] for t, w in enumerate(where)], format="csr")
     owner = np.concatenate(where)  # each column's segment, as an index into free
-    assign = sp.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))),
-                           shape=(len(free), len(owner)))
-    room = limit - held
-    scale = np.asarray(abs(usage).max(axis=1).todense()).ravel()
-    live = scale > 0
-    if np.any(~live & (room < -1e-9 * np.maximum(1.0, np.abs(limit)))):
+    problem = choice_mip(value, usage, owner, len(free), limit - held, limit,
+                         _start_columns(sig, start[free], where))
+    if problem is None:
         return None  # the held segments alone overdraw a row no column touches
-    # each row divided by its largest coefficient, as the coupling rows of every MIP here
-    usage = sp.csr_matrix(sp.diags(1.0 / scale[live]) @ usage[live])
-    problem = MilpProblem(
-        objective=value, matrix=sp.vstack([assign, usage], format="csr"),
-        row_lower=np.r_[np.ones(len(free)), np.full(int(live.sum()), -np.inf)],
-        row_upper=np.r_[np.ones(len(free)), room[live] / scale[live]],
-        col_upper=np.ones(len(value)), integer=np.ones(len(value), dtype=bool),
-        start=_start_columns(sig, start[free], where))
     if limits.time_limit is not None:  # the limit covers finding the alternatives too
         left = limits.time_limit - (time.perf_counter() - started)
         if left < MIN_MIP_SECONDS:
@@ -96,11 +85,35 @@ def reassign(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray],
     moves = [(prices[t], np.r_[free[owner[pick & (column_price == t)]], kept[start[kept] == t]])
              for t in range(1, len(prices))]
     plan = oracle.mixed(prices[0], moves)
-    takes = plan.usage_per_column()
-    # within the solver's tolerance of each row's own size (a ratio row's limit is 0)
-    size = np.maximum(np.maximum(1.0, np.abs(limit)), abs(K) @ takes)
-    return plan if np.all(K @ takes <= limit + 1e-9 * size) else None
+    return plan if holds_every_row(plan, K, limit) else None
 
+
+def choice_mip(objective: np.ndarray, usage: sp.spmatrix, owner: np.ndarray, n_units: int,
+               room: np.ndarray, limit: np.ndarray, start: np.ndarray) -> MilpProblem | None:
+    """One binary column per choice (`usage`: rows x choices; `owner`: each choice's unit),
+    one choice per unit, every row within `room`; None when a row no choice touches is
+    already over its room."""
+    assign = sp.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))),
+                           shape=(n_units, len(owner)))
+    scale = np.asarray(abs(usage).max(axis=1).todense()).ravel()
+    live = scale > 0
+    if np.any(~live & (room < -1e-9 * np.maximum(1.0, np.abs(limit)))):
+        return None
+    # each row divided by its largest coefficient, as the coupling rows of every MIP here
+    rows = sp.csr_matrix(sp.diags(1.0 / scale[live]) @ sp.csr_matrix(usage)[live])
+    return MilpProblem(
+        objective=objective, matrix=sp.vstack([assign, rows], format="csr"),
+        row_lower=np.r_[np.ones(n_units), np.full(int(live.sum()), -np.inf)],
+        row_upper=np.r_[np.ones(n_units), room[live] / scale[live]],
+        col_upper=np.ones(len(objective)), integer=np.ones(len(objective), dtype=bool),
+        start=start)
+
+
+def holds_every_row(plan: Candidates, K: sp.csr_matrix, limit: np.ndarray) -> bool:
+    """Within the solver's tolerance of each row's own size (a ratio row's limit is 0)."""
+    takes = plan.usage_per_column()
+    size = np.maximum(np.maximum(1.0, np.abs(limit)), abs(K) @ takes)
+    return bool(np.all(K @ takes <= limit + 1e-9 * size))
 
 def _free(alt: Alternatives, differ: np.ndarray, start: np.ndarray, most: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
