@@ -56,10 +56,11 @@ def test_dask_backend_equals_the_local_backend(cluster: Any, instance: Instance)
     # The multiplier search gets half the time limit; its own iteration cap ends it in under a
     # minute even on a loaded machine, so the clock never cuts the slower Dask run short (which
     # would leave it with other multipliers and possibly another plan). The limit only bounds
-    # a pathological recovery MIP.
-    options = SolveOptions(method="decompose", time_limit=300, gap=1e-3)
+    # a pathological recovery MIP. At a 1% gap the plan is the greedy repair's, which keeps
+    # the recovery MIP (10 s here, 15 s more on Dask) out of a test about the search.
+    options = SolveOptions(method="decompose", time_limit=300, gap=1e-2)
     here = solve(instance, options)
-    there = solve(instance, SolveOptions(method="decompose", time_limit=300, gap=1e-3,
+    there = solve(instance, SolveOptions(method="decompose", time_limit=300, gap=1e-2,
                                          backend="dask", scheduler=cluster.scheduler_address,
                                          partitions=3))
     assert isinstance(here.stats, DecompositionStats) and isinstance(there.stats, DecompositionStats)

@@ -63,8 +63,9 @@ def test_90_percent_intervals_cover_the_truth_in_85_to_95_percent_of_cells(
 
 
 def test_pooling_beats_naive_estimates_on_decisions_at_sparse_data() -> None:
-    """Solve on estimates, evaluate under the truth: the share of the true optimum."""
-    options = SolveOptions(gap=1e-3, method="exact")
+    """Solve on estimates, evaluate under the truth: the share of the best plan found.
+    At a 1% gap the two methods stay about 5 points apart, and the solves take seconds."""
+    options = SolveOptions(gap=1e-2, method="exact")
     shares: dict[str, list[float]] = {"pooled": [], "naive": []}
     for seed in (5, 6):
         inst = generate(40, seed=seed, responses_per_segment=10)
