@@ -115,7 +115,7 @@ def _priced(oracle: LocalOracle, rows: VariantRows, lp: Relaxation) -> tuple[np.
     duals = lp.row_duals()
     price = np.asarray(rows.K.T @ duals).ravel()
     chosen = oracle.choose(price)
-    priced = oracle.chooser.bound  # the best priced value (bounded, under audience caps)
+    priced = oracle.last.bound  # the best priced value (bounded, under audience caps)
     limit = np.where(duals > 0, rows.upper, np.where(duals < 0, rows.lower, 0.0))
     if not np.all(np.isfinite(limit)):  # a dual on a side without a limit: no bound
         return chosen, np.inf

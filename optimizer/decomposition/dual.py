@@ -160,11 +160,13 @@ def gap_of(objective: float, bound: float) -> float:
 def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: float,
               max_iterations: int = 1000, dual_share: float = DUAL_SHARE,
               on_progress: Callable[[Progress], bool] | None = None,
-              early_until: int = 0, start_prices: np.ndarray | None = None) -> Decomposition:
+              early_until: int = 0, start_prices: np.ndarray | None = None,
+              bisections: int = BISECTIONS) -> Decomposition:
     """The multipliers; with `early_until`, also the best of the first that many
     evaluations (`Decomposition.early_price`), for a repair to start from. `start_prices` (one
     price per row, as `Decomposition.row_prices`: yesterday's) is where the descent starts,
-    after the zero point."""
+    after the zero point. `bisections` refine the safe price found by raising the prices of
+    overdrawn rows."""
     start = time.perf_counter()
     dual = Dual(oracle, rows)
     search = _Search(dual, start, on_progress, early_until=early_until)
@@ -187,7 +189,8 @@ def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: 
     iterations = _kelley(search, more, iterations, delta, gap)
     how = "a subproblem choice met every row"
     if search.gap() > gap and len(dual) and not search.stop:
-        shifted = _shift(search, time_limit if time_limit is not None else np.inf, gap)
+        shifted = _shift(search, time_limit if time_limit is not None else np.inf, gap,
+                         bisections)
         how = shifted if search.best_plan_lam is not None and shifted else how
     plan_lam = search.best_plan_lam
     row_prices = np.zeros(len(rows))
@@ -270,7 +273,7 @@ def _master(cuts_f: list[float], cuts_g: list[np.ndarray], lower: np.ndarray,
     return values[:k], float(values[k])
 
 
-def _shift(search: _Search, limit: float, gap: float) -> str | None:
+def _shift(search: _Search, limit: float, gap: float, bisections: int) -> str | None:
     """Raise the multipliers of overdrawn rows until the choice meets every row; bisect back.
 
     Segments answer prices smoothly when there are many of them, so a small raise on the
@@ -298,7 +301,7 @@ def _shift(search: _Search, limit: float, gap: float) -> str | None:
         step[over] *= 2.0
     if high is None:
         return None
-    for _ in range(BISECTIONS if low is not None else 0):
+    for _ in range(bisections if low is not None else 0):
         if search.stop or search.gap() <= gap or search.elapsed() > limit:
             break
         assert low is not None

@@ -250,7 +250,7 @@ def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, rows: VariantRo
         price = np.asarray(K.T @ row_prices).ravel()
         chosen = oracle.choose(price)
         bound = min(bound, float(row_prices @ np.where(np.isfinite(limit), limit, 0.0))
-                    + oracle.chooser.bound)
+                    + oracle.last.bound)
         rounds += 1
         if not len(pool.add(chosen, oracle.broken_units())):
             break  # no unit chooses anew: the LP is optimal over every choice

@@ -12,6 +12,7 @@ contested segments a recovery MIP re-decides.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,21 @@ class Evaluation:
     objective: float  # sum over the chosen candidates of value
     takes: np.ndarray  # per usage column: the chosen candidates' takes (or impressions)
     meets_caps: bool = True  # the choice meets every audience's caps (rows 8-9)
+
+
+CHOICES_KEPT = 2  # the plan steps after the search ask for the same two prices' choices
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Every unit's choice at one price: the chosen candidates (read-only), a bound on their
+    priced value, and the audiences whose caps the choice breaks (None: no audience step,
+    so any unit may break them)."""
+
+    positions: np.ndarray
+    bound: float
+    meets_caps: bool
+    broken_audiences: np.ndarray | None
 
 
 class Oracle(Protocol):
@@ -91,11 +107,29 @@ class LocalOracle:
         self.tracking = False
         self.keep = 0  # how many of the latest evaluations' choices `recent` keeps
         self.recent: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, broken_units())
+        self.last = Choice(np.zeros(0, dtype=np.int64), 0.0, True, None)
+        # the latest choices by price: at a million segments a choice takes 10 s, and the
+        # repair and the master ask for the safe and the best prices' choices several times
+        self._kept: list[tuple[bytes, Choice]] = []
 
     def choose(self, price: np.ndarray) -> np.ndarray:
-        """Positions of the chosen candidates; `self.chooser.bound` bounds their priced value."""
+        """Positions of the chosen candidates; `self.last` is this choice, its bound and
+        the caps it breaks."""
+        key = hashlib.blake2b(np.ascontiguousarray(price, dtype=np.float64).tobytes(),
+                              digest_size=16).digest()
+        for seen, choice in self._kept:
+            if seen == key:
+                self.last = choice
+                return choice.positions
         adjusted = self.cands.value - self.cands.priced(price, self.takes)
-        return np.flatnonzero(self.chooser.choose(adjusted))
+        positions = np.flatnonzero(self.chooser.choose(adjusted))
+        positions.flags.writeable = False  # shared by every caller of this price
+        meets = self.chooser.meets_caps
+        audiences = getattr(self.chooser, "infeasible_audiences", None)
+        self.last = Choice(positions, self.chooser.bound, meets,
+                           None if meets or audiences is None else np.array(audiences))
+        self._kept = [*self._kept, (key, self.last)][-CHOICES_KEPT:]
+        return positions
 
     def evaluate(self, price: np.ndarray, track: bool = False) -> Evaluation:
         chosen = self.choose(price)
@@ -105,17 +139,17 @@ class LocalOracle:
             self._track(chosen)
         if self.keep:
             self.recent = [*self.recent, (chosen, self.broken_units())][-self.keep:]
-        return Evaluation(self.chooser.bound, value, usage, self.chooser.meets_caps)
+        return Evaluation(self.last.bound, value, usage, self.last.meets_caps)
 
     def broken_units(self) -> np.ndarray:
-        """After a choice: the units (leader segments) whose choice breaks their caps."""
-        if self.chooser.meets_caps:
+        """Of the latest choice: the units (leader segments) whose choice breaks their caps."""
+        if self.last.meets_caps:
             return np.zeros(0, dtype=np.int64)
-        audiences = getattr(self.chooser, "infeasible_audiences", None)
-        if audiences is None:  # a chooser blind to the caps: any unit may break them
+        if self.last.broken_audiences is None:  # a chooser blind to the caps: any unit may
             return np.unique(self.unit)
         contacts = self.cands.contacts
-        return np.unique(contacts.leader()[np.isin(contacts.audience, audiences)])
+        return np.unique(contacts.leader()[np.isin(contacts.audience,
+                                                   self.last.broken_audiences)])
 
     def _track(self, chosen: np.ndarray) -> None:
         signature = np.bincount(self.unit[chosen], fingerprint(chosen),

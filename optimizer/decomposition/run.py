@@ -12,7 +12,13 @@ import time
 import numpy as np
 
 from optimizer.backends import Backend, Limits, Termination
-from optimizer.decomposition.dual import DUAL_SHARE, RPROP_ITERATIONS, decompose, gap_of
+from optimizer.decomposition.dual import (
+    BISECTIONS,
+    DUAL_SHARE,
+    RPROP_ITERATIONS,
+    decompose,
+    gap_of,
+)
 from optimizer.decomposition.oracle import LocalOracle, Oracle
 from optimizer.decomposition.restricted import restricted_lp, split_lp
 from optimizer.formulation.candidates import Candidates, expand
@@ -41,6 +47,9 @@ REASSIGN_MIN_SECONDS = 20.0
 # With audience caps, the master LP over whole-audience choices replaces that MIP
 # (`optimizer.decomposition.master`); it starts from the search's latest choices
 MASTER_CHOICES = 8
+# the master mixes choices itself: a safe price bisected finer is worth less than its time
+# (at a million segments each bisection is a 10 s choice)
+MASTER_BISECTIONS = 2
 MASTER_SHARE = 0.85  # of the time left after the repair; the contested-segment MIP gets the rest
 # There, the repair starts from the best multipliers of the sign-based descent (Rprop); the
 # cutting planes that follow only tighten the bound. At L, four duals stopped by the clock
@@ -184,7 +193,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
                   dual_share=share, on_progress=options.progress,
                   early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0,
-                  start_prices=yesterday)
+                  start_prices=yesterday, bisections=MASTER_BISECTIONS if mastering else BISECTIONS)
     priced = priced_rows(instance, rows.family, rows.subject, d.row_prices)
     recent: list[tuple[np.ndarray, np.ndarray]] = []
     if isinstance(oracle, LocalOracle):  # the latest choices go to the master, or nowhere

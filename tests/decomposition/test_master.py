@@ -146,3 +146,24 @@ def test_the_decomposition_prices_a_master_lp_where_audiences_have_caps(
     assert calls and calls[0] == run.MASTER_CHOICES
     assert solution.status in (Status.OPTIMAL, Status.FEASIBLE)
     assert check_plan(inst, plan_document(solution)).ok
+
+
+def test_a_kept_choice_is_the_choice_made_again() -> None:
+    """The latest prices' choices are kept (the repair and the master ask for them again):
+    a kept one, its bound and the caps it breaks equal a fresh oracle's, whatever came
+    between."""
+    _, cands, _, d = _catalog()
+    assert d.price is not None
+    oracle = LocalOracle(cands)
+    prices = (d.bound_price, d.price)
+    first = [(oracle.choose(p), oracle.last, oracle.broken_units()) for p in prices]
+    for price, (positions, last, broken) in zip(prices[::-1], first[::-1], strict=True):
+        again = oracle.choose(price)
+        assert again is positions and oracle.last is last  # kept, not chosen again
+        np.testing.assert_array_equal(oracle.broken_units(), broken)
+        fresh = LocalOracle(cands)
+        np.testing.assert_array_equal(fresh.choose(price), positions)
+        assert fresh.last.bound == pytest.approx(last.bound, rel=1e-12)
+        np.testing.assert_array_equal(fresh.broken_units(), broken)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0][0] = 0  # shared by every caller: nobody may change it
