@@ -54,6 +54,15 @@ def _use_threads(h: highspy.Highs, threads: int | None) -> None:
     _pool[0] = wanted if current is None else current
 
 
+def run_within(h: highspy.Highs, seconds: float | None) -> highspy.HighsStatus:
+    """`h.run()`, stopped `seconds` from now (None: never). HiGHS measures its time limit
+    against the time of every run of the object so far (ERGO-Code/HiGHS#1477), so a re-solve
+    given the seconds left alone would stop at once once earlier runs took longer."""
+    h.setOptionValue("time_limit", highspy.kHighsInf if seconds is None
+                     else h.getRunTime() + max(0.0, float(seconds)))
+    return h.run()
+
+
 def new_highs(threads: int | None = None) -> highspy.Highs:
     """A HiGHS instance that writes nothing to the console, on `threads` threads (None: any).
 

@@ -30,7 +30,7 @@ import highspy
 import numpy as np
 
 from optimizer.backends import Backend, Limits, MilpProblem, Progress, Termination
-from optimizer.backends.highs import new_highs, to_highs_lp
+from optimizer.backends.highs import new_highs, run_within, to_highs_lp
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.contacts import keys_of
 from optimizer.formulation.milp import Formulation, coupling_scaling, formulate_rows, milp_problem
@@ -98,8 +98,7 @@ class Relaxation:
         self.form = form
 
     def solve(self, time_limit: float | None) -> tuple[Termination, np.ndarray | None, float | None]:
-        self.h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-        if self.h.run() == highspy.HighsStatus.kError:
+        if run_within(self.h, time_limit or None) == highspy.HighsStatus.kError:
             # the dual simplex gives up on rows of tiny coefficients beside large values ("excessive
             # dual values"); the primal simplex solves those, from the same basis
             self.h.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)

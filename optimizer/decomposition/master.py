@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.backends import Backend, Limits
-from optimizer.backends.highs import new_highs
+from optimizer.backends.highs import new_highs, run_within
 from optimizer.decomposition.oracle import LocalOracle, fingerprint
 from optimizer.decomposition.reassign import choice_mip, holds_every_row
 from optimizer.formulation.candidates import Candidates
@@ -168,7 +168,7 @@ class MasterLP:
                                    np.zeros(len(new)), np.ones(len(new)), len(block.data),
                                    block.indptr.astype(np.int32),
                                    block.indices.astype(np.int32), block.data)
-            if added != highspy.HighsStatus.kOk:
+            if added == highspy.HighsStatus.kError:  # a warning: entries below 1e-9 dropped
                 raise MasterError(f"HiGHS refused {len(new)} columns: {added}")
             self.in_lp[new] = True
             self.columns = np.r_[self.columns, new]
@@ -179,9 +179,7 @@ class MasterLP:
 
     def solve(self, time_limit: float | None) -> bool:
         """Re-solve; on success `share` and `row_prices` are this solve's, else the last's."""
-        if time_limit is not None:
-            self.h.setOptionValue("time_limit", max(0.1, float(time_limit)))
-        self.h.run()
+        run_within(self.h, None if time_limit is None else max(0.1, time_limit))
         status = self.h.getModelStatus()
         if status == highspy.HighsModelStatus.kModelEmpty:  # every unit held: no columns
             over = self.held_usage - self.limit

@@ -167,3 +167,21 @@ def test_a_kept_choice_is_the_choice_made_again() -> None:
         np.testing.assert_array_equal(fresh.broken_units(), broken)
     with pytest.raises(ValueError, match="read-only"):
         first[0][0][0] = 0  # shared by every caller: nobody may change it
+
+
+def test_entries_too_small_for_highs_are_dropped_not_refused() -> None:
+    """HiGHS drops matrix entries below 1e-9 with a warning; the master goes on without them."""
+    _, cands, rows, d = _catalog()
+    oracle = LocalOracle(cands)
+    K, limit = rows.as_le()
+    pool = ColumnPool(oracle, K)
+    none = np.zeros(0, dtype=np.int64)
+    assert d.price is not None
+    for price in (d.bound_price, d.price):  # the second meets every row: the LP is feasible
+        pool.add(oracle.choose(price), none)
+    usage = pool.usage.tocsc(copy=True)
+    mixed = np.flatnonzero(np.bincount(pool.unit)[pool.unit] > 1)  # columns the LP takes in
+    entry = usage.indptr[mixed[np.diff(usage.indptr)[mixed] > 0][0]]
+    usage.data[entry] *= 1e-14  # one entry far below its row's peak
+    pool.usage = usage
+    assert MasterLP(pool, limit, 1).solve(30.0)

@@ -132,3 +132,31 @@ def test_lp_guided_has_a_plan_when_stopped_early() -> None:
     assert time.monotonic() - started < WITHIN
     assert solution.status in (Status.FEASIBLE, Status.OPTIMAL)
     assert solution.check is not None and solution.check.passed
+
+
+def test_a_re_solve_gets_its_own_time_limit() -> None:
+    """HiGHS counts its time limit over every run of the object; `run_within` gives each run
+    its own seconds. Without it a re-solve allowed less than the first run took stops at once
+    (the master LP's column generation never solved a second time)."""
+    import highspy
+    import scipy.sparse as sp
+
+    from optimizer.backends.highs import new_highs, run_within
+
+    n, rng = 800, np.random.default_rng(0)
+    matrix = sp.csc_matrix(sp.random(n, n, density=0.01, random_state=1) + sp.eye(n))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, n
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = -rng.random(n), np.zeros(n), np.ones(n)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_ = matrix.indptr, matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    lp.row_lower_, lp.row_upper_ = np.full(n, -highspy.kHighsInf), rng.random(n)
+    h = new_highs(1)
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    run_within(h, None)
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    h.changeColCost(0, -2.0)  # a warm re-solve of a changed LP, far faster than the first
+    run_within(h, 0.9 * h.getRunTime())
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
