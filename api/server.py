@@ -15,7 +15,6 @@ from gunicorn.app.base import BaseApplication
 
 REPLAY_NICENESS = 19  # the journal replayer yields the CPU to the web workers
 REPLAY_SECONDS = 5.0  # how often it stores the journals the workers closed
-HEARTBEAT_DIR = "/dev/shm"  # gunicorn's worker heartbeat files, in memory where the host has it
 
 
 class _Gunicorn(BaseApplication):
@@ -72,11 +71,7 @@ def serve(bind: str, workers: int, ops_bind: str | None = None, threads: int = 2
                    # a sync worker's first request may wait FIRST_LOAD_SECONDS (60) for
                    # its index: it must not count as a hung worker
                    "graceful_timeout": 10, "timeout": 120,
-                   "control_socket_disable": True,  # several servers may share a host
-                   # the heartbeat touches a file per request: on a disk it can wait on the
-                   # file system's journal (gunicorn's docs); memory never does
-                   "worker_tmp_dir": HEARTBEAT_DIR if os.path.isdir(HEARTBEAT_DIR) else None,
-                   }).run()
+                   "control_socket_disable": True}).run()  # several servers may share a host
     finally:
         for child in (dispatcher, replayer):
             child.terminate()
