@@ -11,7 +11,13 @@ import pytest
 
 from optimizer.backends import Limits, Termination, get_backend
 from optimizer.decomposition.dual import Decomposition, decompose
-from optimizer.decomposition.master import ColumnPool, MasterFound, MasterLP, master_plan
+from optimizer.decomposition.master import (
+    ColumnPool,
+    MasterFound,
+    MasterLP,
+    master_plan,
+    near_units,
+)
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.decomposition.recovery import repair
 from optimizer.formulation.candidates import Candidates, expand
@@ -185,3 +191,27 @@ def test_entries_too_small_for_highs_are_dropped_not_refused() -> None:
     usage.data[entry] *= 1e-14  # one entry far below its row's peak
     pool.usage = usage
     assert MasterLP(pool, limit, 1).solve(30.0)
+
+
+def test_near_units_are_those_whose_next_best_column_is_closest() -> None:
+    """Checked unit by unit: the gap between a unit's best and next-best usable column at the
+    prices, smallest first; units with one column, or excluded, are never picked."""
+    _, cands, rows, d = _catalog()
+    assert d.price is not None
+    oracle = LocalOracle(cands)
+    pool = ColumnPool(oracle, rows.as_le()[0])
+    none = np.zeros(0, dtype=np.int64)
+    for price in (d.bound_price, d.price, 0.7 * d.bound_price, 1.3 * d.price):
+        pool.add(oracle.choose(price), none)
+    prices = np.abs(np.random.default_rng(3).normal(size=pool.usage.shape[0]))
+    priced = pool.value - pool.usage.T @ prices
+    gaps = {}
+    for u in range(len(pool.units)):
+        values = np.sort(priced[(pool.unit == u) & pool.usable])[::-1]
+        below = values[values < values[0]] if len(values) else values
+        if len(below):
+            gaps[u] = values[0] - below[0]
+    exclude = np.array(sorted(gaps)[:3])
+    picked = near_units(pool, prices, exclude, 5)
+    expected = sorted((g, u) for u, g in gaps.items() if u not in exclude)[:5]
+    assert len(gaps) > 8 and list(picked) == [u for _, u in expected]
