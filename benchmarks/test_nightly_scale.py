@@ -18,7 +18,7 @@ ends with exit code 0 (published or a dry run that would publish) or 7 (kept the
 plan), writes its report, and the report stays aggregated (at most ten segments named in the
 diff, whatever the catalog's size).
 
-Smoke size (the test run): 200 segments, a 6 s budget. Full size, alone on the machine
+Smoke size (the test run): 200 segments, a 3 s budget. Full size, alone on the machine
 (about an hour): `OFFEROPT_BENCH_SIZE=full python -m pytest benchmarks/test_nightly_scale.py -s`
 (OFFEROPT_BENCH_SEGMENTS, OFFEROPT_BENCH_TIME_LIMIT to change the 1,000,000 and 1,200 s).
 """
@@ -37,7 +37,7 @@ from benchmarks.conftest import knob
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = int(knob("OFFEROPT_BENCH_SEGMENTS", "200", "1000000"))
-TIME_LIMIT = float(knob("OFFEROPT_BENCH_TIME_LIMIT", "6", "1200"))
+TIME_LIMIT = float(knob("OFFEROPT_BENCH_TIME_LIMIT", "3", "1200"))
 KEPT_PREVIOUS = 7
 
 

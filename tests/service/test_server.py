@@ -136,7 +136,7 @@ def test_fuzzed_requests_never_get_5xx(server: Server, demo_doc: dict[str, Any],
 def _fuzz(operation: Any, generation: GenerationMode, base: str, role: dict[str, str]) -> int:
     calls = 0
 
-    @settings(max_examples=12, deadline=None, database=None,
+    @settings(max_examples=6, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=generation))
     def call(case: Any) -> None:
