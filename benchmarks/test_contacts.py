@@ -6,7 +6,7 @@ Each solve is its own `offeropt` process (generated straight to Parquet), so wal
 peak RSS are the process's own. At OFFEROPT_BENCH_SIZE=full the size comes from
 OFFEROPT_BENCH_CONTACT_SEGMENTS (default 1000000, the target of 250,000 audiences) and the
 limit from OFFEROPT_BENCH_TIME_LIMIT (default 600 s); at smoke size (the test run) 200
-segments with a 3 s limit. The ratios are against the catalog without section 8.
+segments with a 10 s limit. The ratios are against the catalog without section 8.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from benchmarks.conftest import knob
 from benchmarks.test_scale import _percent, _run
 
 SEGMENTS = int(knob("OFFEROPT_BENCH_CONTACT_SEGMENTS", "200", "1000000"))
-TIME_LIMIT = knob("OFFEROPT_BENCH_TIME_LIMIT", "3", "600")
+TIME_LIMIT = knob("OFFEROPT_BENCH_TIME_LIMIT", "10", "600")  # 3 s left no plan on a loaded CI
 
 
 def test_audiences_and_channels_against_none(tmp_path: Path) -> None:
