@@ -218,7 +218,8 @@ def master_plan(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray]
     are more choices already made (candidate positions, and the units whose caps they break).
     At most `most` units are free."""
     started = time.perf_counter()
-    pool = ColumnPool(oracle, rows.as_le()[0])
+    K, limit = rows.as_le()
+    pool = ColumnPool(oracle, K)
     for price in prices:
         chosen = oracle.choose(price)
         pool.add(chosen, oracle.broken_units())
@@ -227,16 +228,16 @@ def master_plan(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray]
     for chosen, broken in choices:
         pool.add(chosen, broken)
     try:
-        return _priced_and_rounded(pool, incumbent, rows, backend, limits, most, started)
+        return _priced_and_rounded(pool, incumbent, limit, backend, limits, most, started)
     except MasterError:
         return MasterFound(None, np.inf, None, 0, len(pool), 0)
 
 
-def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, rows: VariantRows,
+def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, limit: np.ndarray,
                         backend: Backend, limits: Limits, most: int, started: float
                         ) -> MasterFound:
     """Column generation from the LP's duals, then the MIP around the LP's choice."""
-    oracle, (K, limit) = pool.oracle, rows.as_le()
+    oracle, K = pool.oracle, pool.K
     deadline = None if limits.time_limit is None else started + limits.time_limit
     lp = MasterLP(pool, limit, limits.threads)
     bound, rounds, lp_value = np.inf, 0, None

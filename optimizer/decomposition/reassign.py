@@ -115,6 +115,7 @@ def holds_every_row(plan: Candidates, K: sp.csr_matrix, limit: np.ndarray) -> bo
     size = np.maximum(np.maximum(1.0, np.abs(limit)), abs(K) @ takes)
     return bool(np.all(K @ takes <= limit + 1e-9 * size))
 
+
 def _free(alt: Alternatives, differ: np.ndarray, start: np.ndarray, most: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The segments of `differ` to free, those to hold, and the change to the rows' usage

@@ -184,7 +184,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
         n_candidates <= LP_STEP_MAX_CANDIDATES and not oracle.cands.contacts.audience_capped
     reassigning = not lp_step and not small and isinstance(oracle, LocalOracle)
     mastering = reassigning and isinstance(oracle, LocalOracle) and \
-        oracle.cands.contacts.audience_capped
+        oracle.cands.contacts.audience_capped  # isinstance again: mypy narrows on it
     share = DUAL_SHARE_BEFORE_LP if lp_step else DUAL_SHARE
     if mastering and isinstance(oracle, LocalOracle):
         oracle.keep = MASTER_CHOICES
