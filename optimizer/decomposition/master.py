@@ -9,11 +9,13 @@ too. On the 1,000,000-segment audience catalog (250,000 audiences) the LP over 1
 choices came within 0.024% of the Lagrangian bound, after two rounds 0.011%, where the
 greedy repair was 0.29% below it. The integral plan is a MIP over the units whose LP
 choice differs from a known plan (RINS), and those whose next-best column is nearly as good at
-the LP's prices, each free among its columns, every other unit held at the plan's choice, and
-started from that plan: the LP with every unit rounded, and the
-repair of that, lost 1.2-1.3% of the LP's value on a 100,000-segment catalog, where a
-unit's choice moves up to 29% of an item's stock. A choice that breaks its audience's caps
-(the audience step lists them) maps back onto columns but is never taken.
+the LP's prices, each free among its columns, every other unit held at the plan's choice
+(the LP with every unit rounded, and the repair of that, lost 1.2-1.3% of the LP's value on a
+100,000-segment catalog, where a unit's choice moves up to 29% of an item's stock). It starts
+from the LP rounded exactly where that is better: the units the LP mixes, no more than its
+coupling rows, re-chosen by a MIP among all their candidates within what the others leave.
+Their new choices join its columns. A choice that breaks its audience's caps (the audience
+step lists them) maps back onto columns but is never taken.
 """
 
 from __future__ import annotations
@@ -31,14 +33,21 @@ from optimizer.decomposition.oracle import LocalOracle, fingerprint
 from optimizer.decomposition.reassign import choice_mip, holds_every_row
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.coupling import VariantRows
+from optimizer.formulation.milp import formulate_rows, milp_problem
 
 PRICING_SHARE = 0.5  # of the master's time, at most, for the LP and its column generation
 PRICING_ROUNDS = 4
+# a round of column generation is a choice at the LP's duals and a warm re-solve: begun only
+# with this many times the last solve's time left for pricing. At 1M segments the choice took
+# 8-12 s, the first solve 20-35 s, and no re-solve ever finished in the 30-40 s left
+ROUND_COST = 3.0
 # audiences freed beside those the LP moves: the ones whose next-best column is nearly as good
 # at the LP's prices, so that rounding one audience's mix can be made up by another. At 1M
 # segments, freeing 8,000 of them took the plan from 0.09% to 0.03% below the LP.
 NEAR_UNITS = 8_000
 MIN_MIP_SECONDS = 2.0
+# of the MIP's time, at most, for rounding the units the LP mixes
+ROUNDING_SHARE = 0.25
 FRACTIONAL = 1e-6
 
 
@@ -228,14 +237,15 @@ def master_plan(oracle: LocalOracle, rows: VariantRows, prices: list[np.ndarray]
     for chosen, broken in choices:
         pool.add(chosen, broken)
     try:
-        return _priced_and_rounded(pool, incumbent, limit, backend, limits, most, started)
+        return _priced_and_rounded(pool, rows, incumbent, limit, backend, limits, most,
+                                   started)
     except MasterError:
         return MasterFound(None, np.inf, None, 0, len(pool), 0)
 
 
-def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, limit: np.ndarray,
-                        backend: Backend, limits: Limits, most: int, started: float
-                        ) -> MasterFound:
+def _priced_and_rounded(pool: ColumnPool, rows: VariantRows, incumbent: np.ndarray,
+                        limit: np.ndarray, backend: Backend, limits: Limits, most: int,
+                        started: float) -> MasterFound:
     """Column generation from the LP's duals, then the MIP around the LP's choice."""
     oracle, K = pool.oracle, pool.K
     deadline = None if limits.time_limit is None else started + limits.time_limit
@@ -244,11 +254,13 @@ def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, limit: np.ndarr
     pricing_end = None if limits.time_limit is None else \
         started + limits.time_limit * PRICING_SHARE
     while rounds <= PRICING_ROUNDS:
-        if not lp.solve(None if pricing_end is None else pricing_end - time.perf_counter()):
+        solving = time.perf_counter()
+        if not lp.solve(None if pricing_end is None else pricing_end - solving):
             break
         lp_value = lp.value()
+        took = time.perf_counter() - solving
         if rounds == PRICING_ROUNDS or (pricing_end is not None and
-                                        time.perf_counter() > pricing_end):
+                                        pricing_end - time.perf_counter() < ROUND_COST * took):
             break
         row_prices = lp.row_prices
         price = np.asarray(K.T @ row_prices).ravel()
@@ -264,26 +276,67 @@ def _priced_and_rounded(pool: ColumnPool, incumbent: np.ndarray, limit: np.ndarr
     left = None if deadline is None else deadline - time.perf_counter()
     if left is not None and left < MIN_MIP_SECONDS:
         return MasterFound(None, bound, lp_value, rounds, len(pool), 0)
-    chosen_columns, free = _rins(pool, _padded(lp.share, len(pool)), lp.row_prices, incumbent,
-                                 limit, backend, Limits(left, limits.gap, limits.threads), most)
+    share = _padded(lp.share, len(pool))
+    rounded = mixes_rounded(pool, rows, share, backend,
+                             Limits(None if left is None else left * ROUNDING_SHARE, limits.gap,
+                                    limits.threads))
+    share = _padded(share, len(pool))  # the rounding may add columns
+    if rounded is not None and pool.value[rounded].sum() > pool.value[incumbent].sum():
+        start = rounded
+    else:
+        start = incumbent
+    left = None if deadline is None else deadline - time.perf_counter()
+    chosen_columns, free = _rins(pool, share, lp.row_prices, incumbent, start, limit, backend,
+                                 Limits(left, limits.gap, limits.threads), most)
     plan = oracle.cands.subset(pool.positions(chosen_columns))
     sound = holds_every_row(plan, K, limit) and plan.meets_caps()
     return MasterFound(plan if sound else None, bound, lp_value, rounds, len(pool), free)
 
 
-def _rins(pool: ColumnPool, share: np.ndarray, row_prices: np.ndarray, incumbent: np.ndarray,
-          limit: np.ndarray, backend: Backend, limits: Limits, most: int
-          ) -> tuple[np.ndarray, int]:
-    """Per unit its column: the MIP over the units whose LP choice is not the incumbent's
-    (the most valuable moves first) and the units nearest to choosing otherwise at the LP's
-    `row_prices`, at most `most` in all, started from the incumbent."""
+def lp_choices(pool: ColumnPool, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit: the column the LP gives the largest share, and whether it mixes columns."""
     n = len(pool.units)
     order = np.lexsort((-share, pool.unit))
     first = np.r_[True, pool.unit[order][1:] != pool.unit[order][:-1]]
     lp_choice = np.full(n, -1, dtype=np.int64)
     lp_choice[pool.unit[order][first]] = order[first]
-    fractional = np.zeros(n, dtype=bool)
-    fractional[pool.unit[(share > FRACTIONAL) & (share < 1 - FRACTIONAL)]] = True
+    mixed = np.zeros(n, dtype=bool)
+    mixed[pool.unit[(share > FRACTIONAL) & (share < 1 - FRACTIONAL)]] = True
+    return lp_choice, mixed
+
+
+def mixes_rounded(pool: ColumnPool, rows: VariantRows, share: np.ndarray, backend: Backend,
+                   limits: Limits) -> np.ndarray | None:
+    """Per unit its column: the LP's where the LP takes one whole, and for the units it mixes,
+    the best choice among all their candidates within what the whole ones leave of every
+    row (an exact MIP); those choices join the pool. None when the MIP finds none in time.
+
+    Few units mix (no more than the rows), but at a heavy-tailed catalog's top one audience
+    can be worth 0.5% of the plan: held among its own columns it lost 0.16% of the whole."""
+    largest, mixed = lp_choices(pool, share)
+    if not mixed.any():
+        return largest
+    oracle = pool.oracle
+    whole = pool.positions(largest[~mixed])
+    free = np.flatnonzero(np.isin(oracle.unit, pool.units[mixed]))
+    form = formulate_rows(oracle.cands.subset(free), rows, oracle.cands.subset(whole))
+    problem = milp_problem(form)
+    result = backend(problem, limits)
+    if result.x is None:
+        return None
+    pool.add(np.sort(np.r_[whole, free[problem.chosen(result.x)]]), np.zeros(0, np.int64))
+    return pool.column_of[-1]
+
+
+def _rins(pool: ColumnPool, share: np.ndarray, row_prices: np.ndarray, incumbent: np.ndarray,
+          start: np.ndarray, limit: np.ndarray, backend: Backend, limits: Limits, most: int
+          ) -> tuple[np.ndarray, int]:
+    """Per unit its column: the MIP over the units whose LP choice is not the incumbent's
+    (the most valuable moves first) and the units nearest to choosing otherwise at the LP's
+    `row_prices`, at most `most` in all, every other unit held at the incumbent's choice.
+    It starts from `start`, a plan that differs from the incumbent on those units only."""
+    n = len(pool.units)
+    lp_choice, fractional = lp_choices(pool, share)
     differ = np.flatnonzero(fractional | (lp_choice != incumbent))
     if len(differ) > most:
         gain = pool.value[lp_choice[differ]] - pool.value[incumbent[differ]]
@@ -294,20 +347,23 @@ def _rins(pool: ColumnPool, share: np.ndarray, row_prices: np.ndarray, incumbent
         return incumbent, 0
     is_free = np.zeros(n, dtype=bool)
     is_free[differ] = True
+    if np.any((start != incumbent) & ~is_free):  # the moves were cut to `most`
+        start = incumbent
     held = incumbent[~is_free]
     room = limit - np.asarray(pool.usage[:, held].sum(axis=1)).ravel()
     columns = np.flatnonzero(is_free[pool.unit] & pool.usable)
     objective_scale = max(1.0, float(np.abs(pool.value[columns]).max(initial=0.0)))
     problem = choice_mip(pool.value[columns] / objective_scale, pool.usage[:, columns],
                          np.searchsorted(differ, pool.unit[columns]), len(differ), room, limit,
-                         np.isin(columns, incumbent[differ]).astype(np.float64))
+                         np.isin(columns, start[differ]).astype(np.float64))
     if problem is None:
-        return incumbent, 0
+        return start, 0
     result = backend(problem, limits)
+    if result.x is None:
+        return start, len(differ)
     out = incumbent.copy()
-    if result.x is not None:
-        picked = columns[result.x > 0.5]
-        out[pool.unit[picked]] = picked
+    picked = columns[result.x > 0.5]
+    out[pool.unit[picked]] = picked
     return out, len(differ)
 
 

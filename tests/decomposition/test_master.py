@@ -15,10 +15,13 @@ from optimizer.decomposition.master import (
     ColumnPool,
     MasterFound,
     MasterLP,
+    lp_choices,
     master_plan,
+    mixes_rounded,
     near_units,
 )
 from optimizer.decomposition.oracle import LocalOracle
+from optimizer.decomposition.reassign import choice_mip, holds_every_row
 from optimizer.decomposition.recovery import repair
 from optimizer.formulation.candidates import Candidates, expand
 from optimizer.formulation.coupling import VariantRows
@@ -215,3 +218,39 @@ def test_near_units_are_those_whose_next_best_column_is_closest() -> None:
     picked = near_units(pool, prices, exclude, 5)
     expected = sorted((g, u) for u, g in gaps.items() if u not in exclude)[:5]
     assert len(gaps) > 8 and list(picked) == [u for _, u in expected]
+
+
+def test_the_units_the_lp_mixes_are_rounded_exactly_in_the_room_the_others_leave() -> None:
+    """Units the LP takes whole keep its column; the units it mixes get the best choice among
+    all their candidates within what the others leave: at least as good as the best among
+    their columns, and the whole plan passes the check."""
+    inst, cands, rows, d = _catalog()
+    assert d.price is not None
+    oracle = LocalOracle(cands)
+    K, limit = rows.as_le()
+    pool = ColumnPool(oracle, K)
+    none = np.zeros(0, dtype=np.int64)
+    for price in (d.bound_price, d.price, 0.7 * d.bound_price, 1.3 * d.price):
+        pool.add(oracle.choose(price), none)
+    lp = MasterLP(pool, limit, 1)
+    assert lp.solve(None)
+    share, columns = lp.share, len(pool)
+    largest, mixed = lp_choices(pool, share)
+    assert 0 < mixed.sum() < len(mixed)
+    rounded = mixes_rounded(pool, rows, share, get_backend("highs"), Limits(30.0, 1e-9, 1))
+    assert rounded is not None
+    np.testing.assert_array_equal(rounded[~mixed], largest[~mixed])
+    plan = cands.subset(pool.positions(rounded))
+    assert holds_every_row(plan, K, limit) and plan.meets_caps() and _checked(inst, rows, plan)
+    # the same rounding among the units' columns alone, every other unit held alike
+    units = np.flatnonzero(mixed)
+    room = limit - np.asarray(pool.usage[:, rounded[~mixed]].sum(axis=1)).ravel()
+    own = np.flatnonzero(mixed[pool.unit[:columns]] & pool.usable[:columns])
+    problem = choice_mip(pool.value[own], pool.usage[:, own],
+                         np.searchsorted(units, pool.unit[own]), len(units), room, limit,
+                         np.zeros(len(own)))
+    assert problem is not None
+    among_columns = get_backend("highs")(problem, Limits(30.0, 1e-9, 1))
+    assert among_columns.x is not None
+    best_of_columns = float(pool.value[own] @ among_columns.x)
+    assert pool.value[rounded[units]].sum() >= best_of_columns * (1 - 1e-6)
