@@ -36,6 +36,7 @@ RPROP_START, RPROP_GROW, RPROP_SHRINK = 0.01, 1.2, 0.5
 SERIOUS_STEP = 0.1  # accept a step that achieves this share of the predicted decrease
 MAX_CUTS = 400  # the master LP keeps the newest cuts
 SHIFT_ROUNDS = 30
+MAX_ITERATIONS = 1000
 BISECTIONS = 6
 FEASIBILITY_TOL = 1e-9
 
@@ -158,7 +159,7 @@ def gap_of(objective: float, bound: float) -> float:
 
 
 def decompose(oracle: Oracle, rows: VariantRows, time_limit: float | None, gap: float,
-              max_iterations: int = 1000, dual_share: float = DUAL_SHARE,
+              max_iterations: int = MAX_ITERATIONS, dual_share: float = DUAL_SHARE,
               on_progress: Callable[[Progress], bool] | None = None,
               early_until: int = 0, start_prices: np.ndarray | None = None,
               bisections: int = BISECTIONS) -> Decomposition:

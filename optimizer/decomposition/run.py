@@ -15,6 +15,7 @@ from optimizer.backends import Backend, Limits, Termination
 from optimizer.decomposition.dual import (
     BISECTIONS,
     DUAL_SHARE,
+    MAX_ITERATIONS,
     RPROP_ITERATIONS,
     decompose,
     gap_of,
@@ -163,11 +164,13 @@ def split_decomposed(instance: Instance, cands: Candidates, options: SolveOption
 
 def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n_candidates: int,
                         options: SolveOptions, backend: Backend, start: float,
-                        built: float, on_plan: OnPlan | None = None) -> Solution:
+                        built: float, on_plan: OnPlan | None = None,
+                        max_iterations: int = MAX_ITERATIONS) -> Solution:
     """Multipliers, then plans: a subproblem choice or price shift, its greedy repair, and
     the contested-segment MIP (growing to every segment on instances a MIP can take).
     Each plan found is handed to `on_plan` as soon as it is known, with the multipliers.
-    The multipliers start from `options.previous_multipliers` (yesterday's) when given."""
+    The multipliers start from `options.previous_multipliers` (yesterday's) when given;
+    the search takes at most `max_iterations` steps."""
     from optimizer.decomposition.master import master_plan
     from optimizer.decomposition.reassign import reassign
     from optimizer.decomposition.recovery import recover, repair
@@ -191,7 +194,7 @@ def decomposed_solution(instance: Instance, oracle: Oracle, rows: VariantRows, n
     yesterday = row_prices(instance, rows.family, rows.subject, options.previous_multipliers) \
         if options.previous_multipliers else None
     d = decompose(oracle, rows, time_left(options.time_limit, start), options.gap,
-                  dual_share=share, on_progress=options.progress,
+                  max_iterations=max_iterations, dual_share=share, on_progress=options.progress,
                   early_until=REPAIR_FROM_EVALUATIONS if reassigning else 0,
                   start_prices=yesterday, bisections=MASTER_BISECTIONS if mastering else BISECTIONS)
     priced = priced_rows(instance, rows.family, rows.subject, d.row_prices)
