@@ -219,18 +219,23 @@ def test_progress_moves_every_second_and_cancel_stops_the_solve_promptly(
     while (body := run())["status"] == "queued" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert body["status"] == "running", body
-    running_since = time.monotonic()
-    changes: list[float] = []  # when the recorded progress changed
-    last = None
-    while time.monotonic() - running_since < 6:
+    # the first report comes once the catalog is loaded and the solve process started: how
+    # soon depends on the machine, so it is only waited for
+    while (body := run())["progress"] is None and time.monotonic() < deadline:
+        assert body["status"] == "running", body
+        time.sleep(0.1)
+    assert body["progress"] is not None, "no progress while running"
+    watching = time.monotonic()
+    changes: list[float] = [watching]  # when the recorded progress changed
+    last = body["progress"]
+    while time.monotonic() - watching < 6:
         body = run()
         assert body["status"] == "running", body
         if body["progress"] != last:
             last = body["progress"]
             changes.append(time.monotonic())
         time.sleep(0.2)
-    assert changes and changes[0] - running_since < 5, "no progress while running"
-    # after the first (the child's start, checked above), a change about every second
+    # from then on, a change about every second
     gaps = [b - a for a, b in zip(changes, [*changes[1:], time.monotonic()], strict=True)]
     assert max(gaps) < 4, f"progress stood still for {max(gaps):.1f} s: {gaps}"
     assert {"objective", "bound", "gap", "elapsed"} <= set(last or {})
