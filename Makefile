@@ -34,8 +34,7 @@ pytest: $(STAMP)  ## the report and workbench tests drive Debian's Chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)  ## benchmarks/README.md records the figures
-	command -v wrk >/dev/null && command -v hey >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq wrk hey)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	OFFEROPT_BENCH_SIZE=full $(BIN)/python -m pytest benchmarks -s --benchmark-columns=min,median,max,rounds
 
 UV_VERSION := 0.13.9

@@ -11,7 +11,7 @@ Figures (benchmarks/README.md, "The storefront at a million segments"):
 - memory per web worker (RSS, PSS and private memory from /proc/PID/smaps_rollup) with 1 and
   3 workers after a load of random segments, against a worker of the same server code with
   no plan published (the floor);
-- p50/p99 at 1,000 requests/s (hey) and a closed-loop throughput on random segments (wrk)
+- p50/p99 at 1,000 requests/s (paced wrk) and a closed-loop throughput on random segments (wrk)
   against /healthz on the same server, and the same while a new version is published and
   indexed under that load (no request may fail, the new version must then be served).
 
@@ -19,7 +19,7 @@ The plan is the exact per-segment optimum of a generated catalog without couplin
 in benchmarks/test_offers_load.py); at smoke size it is checked by `optimizer.plan.check`,
 at full size it is not (the checker at a million segments is issue 19's first part).
 Smoke size (the test run): 2,000 segments, one server of 2 workers, one-second loads from a
-Python request loop when wrk and hey are missing. Heavy: run the full size alone
+Python request loop when wrk is missing. Heavy: run the full size alone
 (`OFFEROPT_BENCH_SIZE=full python -m pytest benchmarks/test_storefront_scale.py -s`).
 """
 
@@ -51,7 +51,7 @@ from api.index_file import IndexSource
 from api.store import RunStatus, Store
 from api.store.schema import blobs
 from benchmarks.conftest import FULL, knob, sized
-from benchmarks.test_offers_load import HAVE_TOOLS, _hey, _python_load, _wrk, steady_latency
+from benchmarks.test_offers_load import HAVE_TOOLS, _paced, _python_load, _wrk, steady_latency
 from optimizer.backends import Termination
 from optimizer.formulation.candidates import expand
 from optimizer.formulation.milp import live_coupling
@@ -71,7 +71,7 @@ TOOLS = FULL and HAVE_TOOLS  # smoke size always loads from a short Python loop
 RESULTS: dict[str, Any] = {}
 
 pytestmark = pytest.mark.skipif(FULL and not HAVE_TOOLS,
-                                reason="full size needs wrk and hey (apt-get install wrk hey)")
+                                reason="full size needs wrk (apt-get install wrk)")
 
 
 def _mb(kib: float) -> float:
@@ -345,7 +345,7 @@ def test_a_publish_under_load(published: tuple[Path, list[str]],
     publishing = threading.Timer(0.5, publish_and_watch)
     publishing.start()
     url = f"{server.base}/v1/offers?segment={segments[1]}&customer_id=c7"
-    during = _hey(url, RATE) if TOOLS else _python_load(lambda: url, sized(1.5, 60), RATE)
+    during = _paced(url, RATE) if TOOLS else _python_load(lambda: url, sized(1.5, 60), RATE)
     publishing.join()
     _served(server, segments[1], new)
     RESULTS["publish_under_load"] = {**during, "new_version_served_after_s": round(waited[0], 1)}
