@@ -53,6 +53,7 @@ AUTH = f"Authorization: Bearer {TOKEN}"
 WRK_SECONDS, LATENCY_SECONDS, WARM_SECONDS = sized(1, 15), sized(1, 20), sized(1, 3)
 WRK_CONNECTIONS = sized(4, 16)
 PACED_CONNECTIONS = 10  # each waits between its requests: together they send the rate
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}  # wrk's latency units
 RATE = sized(300, 1000)  # requests/s offered for the latency figures (a p99 needs 100 answers)
 READY_TIMEOUT, STOP_GRACE = sized(60.0, 180.0), 30.0
 HAVE_TOOLS = bool(shutil.which("wrk"))
@@ -215,8 +216,6 @@ def _paced(url: str, rate: int, seconds: float = LATENCY_SECONDS) -> dict[str, f
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return {"rps": rps, "p50_ms": pct[50], "p99_ms": pct[99]}
 
-
-_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def _python_load(urls: Callable[[], str], seconds: float, rate: float | None) -> dict[str, float]:
