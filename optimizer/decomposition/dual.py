@@ -32,7 +32,11 @@ from optimizer.formulation.coupling import VariantRows
 
 DUAL_SHARE = 0.5  # share of the time budget for the multipliers; the rest for the plan
 RPROP_ITERATIONS = 60
-RPROP_START, RPROP_GROW, RPROP_SHRINK = 0.01, 1.2, 0.5
+# A step grows by half while its row's subgradient keeps its sign: from zero prices the
+# multipliers reach their scale in fewer evaluations than at 1.2. On generated audience
+# catalogs of 100,000 and 200,000 segments the bound reached its plateau 3 to 6 evaluations
+# sooner, and was as good or better at 30 and 60
+RPROP_START, RPROP_GROW, RPROP_SHRINK = 0.01, 1.5, 0.5
 SERIOUS_STEP = 0.1  # accept a step that achieves this share of the predicted decrease
 MAX_CUTS = 400  # the master LP keeps the newest cuts
 SHIFT_ROUNDS = 30

@@ -39,8 +39,9 @@ PRICING_SHARE = 0.5  # of the master's time, at most, for the LP and its column 
 PRICING_ROUNDS = 4
 # a round of column generation is a choice at the LP's duals and a warm re-solve: begun only
 # with this many times the last solve's time left for pricing. At 1M segments the choice took
-# 8-12 s, the first solve 20-35 s, and no re-solve ever finished in the 30-40 s left
-ROUND_COST = 3.0
+# 8-12 s, the first solve 12-35 s, and no re-solve ever finished: not in the 30-40 s left
+# after a 20 s solve, nor in 30 s after a 12 s one
+ROUND_COST = 6.0
 # audiences freed beside those the LP moves: the ones whose next-best column is nearly as good
 # at the LP's prices, so that rounding one audience's mix can be made up by another. At 1M
 # segments, freeing 8,000 of them took the plan from 0.09% to 0.03% below the LP.

@@ -19,8 +19,10 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from optimizer.decomposition.alone import RowLimited
 from optimizer.formulation.candidates import Candidates
 from optimizer.formulation.choice import chooser_for
+from optimizer.formulation.coupling import VariantRows
 from optimizer.formulation.segment_choice import Chooser
 
 
@@ -90,9 +92,12 @@ class LocalOracle:
 
     "Segments" in this interface are units moved whole: a segment, or (with audience caps)
     every segment of its audience, named by the audience's first segment
-    (`Contacts.leader`): a mix of two choices that meet rows 8-9 meets them per audience."""
+    (`Contacts.leader`): a mix of two choices that meet rows 8-9 meets them per audience.
+    With `rows`, a unit whose choice alone overdraws one of them chooses again within it
+    (`optimizer.decomposition.alone`)."""
 
-    def __init__(self, cands: Candidates, chooser: Chooser | None = None) -> None:
+    def __init__(self, cands: Candidates, chooser: Chooser | None = None,
+                 rows: VariantRows | None = None) -> None:
         self.cands = cands
         self.lo = cands.lo
         self.n_columns = cands.n_columns
@@ -100,6 +105,8 @@ class LocalOracle:
         self.segment_columns = cands.segment_columns()
         # groups found once, reused per price (and by a caller that already has them)
         self.chooser = chooser or chooser_for(cands)
+        if rows is not None:
+            self.chooser = RowLimited(self.chooser, cands, rows)
         self.unit = cands.contacts.leader()[cands.segment]  # per candidate
         n_segments = len(cands.lo)
         self.signature: np.ndarray = np.zeros(n_segments)

@@ -95,7 +95,7 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     deadline keeps the best of them."""
     rows = live_coupling(instance, cands)
     if options.previous is None:
-        return decomposed_solution(instance, LocalOracle(cands), rows, len(cands), options,
+        return decomposed_solution(instance, LocalOracle(cands, rows=rows), rows, len(cands), options,
                                    backend, start, time.perf_counter(), on_plan)
     chooser = chooser_for(cands)  # the segments' structure: the same for adjusted values
     warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
@@ -113,7 +113,7 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     fallback = warm.fallback_plan()
     if fallback is not None:
         on_plan(fallback, FALLBACK_HOW, warm.penalized(fallback))
-    found = decomposed_solution(instance, LocalOracle(adjusted, chooser), rows, len(cands),
+    found = decomposed_solution(instance, LocalOracle(adjusted, chooser, rows), rows, len(cands),
                                 options, backend, start, time.perf_counter(), on_adjusted_plan)
     true_plan = unadjusted(found.candidates)
     objective = None if found.objective is None else float(true_plan.value.sum())

@@ -184,6 +184,7 @@ class AudienceChooser:
         self.seg = SegmentChooser(cands)
         self.n = len(cands)
         self.bound, self.infeasible_audiences, self.meets_caps = 0.0, np.zeros(0, np.int64), True
+        self.segment_bound = np.zeros(len(cands.lo))
         c = cands.contacts
         self.repeat_cap, self.n_bundles = c.repeat_cap, max(c.n_bundles, 1)
         if self.n == 0:
@@ -227,6 +228,9 @@ class AudienceChooser:
         self.mu_owner = np.searchsorted(self.mu_audience, self.mu_key // self.n_bundles)
         self.mu_cap = self._cap_of(self.mu_key)
         self.segment_owner = _index(self.mu_audience, self.segment_audience)  # -1: none
+        owned = np.flatnonzero(self.segment_owner[rows] >= 0)  # grid rows of these audiences
+        _, first_owned = np.unique(self.segment_owner[rows[owned]], return_index=True)
+        self.mu_first_row = owned[first_owned]  # per audience of `mu_audience`
 
         # The program's layout: rows of capped audiences, audience by audience, longest first.
         row_aud = c.audience[rows]
@@ -255,13 +259,19 @@ class AudienceChooser:
     def choose(self, value: np.ndarray) -> np.ndarray:
         selected = np.zeros(self.n, dtype=bool)
         self.bound, self.infeasible_audiences, self.meets_caps = 0.0, np.zeros(0, np.int64), True
+        self.segment_bound = np.zeros(len(self.lo_segment) if self.n else 0)
         if self.n == 0:
             return selected
         vals = _Values.of(value, self.run_start, self.run_length)
         plain = self._relaxed(self.layout, vals.run_best, losses=len(self.mu_key) > 0)
-        chosen, self.bound, broke = plain.chosen, float(plain.row_value.sum()), np.zeros(0, np.int64)
+        chosen, row_bound, broke = plain.chosen, plain.row_value, np.zeros(0, np.int64)
         if len(self.mu_key):
-            chosen, self.bound, broke = self._priced_repeats(vals, plain)
+            chosen, least, broke = self._priced_repeats(vals, plain)
+            # an audience row 9 can bind in counts its least bound, on its first row
+            row_bound = np.where(self.layout.owner >= 0, 0.0, plain.row_value)
+            row_bound[self.mu_first_row] = least
+        self.bound = float(row_bound.sum())
+        self.segment_bound[self.seg.segments] = row_bound
         selected[vals.first(chosen)] = True
         self.infeasible_audiences = np.unique(np.r_[plain.infeasible, broke])
         self.meets_caps = not len(self.infeasible_audiences)
@@ -275,17 +285,17 @@ class AudienceChooser:
         return out
 
     def _priced_repeats(self, vals: _Values, plain: _Relaxed
-                        ) -> tuple[np.ndarray, float, np.ndarray]:
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row 9 priced: for any mu >= 0 on its rows, the program at value - mu (on each
         candidate of the row's bundle in the row's audience) plus sum k_a mu bounds each
         audience's optimum, since a choice meeting row 9 gains at most k_a mu from the
         row. mu starts at the clearing prices of the program's choice, then takes Polyak
-        steps toward the best plan seen; each audience counts its least bound. The choice:
-        per audience, the best of the repaired choices at every mu tried."""
+        steps toward the best plan seen; each audience counts its least bound (returned per
+        audience of `mu_audience`). The choice: per audience, the best of the repaired choices
+        at every mu tried."""
         n_aud, owner, cap, lay = len(self.mu_audience), self.mu_owner, self.mu_cap, self.layout
         mine = lay.owner >= 0
         least = np.bincount(lay.owner[mine], plain.row_value[mine], minlength=n_aud)  # mu = 0
-        idle = float(plain.row_value[~mine].sum())
         # where the program's choice meets row 9 it is exact; the others are active
         active = self._breaks(plain.chosen)
         if plain.at_bound is not plain.chosen:
@@ -321,7 +331,7 @@ class AudienceChooser:
         # a plan meeting the caps is worth at most the optimum: where the bound's rounding
         # (its values less mu, plus k mu) left it a hair below, the plan's value bounds it
         least = np.where(failed, least, np.maximum(least, worth))
-        return chosen, idle + float(least.sum()), self.mu_audience[failed]
+        return chosen, least, self.mu_audience[failed]
 
     def _better(self, chosen: np.ndarray, worth: np.ndarray, failed: np.ndarray,
                 tried: np.ndarray, vals: _Values, among: np.ndarray

@@ -73,6 +73,9 @@ def best_choice(cands: Candidates, value: np.ndarray) -> np.ndarray:
 class Chooser(Protocol):
     bound: float  # after `choose`: an upper bound on the best choice's value
     meets_caps: bool  # after `choose`: whether its choice meets every audience's caps
+    # after `choose`: `bound` split over the segments (an audience's share may sit on one of
+    # its segments); the segments of a unit sum to a bound on that unit's best choice
+    segment_bound: np.ndarray
 
     def choose(self, value: np.ndarray) -> np.ndarray: ...
 
@@ -82,10 +85,14 @@ class SegmentBest:
 
     def __init__(self, cands: Candidates) -> None:
         self.chooser = SegmentChooser(cands)
+        self.segment, self.n_segments = cands.segment, len(cands.lo)
         self.bound = 0.0
+        self.segment_bound: np.ndarray = np.zeros(self.n_segments)
         self.meets_caps = not cands.contacts.audience_capped  # it ignores them
 
     def choose(self, value: np.ndarray) -> np.ndarray:
         chosen = self.chooser.choose(value)
+        self.segment_bound = np.bincount(self.segment[chosen], value[chosen],
+                                         minlength=self.n_segments)
         self.bound = float(value[chosen].sum())
         return chosen

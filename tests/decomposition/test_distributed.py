@@ -10,6 +10,7 @@ import pytest
 
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.formulation.candidates import expand
+from optimizer.formulation.milp import live_coupling
 from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
@@ -35,7 +36,8 @@ def instance() -> Instance:
 def test_partitions_answer_every_price_as_the_local_oracle(cluster: Any, instance: Instance) -> None:
     from optimizer.decomposition.distributed import DaskOracle
 
-    local = LocalOracle(expand(instance))
+    cands = expand(instance)
+    local = LocalOracle(cands, rows=live_coupling(instance, cands))
     with distributed.Client(cluster) as client:
         remote = DaskOracle(client, instance, partitions=5)
         assert remote.n_candidates == len(local.cands)
