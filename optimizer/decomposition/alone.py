@@ -10,10 +10,12 @@ that choice, and without it the LP over the same columns fell by 0.06% (20M JPY)
 plan can reach, counted in the bound.
 
 The base chooser chooses for every unit; the units whose choice overdraws such a row alone
-(rarely more than a few, the most overdrawn first) are chosen again by an exact MIP over their
-candidates, each within those rows on its own (and its rows 1-3 and 8-9), at the same values.
-The MIP's own bound replaces their share of the base bound. Where it finds no choice in time, their
-base choice and bound stay: still a bound, as before.
+(rarely more than a few; at most MAX_UNITS, the most overdrawn first) are chosen again by one
+MIP over their candidates, each unit within every such row on its own (and its rows 1-3 and
+8-9), at the same values. Its bound, where lower, replaces their share of the base bound.
+Where it finds no choice (in MIP_SECONDS, or at all), every one of them keeps its base choice
+and bound: still a bound, as before. `optimizer.decomposition.run` uses it above a size
+where a choice takes seconds (ALONE_MIN_CANDIDATES).
 """
 
 from __future__ import annotations
@@ -75,9 +77,11 @@ class RowLimited:
         selected = selected.copy()
         selected[np.flatnonzero(selected)[mine[c.segment[selected]]]] = False
         selected[picked] = True
+        # both bound these units' best choice: a MIP stopped early may bound it worse
+        share = min(result.bound, float(self.segment_bound[mine].sum()))
         segment_bound = np.where(mine, 0.0, self.segment_bound)
         segment_bound += np.bincount(c.segment[picked], value[picked], minlength=len(mine))
-        segment_bound[units[0]] += result.bound - float(value[picked].sum())
+        segment_bound[units[0]] += share - float(value[picked].sum())
         self.segment_bound, self.bound = segment_bound, float(segment_bound.sum())
         if self.infeasible_audiences is not None:  # the MIP meets the caps of its audiences
             self.infeasible_audiences = np.setdiff1d(
@@ -96,14 +100,19 @@ class RowLimited:
         n_rows = len(self.limit)
         key = np.searchsorted(units, self.leader[sub.segment[use.col]]) * n_rows + use.row
         keys, row = np.unique(key, return_inverse=True)
-        own = sp.csr_matrix((use.data, (row, use.col)), shape=(len(keys), problem.matrix.shape[1]))
+        peak = np.zeros(len(keys))  # each row scaled to a largest coefficient of 1
+        np.maximum.at(peak, row, np.abs(use.data))
+        peak = np.where(peak > 0, peak, 1.0)
+        own = sp.csr_matrix((use.data / peak[row], (row, use.col)),
+                            shape=(len(keys), problem.matrix.shape[1]))
         family = None if problem.row_family is None else \
             np.r_[problem.row_family, self.family[keys % n_rows]].astype(np.int8)
         problem = dataclasses.replace(
             problem, matrix=sp.vstack([problem.matrix, own], format="csr"),
             row_lower=np.r_[problem.row_lower, np.full(len(keys), -np.inf)],
-            row_upper=np.r_[problem.row_upper, self.limit[keys % n_rows]], row_family=family)
-        return self.backend(problem, Limits(MIP_SECONDS, MIP_GAP, 1)), problem
+            row_upper=np.r_[problem.row_upper, self.limit[keys % n_rows] / peak],
+            row_family=family)
+        return self.backend(problem, Limits(MIP_SECONDS, MIP_GAP)), problem
 
     def _overdrawing(self, chosen: np.ndarray) -> np.ndarray:
         """The units (leader segments) whose offers in `chosen` alone use more of a row than

@@ -24,7 +24,6 @@ from optimizer.errors import OfferOptError
 from optimizer.formulation.candidates import Candidates, expand, variant_table
 from optimizer.formulation.contacts import Contacts
 from optimizer.formulation.coupling import coupling_rows, live_rows
-from optimizer.formulation.milp import live_coupling
 from optimizer.model.instance import Instance
 from optimizer.solve.result import Solution, SolveOptions
 
@@ -36,8 +35,7 @@ class Partition:
 
     def __init__(self, part: Instance, offset: int) -> None:
         self.offset = offset
-        cands = expand(part)
-        self.oracle = LocalOracle(cands, rows=live_coupling(part, cands))
+        self.oracle = LocalOracle(expand(part))
 
     def limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[str, ...]]:
         c = self.oracle.cands

@@ -36,6 +36,11 @@ from optimizer.solve.supervise import OnPlan, PlanMessage, Sink
 from optimizer.stability.warm import FALLBACK_HOW, WarmStart
 
 AUTO_EXACT_MAX_CANDIDATES = 400_000  # with yesterday's plan, `auto` decomposes above this
+# Above this size a unit whose choice alone overdraws a row chooses again within it
+# (`optimizer.decomposition.alone`): there a choice takes seconds and its MIP little more,
+# and no recovery MIP reaches every unit. Below it the MIP (about 0.1 s a call, for many units
+# of a small catalog) slowed a 100-segment search tenfold, and it found no plan in 10 s
+ALONE_MIN_CANDIDATES = AUTO_EXACT_MAX_CANDIDATES
 RESTRICTED_MIN_SECONDS = 20.0  # time left below which the decomposition skips its LP step
 LP_STEP_MAX_CANDIDATES = 20_000_000  # the decomposition's LP step, measured at 1M segments
 DUAL_SHARE_BEFORE_LP = 0.2  # of the time limit for the multipliers, when the LP step follows
@@ -94,9 +99,10 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     sent with its true values, ranked by the penalized objective: a solve stopped at its
     deadline keeps the best of them."""
     rows = live_coupling(instance, cands)
+    own_rows = rows if len(cands) > ALONE_MIN_CANDIDATES else None
     if options.previous is None:
-        return decomposed_solution(instance, LocalOracle(cands, rows=rows), rows, len(cands), options,
-                                   backend, start, time.perf_counter(), on_plan)
+        return decomposed_solution(instance, LocalOracle(cands, rows=own_rows), rows, len(cands),
+                                   options, backend, start, time.perf_counter(), on_plan)
     chooser = chooser_for(cands)  # the segments' structure: the same for adjusted values
     warm = WarmStart.build(instance, cands, rows, chooser, options.previous, options.stability)
     adjusted = dataclasses.replace(cands, value=warm.adjusted_values())
@@ -113,7 +119,7 @@ def decomposed(instance: Instance, cands: Candidates, options: SolveOptions, bac
     fallback = warm.fallback_plan()
     if fallback is not None:
         on_plan(fallback, FALLBACK_HOW, warm.penalized(fallback))
-    found = decomposed_solution(instance, LocalOracle(adjusted, chooser, rows), rows, len(cands),
+    found = decomposed_solution(instance, LocalOracle(adjusted, chooser, own_rows), rows, len(cands),
                                 options, backend, start, time.perf_counter(), on_adjusted_plan)
     true_plan = unadjusted(found.candidates)
     objective = None if found.objective is None else float(true_plan.value.sum())

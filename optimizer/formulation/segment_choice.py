@@ -74,7 +74,7 @@ class Chooser(Protocol):
     bound: float  # after `choose`: an upper bound on the best choice's value
     meets_caps: bool  # after `choose`: whether its choice meets every audience's caps
     # after `choose`: `bound` split over the segments (an audience's share may sit on one of
-    # its segments); the segments of a unit sum to a bound on that unit's best choice
+    # its segments)
     segment_bound: np.ndarray
 
     def choose(self, value: np.ndarray) -> np.ndarray: ...

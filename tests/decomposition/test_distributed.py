@@ -10,7 +10,6 @@ import pytest
 
 from optimizer.decomposition.oracle import LocalOracle
 from optimizer.formulation.candidates import expand
-from optimizer.formulation.milp import live_coupling
 from optimizer.model.generate import generate
 from optimizer.model.instance import Instance
 from optimizer.plan.check import check_plan
@@ -36,8 +35,7 @@ def instance() -> Instance:
 def test_partitions_answer_every_price_as_the_local_oracle(cluster: Any, instance: Instance) -> None:
     from optimizer.decomposition.distributed import DaskOracle
 
-    cands = expand(instance)
-    local = LocalOracle(cands, rows=live_coupling(instance, cands))
+    local = LocalOracle(expand(instance))
     with distributed.Client(cluster) as client:
         remote = DaskOracle(client, instance, partitions=5)
         assert remote.n_candidates == len(local.cands)
