@@ -50,7 +50,6 @@ class RowLimited:
         self.no_rows = VariantRows(sp.csr_matrix((0, K.shape[1])), np.zeros(0), np.zeros(0),
                                    np.zeros(0, np.int8), np.zeros(0, np.int64))
         self.leader = cands.contacts.leader()  # per segment: its unit
-        self.segment_columns = cands.segment_columns()
         self.backend = get_backend("highs")
         self.bound, self.meets_caps = 0.0, inner.meets_caps
         self.segment_bound = np.zeros(len(cands.lo))
@@ -117,16 +116,8 @@ class RowLimited:
     def _overdrawing(self, chosen: np.ndarray) -> np.ndarray:
         """The units (leader segments) whose offers in `chosen` alone use more of a row than
         its limit, the most overdrawn first, at most MAX_UNITS."""
-        c = self.cands
-        seg = c.segment[chosen]
-        units, unit = np.unique(self.leader[seg], return_inverse=True)
-        channel = self.segment_columns[seg]
-        on = channel >= 0
-        takes = c.segment_views[seg] * c.take_prob[chosen]
-        usage = sp.csr_matrix((np.r_[takes, c.segment_views[seg[on]]],
-                               (np.r_[unit, unit[on]], np.r_[c.variant[chosen], channel[on]])),
-                              shape=(len(units), c.n_columns))
-        use = sp.coo_matrix(usage @ self.K.T)
+        units, unit = np.unique(self.leader[self.cands.segment[chosen]], return_inverse=True)
+        use = sp.coo_matrix((self.K @ self.cands.usage_by_owner(chosen, unit, len(units))).T)
         room = self.limit[use.col]
         over = use.data > room + TOLERANCE * np.maximum(1.0, np.abs(room))
         if not over.any():

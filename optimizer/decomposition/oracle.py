@@ -220,13 +220,7 @@ class LocalOracle:
                  K: sp.csr_matrix) -> sp.csc_matrix:
         """The usage of each row of K by the candidates `chosen`, summed per `owner`
         (rows x owners)."""
-        column = self.segment_columns[self.cands.segment[chosen]]
-        on = column >= 0
-        per_owner = sp.csr_matrix(  # usage columns x owners
-            (np.r_[self.takes[chosen], self.cands.segment_views[self.cands.segment[chosen][on]]],
-             (np.r_[self.cands.variant[chosen], column[on]], np.r_[owner, owner[on]])),
-            shape=(self.n_columns, n_owners))
-        return sp.csc_matrix(K @ per_owner)
+        return sp.csc_matrix(K @ self.cands.usage_by_owner(chosen, owner, n_owners, self.takes))
 
     def mixed(self, price_a: np.ndarray, moves: list[tuple[np.ndarray, np.ndarray]]) -> Candidates:
         return self.cands.subset(self.mixed_positions(price_a, moves))

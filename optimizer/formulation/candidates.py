@@ -219,6 +219,19 @@ class Candidates:
         out += np.bincount(column[on], views[on], minlength=self.n_columns)
         return out
 
+    def usage_by_owner(self, chosen: np.ndarray, owner: np.ndarray, n_owners: int,
+                       takes: np.ndarray | None = None) -> sp.csr_matrix:
+        """Usage columns x owners: each usage column summed over the candidates at positions
+        `chosen` per their `owner`; `takes` may pass `self.takes`, computed already."""
+        seg = self.segment[chosen]
+        column = self.segment_columns()[seg]
+        on = column >= 0
+        weight = self.segment_views[seg] * self.take_prob[chosen] if takes is None else \
+            takes[chosen]
+        return sp.csr_matrix((np.r_[weight, self.segment_views[seg[on]]],
+                              (np.r_[self.variant[chosen], column[on]], np.r_[owner, owner[on]])),
+                             shape=(self.n_columns, n_owners))
+
     def usage_per_column(self, share: np.ndarray | None = None) -> np.ndarray:
         """Each usage column summed over these candidates, each shown to `share` (default 1)."""
         return self.usage_of(np.arange(len(self)), share)
